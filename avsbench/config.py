@@ -1,0 +1,206 @@
+"""Configuration: frozen dataclasses for the model, the data, training and evaluation.
+
+One preset per setting (`s4()`, `ms3()`, `avss()`) reproduces the published recipes
+(spec/TRAINING.md); `synthetic()` turns any preset into a small configuration that trains
+in minutes on a CPU on the project's synthetic AVSBench. Overrides go through
+`dataclasses.replace` or `override(cfg, {"train.lr": 3e-4})`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SETTINGS = ("s4", "ms3", "avss")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    setting: str = "s4"  # s4 | ms3 | avss: decides the number of output channels
+    backbone: str = "resnet50"  # resnet50 | pvt_v2_b5 | any timm model with 4 feature stages
+    num_classes: int = 1  # 1 logit channel for S4/MS3, 71 classes for AVSS
+    decoder_channels: int = 256  # width of projections, TPAVI and decoder (published: 256)
+    tpavi_stages: tuple[int, ...] = (0, 1, 2, 3)  # stages (0-based) that get a TPAVI block
+    tpavi_va: bool = True  # audio-visual attention (the published training uses this only)
+    tpavi_vv: bool = False  # video self-attention; with both on the two results are averaged
+    tpavi_mode: str = "dot"  # dot | embedded | gaussian | concatenate
+    tpavi_dense: bool = False  # True: the published N x N form of `dot` (slow; for checks)
+    window_frames: int = 5  # frames per TPAVI window T' (5 in all published settings)
+    align_bias: bool = True  # bias of TPAVI's align_channel (published AVSS: False)
+    backbone_weights: str | None = None  # path to resnet50-19c8e357.pth / pvt_v2_b5.pth / timm
+    vggish_weights: str | None = None  # path to vggish-10086976.pth (None: random, frozen)
+    vggish_pca: str | None = None  # path to vggish_pca_params-970ea276.pth (PCA is off if None)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "../../avsbench_data/Single-source"  # dataset root as released (see readme)
+    image_size: int = 224  # frames and masks are resized to image_size x image_size
+    frames_per_clip: int = 5  # 5 for S4/MS3, 10 for AVSS (clips are padded to it)
+    num_workers: int = 4  # DataLoader worker processes
+    embedding_cache: str | None = None  # folder caching frozen VGGish embeddings per clip
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    sa_loss_flag: bool = False  # S4 only: the optional audio-visual matching (sa) loss
+    masked_av_flag: bool = False  # MS3/AVSS: the masked audio-visual (AVM) loss
+    lambda_1: float = 0.0  # weight of the AVM / sa loss
+    av_stages: tuple[int, ...] = (0, 1, 2, 3)  # --sa_loss_stages / --masked_av_stages
+    mask_pooling_type: str = "avg"  # avg | max: how the mask is shrunk to each stage
+    threshold_flag: bool = False  # binarise the pooled mask at 0.5
+    norm_fea_flag: bool = False  # L2-normalise audio and masked visual features
+    closer_flag: bool = False  # AVM-VV: target is the nearest other frame's visual feature
+    euclidean_flag: bool = False  # euclidean distance instead of KL
+    kl_flag: bool = False  # KL(softmax(audio) || softmax(visual))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    session_name: str = "S4"  # runs go to <log_dir>/<session_name>_<YYYYmmdd-HHMMSS>/
+    log_dir: str = "./train_logs"
+    max_epoches: int = 15  # (sic) official flag name
+    train_batch_size: int = 4  # clips per optimisation step
+    val_batch_size: int = 1  # clips per validation batch (matters for the official metric)
+    lr: float = 1e-4  # Adam learning rate
+    wt_dec: float = 5e-4  # accepted like the official flag and, like it, not applied
+    seed: int = 123
+    start_eval_epoch: int = 0  # AVSS: first epoch (0-based) with validation
+    eval_interval: int = 1  # validate every this many epochs
+    amp: str = "off"  # off | bf16 | fp16 (fp16 uses a grad scaler)
+    channels_last: bool = False
+    max_steps_per_epoch: int | None = None  # cap for quick runs (None: the whole split)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    test_batch_size: int = 4  # clips per test batch (official runs: 4; it changes S4/MS3 F)
+    save_pred_mask: bool = False  # write predicted masks (binary PNG / AVSS palette PNG)
+    save_overlays: bool = True  # with save_pred_mask: also write overlay images
+    report: bool = False  # write a visual report (grids, AVSS per-class IoU chart)
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def s4() -> Config:
+    """Published S4 recipe: 15 epochs, batch 4, val batch 1, no extra loss."""
+    return Config(
+        model=ModelConfig(setting="s4", num_classes=1),
+        data=DataConfig(root="../../avsbench_data/Single-source", frames_per_clip=5),
+        train=TrainConfig(session_name="S4", max_epoches=15, val_batch_size=1),
+    )
+
+
+def ms3() -> Config:
+    """Published MS3 recipe: 30 epochs, masked AV loss (KL, lambda 0.5) on stages 0-3."""
+    loss = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)
+    return Config(
+        model=ModelConfig(setting="ms3", num_classes=1),
+        data=DataConfig(root="../../avsbench_data/Multi-sources", frames_per_clip=5),
+        train=TrainConfig(session_name="MS3", max_epoches=30, val_batch_size=1, loss=loss),
+    )
+
+
+def avss() -> Config:
+    """Published AVSS recipe: 60 epochs, 71 classes, 10-frame clips in 5-frame windows."""
+    loss = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)
+    return Config(
+        model=ModelConfig(setting="avss", num_classes=71, align_bias=False),
+        data=DataConfig(root="../../avsbench_data/AVSBench_semantic", frames_per_clip=10),
+        train=TrainConfig(
+            session_name="AVSS",
+            max_epoches=60,
+            val_batch_size=4,
+            start_eval_epoch=15,
+            eval_interval=2,
+            loss=loss,
+        ),
+    )
+
+
+PRESETS = {"s4": s4, "ms3": ms3, "avss": avss}
+
+
+def preset(setting: str) -> Config:
+    if setting not in PRESETS:
+        raise ValueError(f"unknown setting {setting!r}; valid: {sorted(PRESETS)}")
+    return PRESETS[setting]()
+
+
+def synthetic(cfg: Config) -> Config:
+    """A small, fast variant of `cfg` for the synthetic AVSBench on a CPU.
+
+    ResNet-18 (random init: no weights to download), decoder width 64, 112x112 frames,
+    higher learning rate. Data root and TPAVI placement are kept from `cfg`.
+    """
+    return override(
+        cfg,
+        {
+            "model.backbone": "resnet18",
+            "model.decoder_channels": 64,
+            "data.image_size": 112,
+            "data.num_workers": 2,
+            "train.lr": 5e-4,
+            "train.max_epoches": 8 if cfg.model.setting == "s4" else 6,
+            "train.train_batch_size": 4,
+            "train.start_eval_epoch": 0,
+            "train.eval_interval": 1,
+        },
+    )
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Inverse of `to_dict` (unknown keys are an error; missing keys take defaults)."""
+
+    def build(cls: Any, values: dict[str, Any]) -> Any:
+        kwargs = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            if key not in fields:
+                raise KeyError(f"unknown config field {cls.__name__}.{key}; valid: {sorted(fields)}")
+            sub = _DATACLASS_FIELDS.get((cls, key))
+            if sub is not None:
+                value = build(sub, value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    return build(Config, d)
+
+
+_DATACLASS_FIELDS = {
+    (Config, "model"): ModelConfig,
+    (Config, "data"): DataConfig,
+    (Config, "train"): TrainConfig,
+    (Config, "eval"): EvalConfig,
+    (TrainConfig, "loss"): LossConfig,
+}
+
+
+def override(cfg: Config, changes: dict[str, Any]) -> Config:
+    """Return `cfg` with dotted keys replaced, e.g. {"train.lr": 1e-3, "model.tpavi_stages": (0,)}."""
+    d = to_dict(cfg)
+    for dotted, value in changes.items():
+        node = d
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise KeyError(f"unknown config section {dotted!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise KeyError(f"unknown config field {dotted!r}; valid: {sorted(node)}")
+        node[parts[-1]] = value
+    return from_dict(d)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up .venv with pinned versions, lint, and run the whole test suite (slow tests included).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m pytest "$@"
