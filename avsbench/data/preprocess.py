@@ -1,0 +1,284 @@
+"""Raw AVSBench-object videos -> the official S4 / MS3 layouts (frames, wav, log-mel).
+
+Follows the published preprocessing (preprocess_scripts/preprocess_{s4,ms3}.py of the
+AVSBench release; spec/AVSBENCH_FORMATS.md section 3), decoding with PyAV instead of
+imageio/moviepy:
+
+- clip length t = 5 s if start <= 5 else 10 - start (MS3: t = 5);
+- with fps rounded to an integer, frame i (1-based, i = 1..t) is the decoded frame with
+  index int((i - 1) * fps + 15/16 * fps), clamped to the last frame (near the end of each
+  second), resized to 224 x 224 with cv2.resize (bilinear) and saved as PNG;
+- audio: 16 kHz, channels averaged to mono, int16 wav;
+- log-mel: VGGish examples of the wav (avsbench.data.audio), the last one repeated up to
+  5, written as the official `.pkl` (pickle of a float32 tensor [5, 1, 96, 64]) and as the
+  safe `.npy` cache next to it.
+
+Already processed clips are skipped (all their outputs exist) unless --overwrite; a clip
+that fails is reported with its file and the reason, and the others go on.
+
+    avsbench preprocess --setting s4 --root avsbench_data/Single-source
+    avsbench preprocess --setting ms3 --root avsbench_data/Multi-sources
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import soundfile as sf
+
+from avsbench.data.audio import (
+    SAMPLE_RATE,
+    clip_log_mel,
+    save_log_mel_npy,
+    save_log_mel_pkl,
+    wav_to_log_mel,
+)
+from avsbench.data.layouts import (
+    MS3_COLUMNS,
+    OBJECT_FRAMES,
+    S4_COLUMNS,
+    SPLITS,
+    AVSDataError,
+    MS3Layout,
+    S4Layout,
+    read_metadata,
+)
+
+FRAME_SIZE = 224  # frames are written 224 x 224
+SAMPLES_PER_SECOND = 16  # the published sampler's grid: 16 slots per second ...
+SAMPLE_SLOT = 15  # ... of which slot 15 (15/16 s into each second) is kept
+
+
+def clip_seconds(start: float) -> int:
+    """Seconds of video to sample: 5 if start <= 5 else 10 - start (trimmed 10 s clips)."""
+    return 5 if start <= 5 else int(10 - start)
+
+
+def frame_indices(fps: float, seconds: int, num_frames: int | None = None) -> list[int]:
+    """Indices of the sampled frames, one per second: int((i - 1) * fps + 15/16 * fps),
+    fps rounded to an integer; clamped to num_frames - 1 when num_frames is given."""
+    rate = int(round(fps))
+    indices = [
+        int(s * rate + (SAMPLE_SLOT * 1.0 / SAMPLES_PER_SECOND) * rate) for s in range(seconds)
+    ]
+    if num_frames is not None:
+        indices = [min(i, num_frames - 1) for i in indices]
+    return indices
+
+
+def _open(path: Path):  # -> av.container.InputContainer
+    import av  # imported lazily: only preprocessing needs it
+
+    if not path.is_file():
+        raise AVSDataError(f"{path}: raw video not found")
+    try:
+        return av.open(str(path))
+    except Exception as exc:  # av.error.* (InvalidDataError, ...) and OSError
+        raise AVSDataError(f"{path}: cannot open the video ({exc})") from exc
+
+
+def read_frames(path: Path, seconds: int) -> list[np.ndarray]:
+    """Decode a video and return its sampled frames, RGB uint8 [224, 224, 3] each."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise AVSDataError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if fps <= 0:
+            raise AVSDataError(f"{path}: unknown frame rate")
+        wanted = frame_indices(fps, seconds)
+        kept: dict[int, np.ndarray] = {}
+        last, count = None, 0
+        try:
+            for frame in container.decode(stream):
+                if count in wanted:
+                    kept[count] = frame.to_ndarray(format="rgb24")
+                last = frame
+                count += 1
+                if count > max(wanted):
+                    break
+        except Exception as exc:
+            raise AVSDataError(f"{path}: cannot decode the video ({exc})") from exc
+    if last is None:
+        raise AVSDataError(f"{path}: the video has no decodable frame")
+    frames = []
+    for index in frame_indices(fps, seconds, num_frames=count):
+        rgb = kept.get(index)
+        if rgb is None:  # clamped to the last decoded frame
+            rgb = last.to_ndarray(format="rgb24")
+        frames.append(cv2.resize(rgb, (FRAME_SIZE, FRAME_SIZE)))
+    return frames
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """Decode the audio track -> int16 mono [S] at 16 kHz (channels averaged)."""
+    import av
+
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise AVSDataError(f"{path}: no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
+        chunks = []
+        try:
+            for frame in container.decode(stream):
+                chunks += [f.to_ndarray() for f in resampler.resample(frame)]  # [C, n] each
+            chunks += [f.to_ndarray() for f in resampler.resample(None)]
+        except Exception as exc:
+            raise AVSDataError(f"{path}: cannot decode the audio ({exc})") from exc
+    if not chunks:
+        raise AVSDataError(f"{path}: the audio track is empty")
+    mono = np.concatenate(chunks, axis=1).mean(axis=0)  # [C, S] -> [S]
+    return np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """Inputs and outputs of one clip."""
+
+    video: Path
+    seconds: int
+    frame_path: Callable[[int], Path]  # 1-based frame index -> PNG path
+    wav: Path
+    log_mel: Path  # the .pkl; the .npy goes next to it
+
+    def outputs(self) -> list[Path]:
+        frames = [self.frame_path(i) for i in range(1, self.seconds + 1)]
+        return frames + [self.wav, self.log_mel, self.log_mel.with_suffix(".npy")]
+
+    def done(self) -> bool:
+        return all(p.is_file() for p in self.outputs())
+
+
+def process_clip(job: ClipJob) -> None:
+    """Frames, wav, .pkl and .npy of one clip (written only after decoding succeeded)."""
+    frames = read_frames(job.video, job.seconds)
+    waveform = read_audio(job.video)
+    for i, rgb in enumerate(frames, start=1):
+        path = job.frame_path(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise AVSDataError(f"{path}: could not write the frame")
+    job.wav.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(job.wav), waveform, SAMPLE_RATE, subtype="PCM_16")
+    examples = clip_log_mel(wav_to_log_mel(job.wav), OBJECT_FRAMES, pad="repeat")
+    save_log_mel_pkl(job.log_mel, examples[:, None])  # [5, 1, 96, 64]
+    save_log_mel_npy(job.log_mel, examples[:, None])
+
+
+def s4_jobs(root: Path, splits: tuple[str, ...] = SPLITS) -> list[ClipJob]:
+    lay = S4Layout(root)
+    meta = read_metadata(lay.meta_csv, S4_COLUMNS, ("name", "start", "category", "split"))
+    jobs = []
+    for name, start, category, split in meta.itertuples(index=False):
+        if split not in splits:
+            continue
+
+        def frame_path(i: int, split=split, category=category, name=name) -> Path:
+            return lay.frame(split, category, name, i)
+
+        jobs.append(
+            ClipJob(
+                video=lay.raw_video(split, category, name),
+                seconds=clip_seconds(start),
+                frame_path=frame_path,
+                wav=lay.wav(split, category, name),
+                log_mel=lay.log_mel(split, category, name),
+            )
+        )
+    return jobs
+
+
+def ms3_jobs(root: Path, splits: tuple[str, ...] = SPLITS) -> list[ClipJob]:
+    lay = MS3Layout(root)
+    meta = read_metadata(lay.meta_csv, MS3_COLUMNS, ("video_id", "split"))
+    jobs = []
+    for video_id, split in meta.itertuples(index=False):
+        if split not in splits:
+            continue
+
+        def frame_path(i: int, video_id=video_id) -> Path:
+            return lay.frame(video_id, i)
+
+        jobs.append(
+            ClipJob(
+                video=lay.raw_video(video_id),
+                seconds=OBJECT_FRAMES,
+                frame_path=frame_path,
+                wav=lay.wav(split, video_id),
+                log_mel=lay.log_mel(split, video_id),
+            )
+        )
+    return jobs
+
+
+JOB_BUILDERS = {"s4": s4_jobs, "ms3": ms3_jobs}
+
+
+def preprocess(
+    setting: str,
+    root: str | Path,
+    *,
+    splits: tuple[str, ...] = SPLITS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, list]:
+    """Process every clip of `setting` (s4 | ms3) under `root`.
+
+    Returns {"done": [video paths], "skipped": [...], "failed": [(video path, reason)]}.
+    """
+    from tqdm import tqdm
+
+    if setting not in JOB_BUILDERS:
+        raise ValueError(f"unknown setting {setting!r}; valid: {sorted(JOB_BUILDERS)}")
+    jobs = JOB_BUILDERS[setting](Path(root), tuple(splits))
+    report: dict[str, list] = {"done": [], "skipped": [], "failed": []}
+    for job in tqdm(jobs, desc=f"preprocess {setting}", unit="clip", disable=not progress):
+        if not overwrite and job.done():
+            report["skipped"].append(job.video)
+            continue
+        try:
+            process_clip(job)
+        except AVSDataError as exc:
+            report["failed"].append((job.video, str(exc)))
+            continue
+        report["done"].append(job.video)
+    return report
+
+
+DEFAULT_ROOTS = {"s4": "avsbench_data/Single-source", "ms3": "avsbench_data/Multi-sources"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--setting", choices=sorted(JOB_BUILDERS), required=True)
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="dataset root (default: avsbench_data/Single-source or /Multi-sources)",
+    )
+    parser.add_argument("--splits", default="train,val,test", help="comma separated")
+    parser.add_argument("--overwrite", action="store_true", help="redo clips already processed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    root = args.root or DEFAULT_ROOTS[args.setting]
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"unknown split(s) {bad}; valid: {list(SPLITS)}")
+    report = preprocess(
+        args.setting, root, splits=splits, overwrite=args.overwrite, progress=not args.quiet
+    )
+    print(
+        f"{len(report['done'])} processed, {len(report['skipped'])} already done, "
+        f"{len(report['failed'])} failed"
+    )
+    for video, reason in report["failed"]:
+        print(f"FAILED {video}: {reason}")
+    return 1 if report["failed"] else 0

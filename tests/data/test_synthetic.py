@@ -1,0 +1,165 @@
+"""The synthetic AVSBench: official layouts, masks = sounding objects, sound = category."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avsbench.data import audio, synthetic
+from avsbench.data.datasets import AVSSDataset, MS3Dataset, S4Dataset
+from avsbench.data.palette import CLASS_NAMES, read_label2idx
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    roots = synthetic.make_toy_data(out, seed=0, scale=0.05)
+    truth = {k: json.loads((r / synthetic.TRUTH_FILE).read_text()) for k, r in roots.items()}
+    return roots, truth
+
+
+def test_layout_files(toy):
+    roots, _ = toy
+    s4 = roots["s4"]
+    meta = pd.read_csv(s4 / "s4_meta_data.csv")
+    assert list(meta.columns) == ["name", "start", "category", "split"]
+    assert meta["split"].value_counts().to_dict() == {"train": 8, "val": 2, "test": 2}
+    name, cat = meta.iloc[0]["name"], meta.iloc[0]["category"]  # a train clip
+    d = s4 / "s4_data"
+    assert sorted(p.name for p in (d / "visual_frames/train" / cat / name).iterdir()) == [
+        f"{name}_{i}.png" for i in range(1, 6)
+    ]
+    assert [p.name for p in (d / "gt_masks/train" / cat / name).iterdir()] == [f"{name}_1.png"]
+    assert (d / "audio_wav/train" / cat / f"{name}.wav").is_file()
+    ms3 = roots["ms3"]
+    vid = pd.read_csv(ms3 / "ms3_meta_data.csv")["video_id"][0]
+    assert (ms3 / "ms3_data/visual_frames" / vid / f"{vid}.mp4_5.png").is_file()
+    avss = roots["avss"]
+    meta = pd.read_csv(avss / "metadata.csv")
+    assert list(meta.columns) == ["vid", "uid", "s_min", "s_sec", "a_obj", "split", "label"]
+    assert read_label2idx(avss / "label2idx.json") == {n: i for i, n in enumerate(CLASS_NAMES)}
+    row = meta[(meta["label"] == "v2") & (meta["split"] == "val")].iloc[0]
+    clip = avss / "v2" / row["uid"]
+    assert sorted(p.name for p in (clip / "frames").iterdir()) == sorted(
+        f"{k}.jpg" for k in range(10)
+    )
+    assert len(list((clip / "labels_rgb").iterdir())) == 10
+    row = meta[(meta["label"] == "v1s") & (meta["split"] == "train")].iloc[0]
+    assert [p.name for p in (avss / "v1s" / row["uid"] / "labels_rgb").iterdir()] == ["0.png"]
+
+
+def _sounding_pixels(clip: dict, t: int) -> int:
+    return sum(px[t] for px, on in zip(clip["pixels"], clip["sounding"]) if on[t])
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_s4_masks_are_the_sounding_object(toy, split):
+    roots, truth = toy
+    ds = S4Dataset(roots["s4"], split)
+    for i in range(len(ds)):
+        s = ds[i]
+        clip = truth["s4"]["clips"][s["video_id"]]
+        sounding = [o for o, on in zip(clip["objects"], clip["sounding"]) if on[0]]
+        assert sounding == [s["category"]] == [clip["category"]]
+        assert 2 <= len(clip["objects"]) <= 3
+        for t in range(5):
+            if s["gt_valid"][t]:
+                assert int(s["masks"][t].sum()) == _sounding_pixels(clip, t) > 0
+
+
+def test_ms3_masks_follow_switching_sources(toy):
+    roots, truth = toy
+    ds = MS3Dataset(roots["ms3"], "train")
+    for i in range(len(ds)):
+        s = ds[i]
+        clip = truth["ms3"]["clips"][s["video_id"]]
+        assert len(clip["objects"]) == 3
+        for t in range(5):
+            assert int(s["masks"][t].sum()) == _sounding_pixels(clip, t)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_avss_masks_are_sounding_classes(toy, split):
+    roots, truth = toy
+    ds = AVSSDataset(roots["avss"], split)
+    for i in range(len(ds)):
+        s = ds[i]
+        clip = truth["avss"]["clips"][s["video_id"]]
+        n = 10 if s["category"] == "v2" else 5
+        assert s["frame_valid"].tolist() == [1] * n + [0] * (10 - n)
+        for t in range(n):
+            if not s["gt_valid"][t]:
+                continue
+            ids, counts = np.unique(s["masks"][t].numpy(), return_counts=True)
+            expected = {
+                c: clip["pixels"][j][t]
+                for j, c in enumerate(clip["class_ids"])
+                if clip["sounding"][j][t] and clip["pixels"][j][t] > 0
+            }
+            assert set(ids) - {0} == set(expected)
+            if s["category"] != "v2" and split != "train":  # native 224x224: exact counts
+                assert dict(zip(ids.tolist(), counts.tolist())) | {0: 0} == expected | {0: 0}
+
+
+def test_sound_identifies_the_category(toy):
+    """The S4 log-mel is loudest in the mel band of the sounding category's f0."""
+    roots, truth = toy
+    looks = synthetic.category_looks(len(truth["s4"]["categories"]))
+    centres = audio.mel_matrix().argmax(axis=0) * 8000 / 256  # Hz of each band's peak bin
+    ds = S4Dataset(roots["s4"], "train", image_size=32)
+    for i in range(len(ds)):
+        s = ds[i]
+        k = truth["s4"]["categories"].index(s["category"])
+        energy = s["audio"].mean(dim=(0, 1, 2)).numpy()  # [64]
+        bands = [int(np.abs(centres - look.f0).argmin()) for look in looks]
+        assert int(np.argmax(energy[bands])) == k
+
+
+def test_pkl_is_log_mel_of_wav(toy):
+    roots, _ = toy
+    d = roots["s4"] / "s4_data"
+    wav = next((d / "audio_wav").rglob("*.wav"))
+    pkl = d / "audio_log_mel" / wav.relative_to(d / "audio_wav").with_suffix(".pkl")
+    expected = audio.clip_log_mel(audio.wav_to_log_mel(wav), 5)[:, None]
+    np.testing.assert_array_equal(audio.load_log_mel_pkl(pkl), expected)
+
+
+def test_deterministic_by_seed(tmp_path):
+    a = synthetic.make_toy_data(tmp_path / "a", seed=3, scale=0.02, settings=("ms3",))["ms3"]
+    b = synthetic.make_toy_data(tmp_path / "b", seed=3, scale=0.02, settings=("ms3",))["ms3"]
+    c = synthetic.make_toy_data(tmp_path / "c", seed=4, scale=0.02, settings=("ms3",))["ms3"]
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files_a:
+        if rel.suffix != ".pkl":  # pickles embed storage ids; compared by value below
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+        else:
+            np.testing.assert_array_equal(
+                audio.load_log_mel_pkl(a / rel), audio.load_log_mel_pkl(b / rel)
+            )
+    assert (a / "ms3_meta_data.csv").read_text() != (c / "ms3_meta_data.csv").read_text()
+
+
+def test_cli_and_overwrite_rules(tmp_path):
+    parser = argparse.ArgumentParser()
+    synthetic.add_arguments(parser)
+    args = parser.parse_args(
+        ["--out", str(tmp_path), "--scale", "0.02", "--settings", "s4", "--num-categories", "3"]
+    )
+    assert synthetic.run(args) == 0
+    meta = pd.read_csv(tmp_path / "Single-source/s4_meta_data.csv")
+    assert set(meta["category"]) <= {"baby_laughter", "female_singing", "male_speech"}
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        synthetic.run(args)
+    args.overwrite = True
+    assert synthetic.run(args) == 0
+    real = tmp_path / "Multi-sources"
+    real.mkdir()
+    (real / "ms3_meta_data.csv").write_text("video_id,split\n")
+    with pytest.raises(FileExistsError, match="not synthetic"):
+        synthetic.make_toy_data(tmp_path, settings=("ms3",), overwrite=True)
+    assert (real / "ms3_meta_data.csv").is_file()
