@@ -3,11 +3,10 @@ a plain loop implementation written here (frames x thresholds, frames x classes)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from spec_files import GOLDEN, require
 
 from avsbench.metrics import (
     BinaryMetrics,
@@ -18,12 +17,6 @@ from avsbench.metrics import (
     official_batch_fscore,
     official_batch_miou,
 )
-
-GOLDEN = Path("/work/shared/spec/golden")
-if not GOLDEN.exists():  # the spec folder next to the checkout, if moved
-    GOLDEN = Path(__file__).resolve().parents[1] / "shared" / "spec" / "golden"
-needs_golden = pytest.mark.skipif(not GOLDEN.exists(), reason="golden files not available")
-
 
 # ---------------------------------------------------------------- plain references
 
@@ -120,9 +113,8 @@ def binary_cases():
 # ---------------------------------------------------------------- golden values
 
 
-@needs_golden
 def test_binary_golden_per_batch():
-    golden = np.load(GOLDEN / "metrics_binary.npz")
+    golden = np.load(require(GOLDEN / "metrics_binary.npz"))
     metrics = BinaryMetrics()
     for b in range(8):
         logits = torch.from_numpy(golden[f"logits_{b}"])
@@ -138,9 +130,8 @@ def test_binary_golden_per_batch():
     assert result["num_batches"] == 8
 
 
-@needs_golden
 def test_semantic_golden():
-    golden = np.load(GOLDEN / "metrics_semantic.npz")
+    golden = np.load(require(GOLDEN / "metrics_semantic.npz"))
     metrics = SemanticMetrics(num_classes=71)
     for b in range(3):
         metrics.update(torch.from_numpy(golden[f"logits_{b}"]), torch.from_numpy(golden[f"gt_{b}"]))

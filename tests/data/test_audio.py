@@ -12,20 +12,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from spec_files import GOLDEN as GOLDEN_DIR
+from spec_files import require
 
 from avsbench.data import audio
 from avsbench.data.layouts import AVSDataError
 
-GOLDEN = Path("/work/shared/spec/golden/logmel.npz")
-if not GOLDEN.is_file():  # the spec folder may sit next to the checkout elsewhere
-    GOLDEN = Path(__file__).resolve().parents[3] / "shared/spec/golden/logmel.npz"
+GOLDEN = GOLDEN_DIR / "logmel.npz"
 
 
 @pytest.fixture(scope="module")
 def golden():
-    if not GOLDEN.is_file():
-        pytest.skip(f"golden file {GOLDEN} not available")
-    return np.load(GOLDEN)
+    return np.load(require(GOLDEN))
 
 
 @pytest.mark.parametrize("key", ["noise16k", "chirp16k_10s", "tail16k"])

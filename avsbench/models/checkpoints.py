@@ -1,0 +1,224 @@
+"""Official AVSBench state-dict names <-> this project's names, both ways (the only place).
+
+Official layouts (spec state_dicts/avs_{s4,ms3,avss}_{resnet,pvt}.tsv):
+
+    official                         project (AVSModel)
+    resnet.<torchvision name>        visual.body.<timm name>   (layer3_1/layer4_1 -> layer3/4;
+                                                                 unused layer3_2/layer4_2 dropped)
+    encoder_backbone.<orig. PVT>     visual.body.<timm name>   (timm's checkpoint_filter_fn)
+    conv{s+1}.conv2d_list.{i}        projections.{s}.conv2d_list.{i}
+    tpavi_b{s+1}.<name>              tpavi_blocks.{s}.<name>
+    path{s+1}.resConfUnit{j}.conv{k} decoder.fusions.{s}.resConfUnit{j}.conv{k}
+    output_conv.{0,2,4}              decoder.output_conv.{0,2,4}
+
+Checkpoints saved from `nn.DataParallel` carry a `module.` prefix; it is stripped on load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from avsbench.models.avs import AVSModel
+
+_RESNET_PREFIX = "resnet."
+_PVT_PREFIX = "encoder_backbone."
+_DROPPED = re.compile(r"^resnet\.layer[34]_2\.")  # the published model's unused second branch
+_HEAD_RULES = (  # (official regex, project template) for everything but the backbone
+    (re.compile(r"^conv([1-4])\.(.+)$"), "projections.{s}.{rest}"),
+    (re.compile(r"^tpavi_b([1-4])\.(.+)$"), "tpavi_blocks.{s}.{rest}"),
+    (re.compile(r"^path([1-4])\.(.+)$"), "decoder.fusions.{s}.{rest}"),
+)
+
+
+@dataclass
+class OfficialLoadReport:
+    """What `load_official_state_dict` did."""
+
+    loaded: int  # tensors copied into the model
+    dropped: list[str] = field(default_factory=list)  # unused official tensors (layer3_2, ...)
+    stripped_prefix: str = ""  # "module." for DataParallel checkpoints
+
+
+def _strip_module_prefix(sd: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    if sd and all(k.startswith("module.") for k in sd):
+        return {k[len("module.") :]: v for k, v in sd.items()}, "module."
+    return dict(sd), ""
+
+
+def looks_official(sd: Mapping[str, Any]) -> bool:
+    """True if `sd` is a flat state dict in the published AVSBench layout (by key names)."""
+    keys = _strip_module_prefix(sd)[0].keys() if isinstance(sd, Mapping) else ()
+    backbone = any(k.startswith((_RESNET_PREFIX, _PVT_PREFIX)) for k in keys)
+    head = any(k.startswith("output_conv.") for k in keys)
+    projection = any(re.match(r"^conv[1-4]\.conv2d_list\.", k) for k in keys)
+    return backbone and head and projection
+
+
+# -- backbone names --------------------------------------------------------------------------
+def _backbone_style(model: AVSModel) -> str:
+    name = model.visual.name
+    if name.startswith("resnet"):
+        return "resnet"
+    if name.startswith("pvt_v2"):
+        return "pvt"
+    raise ValueError(
+        f"the official layout exists for ResNet ('resnet.*') and PVT-v2 ('encoder_backbone.*') "
+        f"backbones only; this model uses {name!r}"
+    )
+
+
+def _official_resnet_to_timm(key: str) -> str:
+    return re.sub(r"^layer([34])_1\.", r"layer\1.", key)
+
+
+def _timm_resnet_to_official(key: str) -> str:
+    return re.sub(r"^layer([34])\.", r"layer\1_1.", key)
+
+
+def pvt_timm_to_original(key: str) -> str:
+    """Inverse of timm's `pvt_v2.checkpoint_filter_fn` (timm name -> original PVT name)."""
+    key = re.sub(r"^patch_embed\.", "patch_embed1.", key)
+    key = re.sub(r"^stages\.(\d+)\.downsample\.", lambda m: f"patch_embed{int(m[1]) + 1}.", key)
+    key = re.sub(r"^stages\.(\d+)\.blocks\.", lambda m: f"block{int(m[1]) + 1}.", key)
+    key = re.sub(r"^stages\.(\d+)\.norm\.", lambda m: f"norm{int(m[1]) + 1}.", key)
+    return key.replace("mlp.dwconv.", "mlp.dwconv.dwconv.")
+
+
+def pvt_original_to_timm(keys: list[str]) -> dict[str, str]:
+    """Original PVT names -> timm names, through timm's own `checkpoint_filter_fn`."""
+    from timm.models.pvt_v2 import checkpoint_filter_fn
+
+    # checkpoint_filter_fn maps values in dict order: map each name with a placeholder value.
+    mapped = checkpoint_filter_fn({k: i for i, k in enumerate(keys)}, None)
+    return {keys[i]: new for new, i in mapped.items()}
+
+
+# -- official -> project ------------------------------------------------------------------------
+def official_to_project(
+    model: AVSModel, sd: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str], list[str], list[str], str]:
+    """(project state dict, project -> official names, dropped keys, unknown keys, prefix)."""
+    sd, prefix = _strip_module_prefix(sd)
+    out: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    dropped: list[str] = []
+    unknown: list[str] = []
+    pvt_keys = [k[len(_PVT_PREFIX) :] for k in sd if k.startswith(_PVT_PREFIX)]
+    pvt_map = pvt_original_to_timm(pvt_keys) if pvt_keys else {}
+    for key, value in sd.items():
+        if _DROPPED.match(key):
+            dropped.append(key)
+            continue
+        timm_key = None
+        if key.startswith(_RESNET_PREFIX):
+            timm_key = _official_resnet_to_timm(key[len(_RESNET_PREFIX) :])
+        elif key.startswith(_PVT_PREFIX):
+            timm_key = pvt_map[key[len(_PVT_PREFIX) :]]
+        if timm_key is not None:
+            body_key = model.visual.full_to_body_name(timm_key)
+            if body_key is None:
+                unknown.append(key)
+            else:
+                out[f"visual.body.{body_key}"] = value
+                names[f"visual.body.{body_key}"] = key
+            continue
+        if key.startswith("output_conv."):
+            out[f"decoder.{key}"] = value
+            names[f"decoder.{key}"] = key
+            continue
+        for pattern, template in _HEAD_RULES:
+            m = pattern.match(key)
+            if m:
+                project_key = template.format(s=int(m[1]) - 1, rest=m[2])
+                out[project_key] = value
+                names[project_key] = key
+                break
+        else:
+            unknown.append(key)
+    return out, names, dropped, unknown, prefix
+
+
+def load_official_state_dict(model: AVSModel, sd: Mapping[str, Any]) -> OfficialLoadReport:
+    """Load a published AVSBench checkpoint (flat state dict, official names) into `model`.
+
+    Every tensor of `model` must be present with the same shape; the published model's
+    unused `resnet.layer3_2.*` / `resnet.layer4_2.*` are dropped (listed in the report).
+    Anything else missing, unexpected or mis-shaped raises ValueError listing the keys.
+    """
+    mapped, names, dropped, unknown, prefix = official_to_project(model, sd)
+    own = model.state_dict()
+    missing = [k for k in own if k not in mapped]
+    unexpected = unknown + [names[k] for k in mapped if k not in own]
+    mismatched = [
+        f"{names[k]}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in mapped.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        lines = ["the official checkpoint does not fit this model:"]
+        if missing:
+            official_missing = [_project_key_to_official(model, k) for k in missing]
+            lines.append(f"  missing {len(missing)}: {_short(official_missing)}")
+        if unexpected:
+            lines.append(f"  unexpected {len(unexpected)}: {_short(unexpected)}")
+        if mismatched:
+            lines.append(f"  shape mismatches {len(mismatched)}: {_short(mismatched)}")
+        lines.append(
+            "  build the model with the checkpoint's setting, backbone, tpavi_stages, "
+            "tpavi_mode and align_bias (AVSS: align_bias=False, 71 classes)"
+        )
+        raise ValueError("\n".join(lines))
+    model.load_state_dict(mapped, strict=True)
+    return OfficialLoadReport(loaded=len(mapped), dropped=dropped, stripped_prefix=prefix)
+
+
+# -- project -> official ------------------------------------------------------------------------
+def _project_key_to_official(model: AVSModel, key: str, style: str | None = None) -> str:
+    if key.startswith("visual.body."):
+        timm_key = model.visual.body_to_full_name(key[len("visual.body.") :])
+        style = style or _backbone_style(model)
+        if style == "resnet":
+            return _RESNET_PREFIX + _timm_resnet_to_official(timm_key)
+        return _PVT_PREFIX + pvt_timm_to_original(timm_key)
+    if key.startswith("decoder.output_conv."):
+        return key[len("decoder.") :]
+    for project, official in (
+        ("projections.", "conv"),
+        ("tpavi_blocks.", "tpavi_b"),
+        ("decoder.fusions.", "path"),
+    ):
+        if key.startswith(project):
+            stage, rest = key[len(project) :].split(".", 1)
+            return f"{official}{int(stage) + 1}.{rest}"
+    raise KeyError(f"no official name for {key!r}")
+
+
+def to_official_state_dict(
+    model: AVSModel, *, with_unused_branch: bool = True, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """The model's state dict in the published layout (tensors are shared, not copied).
+
+    with_unused_branch: for ResNet, also write `resnet.layer3_2.*` / `layer4_2.*` (copies of
+    layer3/layer4 as the published initialisation makes them) so that the published code
+    loads the file with strict=True. prefix: e.g. "module." for the DataParallel layout.
+    """
+    style = _backbone_style(model)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        official = _project_key_to_official(model, key, style)
+        out[prefix + official] = value
+        if with_unused_branch and style == "resnet":
+            m = re.match(r"^resnet\.layer([34])_1\.(.+)$", official)
+            if m:
+                out[f"{prefix}resnet.layer{m[1]}_2.{m[2]}"] = value
+    return out
+
+
+def _short(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
