@@ -138,7 +138,7 @@ def preset(setting: str) -> Config:
 def synthetic(cfg: Config) -> Config:
     """A small, fast variant of `cfg` for the synthetic AVSBench on a CPU.
 
-    ResNet-18 (random init: no weights to download), decoder width 64, 112x112 frames,
+    ResNet-18 (random init: no weights to download), decoder width 64, 128x128 frames,
     higher learning rate. Data root and TPAVI placement are kept from `cfg`.
     """
     return override(
@@ -146,7 +146,7 @@ def synthetic(cfg: Config) -> Config:
         {
             "model.backbone": "resnet18",
             "model.decoder_channels": 64,
-            "data.image_size": 112,
+            "data.image_size": 128,
             "data.num_workers": 2,
             "train.lr": 5e-4,
             "train.max_epoches": 8 if cfg.model.setting == "s4" else 6,

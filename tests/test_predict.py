@@ -1,0 +1,702 @@
+"""Tests of `avsbench predict`: made-up videos (PyAV) of moving shapes and tones.
+
+Three kinds of model are used:
+- stub models whose answer is known by construction (mask = where red dominates blue,
+  gated by the loudness of the audio), to check sampling, windows, padding, geometry and
+  audio alignment exactly and fast;
+- an untrained small model saved as a project checkpoint (real loading / output paths);
+- a small model trained for a few dozen steps to segment the sounding red square (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import avsbench
+from avsbench import cli, predict, visualize
+from avsbench import config as C
+from avsbench.data.audio import log_mel_examples
+from avsbench.engine.checkpoint import make_checkpoint
+from avsbench.models.avs import build_model_from_config, build_vggish
+from avsbench.models.checkpoints import to_official_state_dict
+from avsbench.predict import PredictError, Predictor, predict_video
+
+IMAGE_SIZE = 64  # small model input: fast on a CPU
+BACKGROUND = (40, 40, 40)
+RED = (230, 40, 40)
+BLUE = (40, 40, 230)
+TONE_HZ = 440.0
+
+
+# ----------------------------------------------------------------------------- made-up videos
+
+
+def red_box(t: float, duration: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the red square at time t: moves left -> right in the top half."""
+    side = max(4, height // 4)
+    x0 = int(round(2 + (width - side - 4) * t / duration))
+    y0 = height // 4 - side // 2
+    return x0, y0, x0 + side, y0 + side
+
+
+def blue_centre(t: float, duration: float, width: int, height: int) -> tuple[float, float]:
+    """Centre of the blue (silent) disc: moves right -> left in the bottom half."""
+    r = max(3, height // 8)
+    return width - r - 2 - (width - 2 * r - 4) * t / duration, 3 * height / 4
+
+
+def scene(t: float, duration: float, width: int, height: int) -> np.ndarray:
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = BACKGROUND
+    yy, xx = np.mgrid[:height, :width]
+    cx, cy = blue_centre(t, duration, width, height)
+    r = max(3, height // 8)
+    img[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = BLUE
+    x0, y0, x1, y1 = red_box(t, duration, width, height)
+    img[y0:y1, x0:x1] = RED
+    return img
+
+
+def make_video(
+    path: Path,
+    seconds: float,
+    fps: float,
+    width: int,
+    height: int,
+    *,
+    audio_rate: int | None = None,
+    channels: int = 1,
+    loud: callable = lambda t: np.ones_like(t),
+    frame: callable | None = None,
+    pix_fmt: str = "yuv420p",
+    audio_seconds: float | None = None,
+    audio_start: float = 0.0,
+) -> Path:
+    """Write an H.264 MP4 of `scene` (or `frame(t)`) with an AAC tone of TONE_HZ scaled by
+    `loud(t)` (0..1) at `audio_rate` (no audio track when None)."""
+    frame = frame or (lambda t: scene(t, seconds, width, height))
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        video.options = {"crf": "10"}
+        layout = "mono" if channels == 1 else "stereo"
+        audio = container.add_stream("aac", rate=audio_rate, layout=layout) if audio_rate else None
+        for i in range(int(round(seconds * fps))):
+            vf = av.VideoFrame.from_ndarray(frame(i / fps), format="rgb24")
+            vf.pts = i
+            for packet in video.encode(vf):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if audio is not None:
+            total = int((audio_seconds or seconds) * audio_rate)
+            for start in range(0, total, 1024):
+                t = np.arange(start, min(start + 1024, total)) / audio_rate
+                wave = (0.4 * loud(t) * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+                af = av.AudioFrame.from_ndarray(
+                    np.repeat(wave[None], channels, 0), format="fltp", layout=layout
+                )
+                af.sample_rate, af.pts = audio_rate, start + int(audio_start * audio_rate)
+                for packet in audio.encode(af):
+                    container.mux(packet)
+            for packet in audio.encode(None):
+                container.mux(packet)
+    return path
+
+
+def grey_index_frame(width: int, height: int, fps: float):
+    """Frames whose grey level encodes their index (index * 4), to check the sampling."""
+
+    def frame(t: float) -> np.ndarray:
+        return np.full((height, width, 3), int(round(t * fps)) * 4, np.uint8)
+
+    return frame
+
+
+def no_leftovers(folder: Path) -> list[str]:
+    """Entries of `folder` left by predict (temporary or output folders)."""
+    return sorted(p for p in os.listdir(folder) if p.startswith((".out", "out")))
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def small_config(setting: str) -> C.Config:
+    cfg = C.synthetic(C.preset(setting))
+    return C.override(cfg, {"data.image_size": IMAGE_SIZE, "model.decoder_channels": 16})
+
+
+def save_checkpoint(model: nn.Module, cfg: C.Config, path: Path) -> Path:
+    ckpt = make_checkpoint(
+        model.state_dict(), C.to_dict(cfg), epoch=1, best_miou=0.5, history=[], with_rng=False
+    )
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("ckpt")
+    out = {}
+    for setting in ("s4", "avss"):
+        torch.manual_seed(0)
+        cfg = small_config(setting)
+        out[setting] = save_checkpoint(
+            build_model_from_config(cfg.model), cfg, folder / f"{setting}.pth"
+        )
+    return out
+
+
+class StubVGGish(nn.Module):
+    """emb[:, 0] = loudness: the time-mean of the per-frame max log-mel; other dims 0."""
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:  # [N, 1, 96, 64] -> [N, 128]
+        emb = torch.zeros(log_mel.shape[0], 128)
+        emb[:, 0] = log_mel[:, 0].amax(dim=2).mean(dim=1)
+        return emb
+
+
+class StubModel(nn.Module):
+    """logits = (red - blue of the normalised frame) where the audio is loud, else -1.
+
+    Its masks are known: the red object, only in seconds with sound. Records its inputs.
+    """
+
+    def __init__(self, threshold: float, num_classes: int = 1) -> None:
+        super().__init__()
+        self.threshold, self.num_classes, self.calls = threshold, num_classes, []
+
+    def forward(self, frames, audio_emb, frame_valid=None):
+        self.calls.append((frames.clone(), audio_emb.clone(), frame_valid))
+        # red - blue: 2.9 on red, -0.33 on grey, -3.6 on blue; centred so that the mask edge
+        # lies half-way between red and grey (an unbiased boundary)
+        red = frames[:, :1] - frames[:, 2:3] - 1.3  # [BT, 1, S, S]
+        loud = (audio_emb[:, 0] > self.threshold).float().view(-1, 1, 1, 1)
+        fg = loud * red + (1 - loud) * -1.0
+        if self.num_classes == 1:
+            return SimpleNamespace(logits=fg)
+        logits = torch.zeros(frames.shape[0], self.num_classes, *frames.shape[2:])
+        logits[:, 7:8] = fg  # class 7 ("bird") where the stub sees a sounding red object
+        return SimpleNamespace(logits=logits)
+
+
+def loudness_threshold() -> float:
+    """Midway between the stub loudness of silence and of a full second of tone."""
+    t = np.arange(16000) / 16000
+    tone = log_mel_examples((0.4 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32), 16000)
+    silent = float(np.log(0.01))
+    return (silent + float(tone[0].max(axis=1).mean())) / 2
+
+
+def stub_predictor(setting: str = "s4") -> Predictor:
+    cfg = small_config(setting)
+    model = StubModel(loudness_threshold(), 71 if setting == "avss" else 1)
+    info = {"weights": "stub", "checkpoint_format": "stub"}
+    return Predictor(model, StubVGGish(), cfg, torch.device("cpu"), info)
+
+
+def red_mask_stats(mask: np.ndarray, t: float, duration: float) -> tuple[float, float]:
+    """(IoU with the red square at time t, distance of the mask centroid to its centre)."""
+    h, w = mask.shape
+    x0, y0, x1, y1 = red_box(t, duration, w, h)
+    truth = np.zeros_like(mask, bool)
+    truth[y0:y1, x0:x1] = True
+    fg = mask.astype(bool)
+    iou = (fg & truth).sum() / max((fg | truth).sum(), 1)
+    if not fg.any():
+        return float(iou), math.inf
+    yy, xx = np.nonzero(fg)
+    return float(iou), math.hypot(xx.mean() - (x0 + x1 - 1) / 2, yy.mean() - (y0 + y1 - 1) / 2)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("fps", [25, 16, 30])
+def test_frame_sampling_matches_the_published_index(tmp_path, fps):
+    seconds = 2
+    path = make_video(
+        tmp_path / "idx.mp4", seconds, fps, 32, 32, frame=grey_index_frame(32, 32, fps)
+    )
+    sampler = predict.FrameSampler(str(path), 32, 32)
+    got = [(s, round(rgb.mean() / 4)) for s, _, rgb in sampler]
+    expected = [(i, int(i * fps + 15 / 16 * fps)) for i in range(seconds)]
+    assert got == expected
+    assert sampler.num_frames == seconds * fps and float(sampler.end_time) == seconds
+
+
+def test_frame_sampling_partial_last_second_reuses_the_last_frame(tmp_path):
+    # 2.5 s at 10 fps: frames 0..24; seconds 0, 1 take frames 9, 19; second 2 (partial)
+    # takes the last frame, 24.
+    path = make_video(tmp_path / "p.mp4", 2.5, 10, 32, 32, frame=grey_index_frame(32, 32, 10))
+    got = [
+        (s, round(t, 3), round(rgb.mean() / 4))
+        for s, t, rgb in predict.FrameSampler(str(path), 32, 32)
+    ]
+    assert got == [(0, 0.9, 9), (1, 1.9, 19), (2, 2.4, 24)]
+
+
+# ----------------------------------------------------------------------------- stub models
+
+
+def test_masks_follow_the_sounding_red_object_and_the_tone(tmp_path):
+    """Stub model: mask = red object while the tone sounds. Checks geometry at the video's
+    resolution, per-second audio alignment and the 15/16 frame choice together."""
+    duration, fps, w, h = 7, 12, 200, 120
+    sounding = [1, 0, 1, 1, 0, 1, 1]  # tone on/off per second
+    loud = lambda t: np.asarray(sounding)[np.minimum(t.astype(int), duration - 1)]  # noqa: E731
+    path = make_video(tmp_path / "v.mp4", duration, fps, w, h, audio_rate=22050, loud=loud)
+    result = predict_video(path, stub_predictor("s4"), keep_frames=True, out_dir=tmp_path / "o")
+    assert result.num_seconds == duration and len(result.masks) == duration
+    # overlay.mp4: frame i = the sampled frame of second i with its mask (H.264 is lossy)
+    overlay = read_overlay(tmp_path / "o" / "overlay.mp4")
+    assert len(overlay) == duration
+    for frame, rgb, mask in zip(overlay, result.frames, result.masks):
+        expected = visualize.overlay(rgb, mask).astype(float)
+        assert np.abs(frame.astype(float) - expected).mean() < 4.0
+    for i, mask in enumerate(result.masks):
+        assert mask.shape == (h, w) and mask.dtype == np.uint8
+        entry = result.summary["seconds"][i]
+        assert entry["frame_time"] == pytest.approx(int(i * fps + 15 / 16 * fps) / fps)
+        if sounding[i]:
+            iou, dist = red_mask_stats(mask, entry["frame_time"], duration)
+            assert iou > 0.85 and dist < 2.0, (i, iou, dist)
+        else:
+            assert mask.sum() == 0, i
+        assert entry["area_fraction"] == pytest.approx(mask.mean())
+        assert entry["pixels"] == int(mask.sum())
+    # the red square moves right: centroids strictly increase over the sounding seconds
+    xs = [np.nonzero(m)[1].mean() for m, on in zip(result.masks, sounding) if on]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)
+    assert result.out_dir == (tmp_path / "o").absolute()
+
+
+def test_windows_are_padded_as_in_training(tmp_path):
+    """7 s video: S4 (T=5) repeats the last second; AVSS (T=10) pads zeros, frame_valid 0."""
+    seconds, fps = 7, 8
+    path = make_video(
+        tmp_path / "g.mp4",
+        seconds,
+        fps,
+        32,
+        32,
+        audio_rate=16000,
+        frame=grey_index_frame(32, 32, fps),
+    )
+    grey = lambda frames: [round(v) for v in frames[:, 0].mean(dim=(1, 2)).tolist()]  # noqa: E731
+
+    s4 = stub_predictor("s4")
+    predict_video(path, s4, batch_clips=1)
+    calls = s4.model.calls
+    assert len(calls) == 2
+    first, second = (grey(c[0]) for c in calls)
+    assert len(first) == 5 and len(second) == 5
+    assert first[0] != first[1] and second[1] == second[2] == second[3] == second[4]
+    assert calls[0][2] is None and calls[1][2] is None
+    torch.testing.assert_close(calls[1][1][2:], calls[1][1][1:2].expand(3, 128))
+
+    avss = stub_predictor("avss")
+    result = predict_video(path, avss, batch_clips=1)
+    ((frames, audio, valid),) = avss.model.calls
+    assert frames.shape[0] == 10
+    assert valid.tolist() == [1.0] * 7 + [0.0] * 3
+    assert torch.all(frames[7:] == 0) and torch.all(audio[7:] == 0)
+    assert result.num_seconds == 7
+    # the stub paints class 7 where the red channel dominates: grey frames give nothing
+    assert all(entry["classes"] == [] for entry in result.summary["seconds"])
+
+
+def test_audio_track_shorter_than_the_video_continues_with_silence(tmp_path):
+    path = make_video(tmp_path / "s.mp4", 7, 10, 64, 48, audio_rate=16000, audio_seconds=2.5)
+    messages = []
+    result = predict_video(path, stub_predictor("s4"), log=messages.append)
+    assert result.num_seconds == 7
+    assert [bool(m.any()) for m in result.masks[:2]] == [True, True]
+    assert [bool(m.any()) for m in result.masks[3:]] == [False] * 4  # silence: not sounding
+    assert any("audio track ends" in w for w in result.summary["warnings"])
+    assert any("audio track ends" in m for m in messages)
+
+
+def test_audio_starting_late_is_aligned_to_the_video(tmp_path):
+    path = make_video(
+        tmp_path / "late.mp4", 6, 10, 64, 48, audio_rate=16000, audio_seconds=4, audio_start=2
+    )
+    result = predict_video(path, stub_predictor("s4"))
+    assert [bool(m.any()) for m in result.masks] == [False, False, True, True, True, True]
+    assert result.summary["warnings"] == []
+
+
+def test_batching_does_not_change_the_result(tmp_path):
+    path = make_video(tmp_path / "b.mp4", 11, 10, 48, 40, audio_rate=16000)
+    one = predict_video(path, stub_predictor("s4"), batch_clips=1)
+    three = predict_video(path, stub_predictor("s4"), batch_clips=3)
+    assert one.num_seconds == three.num_seconds == 11
+    assert one.out_dir is None and one.paths == {}  # no out_dir: nothing written
+    for a, b in zip(one.masks, three.masks):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_upsample_mask_classwise_path_equals_argmax(monkeypatch):
+    torch.manual_seed(0)
+    logits = torch.randn(71, 6, 5)
+    direct = predict.upsample_mask(logits, (40, 30))
+    import torch.nn.functional as F
+
+    expected = F.interpolate(logits[None], (40, 30), mode="bilinear")[0].argmax(0).numpy()
+    np.testing.assert_array_equal(direct, expected)
+    # the memory-saving class-by-class path gives the same ids
+    monkeypatch.setattr(predict, "FULL_UPSAMPLE_ELEMENTS", 0)
+    np.testing.assert_array_equal(predict.upsample_mask(logits, (40, 30)), expected)
+    binary = predict.upsample_mask(logits[:1], (12, 10))
+    np.testing.assert_array_equal(
+        binary, (F.interpolate(logits[None, :1], (12, 10), mode="bilinear")[0, 0] > 0).numpy()
+    )
+
+
+# ----------------------------------------------------------------------------- real checkpoints
+
+
+def read_overlay(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+@pytest.mark.slow
+def test_s4_checkpoint_on_a_stereo_44k_video(tmp_path, checkpoints):
+    path = make_video(tmp_path / "a.mp4", 7.5, 25, 320, 180, audio_rate=44100, channels=2)
+    out = tmp_path / "out"
+    result = predict_video(path, checkpoints["s4"], out_dir=out, device="cpu")
+    assert result.out_dir == out.absolute() and result.num_seconds == 8
+    pngs = sorted((out / "masks").iterdir())
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(8)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    for i, png in enumerate(pngs):
+        img = Image.open(png)
+        assert img.mode == "L" and img.size == (320, 180)
+        arr = np.asarray(img)
+        assert set(np.unique(arr)) <= {0, 255}
+        np.testing.assert_array_equal(arr, result.masks[i] * 255)
+        assert summary["seconds"][i]["area_fraction"] == pytest.approx((arr > 0).mean())
+    frames = read_overlay(out / "overlay.mp4")
+    assert len(frames) == 8 and frames[0].shape == (180, 320, 3)
+    assert summary["video"] | {"path": None} == summary["video"] | {
+        "path": None,
+        "width": 320,
+        "height": 180,
+        "fps": 25.0,
+        "duration": 7.52,  # round(7.5 * 25) = 188 frames of 0.04 s
+        "decoded_frames": 188,
+        "audio": {"sample_rate": 44100, "channels": 2, "codec": "aac"},
+    }
+    assert (
+        summary["model"]["setting"] == "s4"
+        and summary["model"]["checkpoint_format"] == "avsbench/1"
+    )
+    assert summary["model"]["epoch"] == 1 and summary["audio_source"] == "track"
+    assert [s["frame_time"] for s in summary["seconds"]] == pytest.approx(
+        [0.92 + i for i in range(7)] + [7.48]
+    )
+    assert no_leftovers(tmp_path) == ["out"]
+
+
+@pytest.mark.slow
+def test_avss_checkpoint_on_a_mono_8k_odd_sized_video(tmp_path, checkpoints):
+    path = make_video(tmp_path / "b.mp4", 3, 10, 161, 97, audio_rate=8000, pix_fmt="yuv444p")
+    out = tmp_path / "out"
+    result = predict_video(path, checkpoints["avss"], out_dir=out, device="cpu", batch_clips=2)
+    assert result.num_seconds == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["frames_per_clip"] == 10
+    totals: dict[int, int] = {}
+    for i in range(3):
+        img = Image.open(out / "masks" / f"{i:05d}.png")
+        assert img.mode == "P" and img.size == (161, 97)
+        ids = np.asarray(img)
+        np.testing.assert_array_equal(ids, result.masks[i])
+        counts = np.bincount(ids.reshape(-1), minlength=71)
+        listed = {c["id"]: c["pixels"] for c in summary["seconds"][i]["classes"]}
+        assert listed == {c: int(counts[c]) for c in range(1, 71) if counts[c]}
+        assert summary["seconds"][i]["area_fraction"] == pytest.approx((ids > 0).mean())
+        for c, n in listed.items():
+            totals[c] = totals.get(c, 0) + n
+    assert {c["id"]: c["pixels"] for c in summary["classes_present"]} == totals
+    frames = read_overlay(out / "overlay.mp4")
+    assert len(frames) == 3 and frames[0].shape == (98, 162, 3)  # padded to even
+
+
+@pytest.mark.slow
+def test_official_state_dict_gives_the_same_masks(tmp_path):
+    """An official flat state dict (needs --setting/--backbone, uses the preset) predicts
+    exactly like the project checkpoint of the same network."""
+    torch.manual_seed(1)
+    cfg = C.override(C.s4(), {"model.backbone": "resnet18"})  # preset: decoder 256, 224 px
+    model = build_model_from_config(cfg.model)
+    project = save_checkpoint(model, cfg, tmp_path / "project.pth")
+    official = tmp_path / "official.pth"
+    torch.save(to_official_state_dict(model), official)
+    path = make_video(tmp_path / "c.mp4", 1, 10, 64, 48, audio_rate=16000)
+    with pytest.raises(PredictError, match="--setting"):
+        predict_video(path, official)
+    with pytest.raises(PredictError, match="do not fit"):
+        predict_video(path, official, setting="avss", backbone="resnet18", device="cpu")
+    ours = predict_video(path, project, device="cpu")
+    theirs = predict_video(path, official, setting="s4", backbone="resnet18", device="cpu")
+    assert theirs.summary["model"]["checkpoint_format"] == "official"
+    np.testing.assert_array_equal(ours.masks[0], theirs.masks[0])
+    loaded = predict.load_predictor(official, setting="s4", backbone="resnet18", device="cpu")
+    reference = model.state_dict()
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, reference[key], rtol=0, atol=0)
+
+
+def test_python_api_is_exported_lazily():
+    assert avsbench.predict_video is predict_video
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def good_video(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vid")
+    return make_video(folder / "good.mp4", 2, 10, 64, 48, audio_rate=16000)
+
+
+def expect_failure(tmp_path: Path, video, weights, match: str, **kwargs) -> None:
+    with pytest.raises(PredictError, match=match):
+        predict_video(video, weights, out_dir=tmp_path / "out", **kwargs)
+    assert no_leftovers(tmp_path) == []
+
+
+def test_not_a_video(tmp_path, checkpoints):
+    bad = tmp_path / "text.mp4"
+    bad.write_bytes(b"this is not a video " * 50)
+    expect_failure(tmp_path, bad, checkpoints["s4"], "not a readable video")
+
+
+def test_empty_and_missing_files(tmp_path, checkpoints):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    expect_failure(tmp_path, tmp_path / "empty.mp4", checkpoints["s4"], "empty")
+    expect_failure(tmp_path, tmp_path / "missing.mp4", checkpoints["s4"], "no such file")
+
+
+def test_truncated_file(tmp_path, checkpoints, good_video):
+    data = good_video.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # index (moov) at the end: lost
+    expect_failure(tmp_path, tmp_path / "cut.mp4", checkpoints["s4"], "not a readable video")
+
+
+def test_truncated_faststart_file(tmp_path, checkpoints, good_video):
+    fast = tmp_path / "fast.mp4"
+    with (
+        av.open(str(good_video)) as src,
+        av.open(str(fast), "w", options={"movflags": "faststart"}) as dst,
+    ):
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    data = fast.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: int(len(data) * 0.6)])  # index kept, data cut
+    expect_failure(tmp_path, tmp_path / "cut.mp4", stub_predictor(), "truncated")
+
+
+def test_zero_length_video(tmp_path, checkpoints):
+    path = tmp_path / "zero.mkv"
+    with av.open(str(path), "w", format="matroska") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=16000, layout="mono")
+        af = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        af.sample_rate, af.pts = 16000, 0
+        for packet in list(audio.encode(af)) + list(audio.encode(None)):
+            container.mux(packet)
+    expect_failure(tmp_path, path, stub_predictor(), "no decodable frame")
+
+
+def test_no_video_stream(tmp_path, checkpoints):
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w", format="mp4") as container:
+        audio = container.add_stream("aac", rate=16000, layout="mono")
+        af = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        af.sample_rate, af.pts = 16000, 0
+        for packet in list(audio.encode(af)) + list(audio.encode(None)):
+            container.mux(packet)
+    expect_failure(tmp_path, path, checkpoints["s4"], "no video stream")
+
+
+def test_huge_resolution_is_refused_with_the_override(tmp_path, checkpoints):
+    w, h = 4112, 4104  # just above 4096 * 4096 pixels
+    path = make_video(
+        tmp_path / "huge.mp4", 0.1, 10, w, h, frame=lambda t: np.zeros((h, w, 3), np.uint8)
+    )
+    expect_failure(tmp_path, path, checkpoints["s4"], f"--max-pixels {w * h}")
+
+
+def test_max_pixels_is_configurable(tmp_path, good_video):
+    expect_failure(
+        tmp_path, good_video, stub_predictor(), "exceed the limit of 1000", max_pixels=1000
+    )
+    assert predict_video(good_video, stub_predictor(), max_pixels=64 * 48).num_seconds == 2
+
+
+def test_no_audio_track_fails_or_runs_with_silence(tmp_path):
+    path = make_video(tmp_path / "mute.mp4", 2, 10, 64, 48)
+    expect_failure(tmp_path, path, stub_predictor(), "--allow-silence")
+    messages = []
+    result = predict_video(
+        path, stub_predictor(), out_dir=tmp_path / "out", allow_silence=True, log=messages.append
+    )
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["audio_source"] == "silence" and summary["video"]["audio"] is None
+    assert any("silence" in w for w in summary["warnings"])
+    assert any("no audio track" in m for m in messages)
+    assert all(m.sum() == 0 for m in result.masks)  # the stub sees no sound
+
+
+def test_bad_checkpoints(tmp_path, good_video, checkpoints):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00" * 100)
+    expect_failure(tmp_path, good_video, garbage, "cannot read the checkpoint")
+    expect_failure(tmp_path, good_video, tmp_path / "none.pth", "checkpoint not found")
+    ckpt = torch.load(checkpoints["s4"], weights_only=True)
+    wrong = tmp_path / "wrong.pth"
+    torch.save(ckpt["model"], wrong)  # bare state dict: which model is it?
+    expect_failure(tmp_path, good_video, wrong, "--setting")
+    expect_failure(tmp_path, good_video, checkpoints["s4"], "contradicts", setting="ms3")
+
+
+def test_existing_output_folder(tmp_path, good_video):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(PredictError, match="--overwrite"):
+        predict_video(good_video, stub_predictor(), out_dir=out)
+    assert (out / "keep.txt").read_text() == "mine" and no_leftovers(tmp_path) == ["out"]
+    predict_video(good_video, stub_predictor(), out_dir=out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["masks", "overlay.mp4", "summary.json"]
+    assert no_leftovers(tmp_path) == ["out"]
+
+
+def test_ctrl_c_removes_the_temporary_folder(tmp_path):
+    path = make_video(tmp_path / "long.mp4", 12, 5, 32, 32, audio_rate=16000)
+
+    def interrupt(message: str) -> None:
+        if message.startswith("predicted"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_video(path, stub_predictor(), out_dir=tmp_path / "out", log=interrupt)
+    assert no_leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@pytest.mark.slow
+def test_cli(tmp_path, checkpoints, good_video, capsys):
+    out = tmp_path / "out"
+    code = cli.main(
+        [
+            "predict",
+            str(good_video),
+            "--weights",
+            str(checkpoints["s4"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    assert len(list((out / "masks").iterdir())) == 2 and (out / "overlay.mp4").is_file()
+    assert "2 masks" in capsys.readouterr().err
+    code = cli.main(["predict", str(tmp_path / "nothing.mp4"), "--weights", str(checkpoints["s4"])])
+    assert code == 2 and "error: " in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- a trained model
+
+
+def train_red_square_segmenter(steps: int = 50, seed: int = 0) -> tuple[nn.Module, C.Config]:
+    """Train the small S4 model to segment the sounding red object among red / blue shapes.
+
+    Scenes of random positions and sizes on the grey background, audio = the VGGish
+    embedding of the tone (the red object is the one that sounds). BCE with pos_weight 5
+    (the object covers ~10% of the frame) plus a soft Dice term, which keeps the first steps
+    from settling on "all background".
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    cfg = C.override(small_config("s4"), {"model.decoder_channels": 32})
+    model = build_model_from_config(cfg.model)
+    t = np.arange(16000) / 16000
+    tone = (0.4 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+    with torch.no_grad():
+        emb = build_vggish(cfg.model)(torch.from_numpy(log_mel_examples(tone, 16000))[:, None])[0]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    s = IMAGE_SIZE
+    yy, xx = np.mgrid[:s, :s]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        images, masks = [], []
+        for _ in range(10):  # 2 clips of 5 frames
+            img = np.empty((s, s, 3), np.uint8)
+            img[:] = BACKGROUND
+            bx, by, rx, ry = rng.uniform(6, s - 6, 4)
+            br, half_w, half_h = rng.uniform(6, 12, 3)
+            img[(xx - bx) ** 2 + (yy - by) ** 2 <= br * br] = BLUE
+            red = (np.abs(xx - rx) <= half_w) & (np.abs(yy - ry) <= half_h)
+            img[red] = RED
+            images.append(img)
+            masks.append(red)
+        frames = (torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0 - mean) / std
+        target = torch.from_numpy(np.stack(masks)).float()
+        logits = model(frames, emb.expand(10, 128), None).logits[:, 0]
+        prob = logits.sigmoid()
+        dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+        loss = dice + nn.functional.binary_cross_entropy_with_logits(
+            logits, target, pos_weight=torch.tensor(3.0)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), cfg
+
+
+@pytest.mark.slow
+def test_trained_model_tracks_the_sounding_red_square(tmp_path):
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    model, cfg = train_red_square_segmenter()
+    ckpt = save_checkpoint(model, cfg, tmp_path / "trained.pth")
+    duration, w, h = 6, 192, 144
+    path = make_video(tmp_path / "track.mp4", duration, 10, w, h, audio_rate=22050)
+    result = predict_video(path, ckpt, device="cpu")
+    assert result.num_seconds == duration
+    xs = []
+    for i, mask in enumerate(result.masks):
+        frame_time = result.summary["seconds"][i]["frame_time"]
+        iou, dist = red_mask_stats(mask, frame_time, duration)
+        assert iou > 0.5 and dist < 8.0, (i, iou, dist)
+        xs.append(np.nonzero(mask)[1].mean())
+    assert xs == sorted(xs)  # the mask moves right with the red square

@@ -1,0 +1,193 @@
+"""Tests of avsbench.visualize: values of overlays, PNG round trips, grids, legend, chart."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from avsbench import visualize
+from avsbench.data.palette import CLASS_NAMES
+from avsbench.data.transforms import normalize_image
+
+
+def voc_colour(j: int) -> tuple[int, int, int]:
+    """The PASCAL VOC bit-interleave colour of class j, written from the spec's recipe."""
+    r = g = b = 0
+    i, lab = 0, j
+    while lab > 0:
+        r |= ((lab >> 0) & 1) << (7 - i)
+        g |= ((lab >> 1) & 1) << (7 - i)
+        b |= ((lab >> 2) & 1) << (7 - i)
+        i += 1
+        lab >>= 3
+    return r, g, b
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p for p in os.listdir(folder) if p.startswith("."))
+
+
+def test_denormalize_inverts_the_dataset_transform():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 9, 11, 3), dtype=np.uint8)
+    frames = torch.from_numpy(np.stack([normalize_image(Image.fromarray(im)) for im in images]))
+    out = visualize.denormalize(frames)
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    np.testing.assert_array_equal(out, images)
+
+
+def test_denormalize_rejects_wrong_shape():
+    with pytest.raises(ValueError, match=r"\[T, 3, H, W\]"):
+        visualize.denormalize(torch.zeros(3, 4, 4))
+
+
+def test_binary_overlay_blends_inside_and_draws_the_contour():
+    image = np.full((7, 7, 3), 100, np.uint8)
+    image[0, 0] = (10, 20, 30)
+    mask = np.zeros((7, 7), bool)
+    mask[2:5, 2:5] = True  # 3x3 block: 8 border pixels + 1 interior pixel
+    out = visualize.overlay(image, mask, alpha=0.25)
+    interior = np.rint(0.75 * 100 + 0.25 * np.array(visualize.HIGHLIGHT)).astype(np.uint8)
+    np.testing.assert_array_equal(out[3, 3], interior)
+    border = mask.copy()
+    border[3, 3] = False
+    assert np.all(out[border] == np.array(visualize.CONTOUR, np.uint8))
+    np.testing.assert_array_equal(out[~mask], image[~mask])  # outside untouched
+    # 0/255 and probability masks mean the same thing
+    np.testing.assert_array_equal(
+        visualize.overlay(image, mask.astype(np.uint8) * 255, alpha=0.25), out
+    )
+    np.testing.assert_array_equal(visualize.overlay(image, mask * 0.9, alpha=0.25), out)
+
+
+def test_semantic_overlay_uses_the_palette_and_leaves_background():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    ids = np.zeros((6, 8), np.int64)
+    ids[1:5, 1:4] = 7  # bird
+    ids[1:5, 5:8] = 70  # woman
+    out = visualize.overlay(image, ids, semantic=True, alpha=0.5)
+    np.testing.assert_array_equal(out[ids == 0], image[ids == 0])
+    # interior pixels (not on a class border): exact blend with the VOC colour
+    for cls, (y, x) in ((7, (2, 2)), (70, (2, 6))):
+        expected = np.rint(0.5 * image[y, x].astype(float) + 0.5 * np.array(voc_colour(cls)))
+        np.testing.assert_array_equal(out[y, x], expected.astype(np.uint8))
+        # border pixels of the region take the class colour
+        assert tuple(out[1, 1 if cls == 7 else 5]) == voc_colour(cls)
+
+
+def test_overlay_validates_inputs():
+    image = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match="shape"):
+        visualize.overlay(image, np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="0..70"):
+        visualize.overlay(image, np.full((4, 4), 71), semantic=True)
+    with pytest.raises(ValueError, match="uint8"):
+        visualize.overlay(image.astype(np.float32), np.zeros((4, 4)))
+
+
+def test_save_binary_mask_round_trip_and_resize(tmp_path):
+    mask = np.zeros((4, 6), np.float32)
+    mask[1:3, 2:5] = 1.0
+    path = visualize.save_binary_mask(mask, tmp_path / "m.png")
+    img = Image.open(path)
+    assert img.mode == "L"
+    np.testing.assert_array_equal(np.asarray(img), mask.astype(np.uint8) * 255)
+    big = np.asarray(Image.open(visualize.save_binary_mask(mask, tmp_path / "b.png", size=(12, 8))))
+    np.testing.assert_array_equal(big, np.kron(mask, np.ones((2, 2))).astype(np.uint8) * 255)
+    assert leftovers(tmp_path) == []
+
+
+def test_save_palette_mask_round_trip(tmp_path):
+    ids = np.arange(71).reshape(1, 71).repeat(3, axis=0)
+    path = visualize.save_palette_mask(ids, tmp_path / "p.png")
+    img = Image.open(path)
+    assert img.mode == "P"
+    np.testing.assert_array_equal(np.asarray(img), ids)
+    pal = np.asarray(img.getpalette()[: 71 * 3]).reshape(71, 3)
+    assert [tuple(pal[j]) for j in (0, 1, 2, 3, 4, 70)] == [
+        voc_colour(j) for j in (0, 1, 2, 3, 4, 70)
+    ]
+    assert all(tuple(pal[j]) == voc_colour(j) for j in range(71))
+    np.testing.assert_array_equal(np.asarray(img.convert("RGB"))[0, 70], voc_colour(70))
+    small = np.asarray(
+        Image.open(visualize.save_palette_mask(ids, tmp_path / "s.png", size=(71, 1)))
+    )
+    np.testing.assert_array_equal(small, ids[:1])
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"old")
+
+    def broken(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        visualize.atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert leftovers(tmp_path) == []
+
+
+def test_clip_grid_rows_hold_the_inputs():
+    t, h, w = 3, 5, 4
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, size=(t, h, w, 3), dtype=np.uint8)
+    pred = rng.random((t, h, w)) > 0.5
+    gt = rng.random((t, h, w)) > 0.5
+    grid = visualize.clip_grid(frames, gt, pred, semantic=False)
+    gap = visualize.GAP
+    assert grid.shape == (4 * h + 3 * gap, t * w + (t - 1) * gap, 3)
+    for c in range(t):
+        x = c * (w + gap)
+        np.testing.assert_array_equal(grid[0:h, x : x + w], frames[c])
+        np.testing.assert_array_equal(grid[h + gap : 2 * h + gap, x : x + w, 0], gt[c] * 255)
+        np.testing.assert_array_equal(
+            grid[2 * (h + gap) : 3 * h + 2 * gap, x : x + w, 1], pred[c] * 255
+        )
+        np.testing.assert_array_equal(
+            grid[3 * (h + gap) : 4 * h + 3 * gap, x : x + w], visualize.overlay(frames[c], pred[c])
+        )
+    assert np.all(grid[h : h + gap] == 255)  # white gap between rows
+    titled = visualize.clip_grid(frames, None, pred, semantic=False, title="clip 1")
+    assert titled.shape[0] == 3 * h + 2 * gap + 20
+    assert titled[:20].min() < 128  # some dark text in the title strip
+
+
+def test_clip_grid_semantic_uses_palette():
+    frames = np.zeros((2, 3, 3, 3), np.uint8)
+    pred = np.full((2, 3, 3), 5)
+    grid = visualize.clip_grid(frames, None, pred, semantic=True)
+    np.testing.assert_array_equal(grid[3 + visualize.GAP + 1, 1], voc_colour(5))
+
+
+def test_legend_image_shows_each_class_colour():
+    legend = visualize.legend_image([17, 41, 17], height=60)
+    assert legend.shape[0] == 60 and legend.shape[1] > 20 and legend.dtype == np.uint8
+    for cls in (17, 41):
+        assert np.any(np.all(legend == np.array(voc_colour(cls), np.uint8), axis=-1))
+    # 20 classes in 40 pixels flow into several columns: wider than one column
+    many = visualize.legend_image(list(range(1, 21)), height=40)
+    assert many.shape[0] == 40 and many.shape[1] > legend.shape[1]
+    with pytest.raises(ValueError, match="0..70"):
+        visualize.legend_image([71], height=10)
+
+
+def test_per_class_iou_chart_writes_a_png(tmp_path):
+    values = np.linspace(0, 1, 71)
+    present = np.zeros(71, bool)
+    present[[1, 5, 9]] = True
+    small = visualize.per_class_iou_chart(values, CLASS_NAMES, tmp_path / "small.png", present)
+    full = visualize.per_class_iou_chart(values, CLASS_NAMES, tmp_path / "full.png")
+    w_small, w_full = Image.open(small).size[0], Image.open(full).size[0]
+    assert w_full > w_small  # one bar per class shown
+    arr = np.asarray(Image.open(small).convert("RGB"))
+    assert np.any(np.all(arr == np.array(voc_colour(5), np.uint8), axis=-1))  # bar in its colour
+    assert leftovers(tmp_path) == []
+    with pytest.raises(ValueError, match="must match"):
+        visualize.per_class_iou_chart(values[:5], CLASS_NAMES, tmp_path / "bad.png")
