@@ -1,0 +1,53 @@
+"""AVSBench-object Single-source (S4): the ONLY file to edit. Paths are relative to this folder.
+
+`bash train.sh` / `bash test.sh` read these paths; everything else (the published recipe,
+S4) comes from `avsbench.config.s4()`. Command-line flags override it for one run
+(`python train.py --help`). No data yet? From the repository root:
+    avsbench make-toy-data --out avsbench_data      # a synthetic AVSBench, no downloads
+then `bash train.sh --synthetic` here.
+"""
+
+from avsbench import config as C
+
+# Dataset root, as released: the folder holding the metadata CSV (see avsbench_data/README.md).
+DATA_ROOT = "../../avsbench_data/Single-source"
+
+# Pretrained visual backbones (see pretrained_backbones/README.md), by timm name; the
+# `--visual_backbone resnet|pvt` flag picks one. None: random initialisation.
+BACKBONE_WEIGHTS = {
+    "resnet50": "../../pretrained_backbones/resnet50-19c8e357.pth",  # torchvision ImageNet
+    "pvt_v2_b5": "../../pretrained_backbones/pvt_v2_b5.pth",  # original PVT naming
+}
+
+# Frozen VGGish audio encoder (torchvggish release). None: a fixed random VGGish.
+VGGISH_WEIGHTS = "../../pretrained_backbones/vggish-10086976.pth"
+# VGGish PCA post-processing: off in every official config (keep None to reproduce them).
+VGGISH_PCA = None  # "../../pretrained_backbones/vggish_pca_params-970ea276.pth"
+
+# Where runs go: train_logs/<session>_<YYYYmmdd-HHMMSS>/, test_logs/<session>_<time>/.
+TRAIN_LOG_DIR = "./train_logs"
+TEST_LOG_DIR = "./test_logs"
+
+
+def get_config(synthetic: bool = False) -> C.Config:
+    """The S4 configuration with the paths above.
+
+    synthetic=True: the small CPU configuration for the synthetic AVSBench (ResNet-18 with
+    random initialisation, decoder width 64, 128-pixel frames): no pretrained files needed.
+    """
+    cfg = C.override(
+        C.s4(),
+        {
+            "data.root": DATA_ROOT,
+            "model.backbone_weights": BACKBONE_WEIGHTS.get("resnet50"),
+            "model.vggish_weights": VGGISH_WEIGHTS,
+            "model.vggish_pca": VGGISH_PCA,
+            "train.log_dir": TRAIN_LOG_DIR,
+        },
+    )
+    if synthetic:
+        cfg = C.synthetic(cfg)
+        size = -(-cfg.data.image_size // 32) * 32  # frame sizes must be multiples of 32
+        no_files = {"model.backbone_weights": None, "model.vggish_weights": None}
+        cfg = C.override(cfg, {**no_files, "model.vggish_pca": None, "data.image_size": size})
+    return cfg

@@ -1,0 +1,176 @@
+"""Checkpoint I/O of the project (docs/ARCHITECTURE.md, "Checkpoints of the project").
+
+A project checkpoint is `torch.save` of a dict:
+`{"format": "avsbench/1", "model": state_dict (project names), "config": to_dict(cfg),
+"epoch": int (last COMPLETED epoch, 0-based; -1 before the first), "optimizer": ...,
+"scaler": ..., "rng": {python, numpy, torch, cuda}, "best_miou": float,
+"history": [per-epoch dicts]}`; `<session>_best.pth` holds the same without optimizer,
+scaler and rng. Files are written atomically: to a temporary file in the same folder,
+flushed and fsync'ed, then `os.replace`d over the target, so a crash mid-write leaves the
+previous file intact. A flat state dict in the official layout (no "format" key) is told
+apart by `avsbench.models.checkpoints.looks_official`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "avsbench/1"
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """`torch.save(obj)` to `path` atomically (temp file + fsync + os.replace).
+
+    If anything fails before the replace, the temporary file is removed and an existing
+    file at `path` is left untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); silently skipped where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy, torch (CPU) and every CUDA device."""
+    state = {
+        "python": random.getstate(),
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    """numpy's MT19937 state with the key array as a list (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = state
+    return (str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_plain(state: tuple | list) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured (CUDA states only where the devices exist)."""
+    random.setstate(state["python"])
+    np.random.set_state(_numpy_state_from_plain(state["numpy"]))
+    torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        for i, s in enumerate(cuda_states):
+            torch.cuda.set_rng_state(torch.as_tensor(s, dtype=torch.uint8).cpu(), i)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_checkpoint(
+    model_state: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    *,
+    epoch: int,
+    best_miou: float,
+    history: list[dict[str, Any]],
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any = None,
+    with_rng: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dict (see the module docstring). Tensors are moved to the CPU so that
+    a checkpoint written on a GPU loads anywhere."""
+    ckpt: dict[str, Any] = {
+        "format": FORMAT,
+        "model": {k: v.detach().cpu() for k, v in model_state.items()},
+        "config": config,
+        "epoch": int(epoch),
+        "best_miou": float(best_miou),
+        "history": list(history),
+    }
+    if optimizer is not None:
+        ckpt["optimizer"] = optimizer.state_dict()
+    if scaler is not None:
+        ckpt["scaler"] = scaler.state_dict()
+    if with_rng:
+        ckpt["rng"] = rng_state()
+    if extra:
+        ckpt.update(extra)
+    return ckpt
+
+
+def is_project_checkpoint(obj: Any) -> bool:
+    """True for a dict written by this project (has format avsbench/*, model, config)."""
+    return (
+        isinstance(obj, dict)
+        and str(obj.get("format", "")).startswith("avsbench/")
+        and "model" in obj
+        and "config" in obj
+    )
+
+
+def load_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """`torch.load` onto the CPU with a clear error for a missing or unreadable file.
+
+    Uses `weights_only=True` (no code runs from the file): project checkpoints and official
+    state dicts hold only tensors and python containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise RuntimeError(
+            f"cannot read {what} {path}: {err}. It must be a file written by torch.save "
+            "(a project checkpoint or a state dict of tensors)"
+        ) from err
+
+
+def load_project_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a project checkpoint and validate its keys."""
+    ckpt = load_file(path)
+    if not is_project_checkpoint(ckpt):
+        raise ValueError(
+            f"{path} is not an avsbench checkpoint (expected a dict with 'format': "
+            f"'{FORMAT}', 'model' and 'config'); an official flat state dict can be passed to "
+            "test.py --weights"
+        )
+    return ckpt

@@ -1,0 +1,145 @@
+"""Frozen VGGish audio embeddings for the engine, with an optional per-clip cache.
+
+VGGish is frozen in every published run (eval mode, no gradients): the same clip always
+gives the same embeddings, so they can be computed once per clip and reused across epochs.
+`AudioEmbedder` maps a batch of log-mel examples [B, T, 1, 96, 64] to [B*T, 128]; with a
+cache it runs VGGish only for the clips it has not seen yet. Cache keys are
+`<setting>/<split>/<category>/<video_id>` (audio is never augmented by the datasets);
+the on-disk form is one `.npy` file [T, 128] float32 per clip under
+`<cache_dir>/<vggish fingerprint>/`, where the fingerprint hashes the VGGish weights so that
+changing them never reuses stale embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+MEMORY = "memory"  # --cache_audio_embeddings without a folder: keep them in RAM only
+
+
+def vggish_fingerprint(vggish: nn.Module) -> str:
+    """A short hash of the VGGish parameters and buffers (names, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(vggish.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _safe(part: str) -> str:
+    """A file-name-safe version of a key part (ids are YouTube ids / uids)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", part) or "_"
+
+
+class AudioEmbedder:
+    """Frozen VGGish with an optional per-clip embedding cache.
+
+    Args:
+        vggish: the frozen network (`avsbench.models.avs.build_vggish`); moved to `device`,
+            put in eval mode, requires_grad False.
+        device: where VGGish runs.
+        cache: None (no cache), "memory" (a dict), or a folder for `.npy` files (also kept
+            in memory once read).
+        namespace: the first key part, e.g. "s4/train".
+
+    `__call__(audio [B, T, 1, 96, 64], video_ids, categories) -> [B*T, 128]` float32 on
+    `device`, always computed in float32 outside autocast. Cached values equal fresh ones up
+    to the float rounding of batched matrix products (VGGish sees other batch groupings).
+    """
+
+    def __init__(
+        self,
+        vggish: nn.Module,
+        device: torch.device | str,
+        cache: str | os.PathLike | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.vggish = vggish.to(self.device).eval().requires_grad_(False)
+        self.memory: dict[str, torch.Tensor] | None = None
+        self.folder: Path | None = None
+        if cache is not None:
+            self.memory = {}
+            if str(cache) != MEMORY:
+                self.folder = Path(cache) / vggish_fingerprint(self.vggish)
+        self.vggish_runs = 0  # clips embedded by VGGish (for tests and logs)
+
+    def _path(self, key: str) -> Path:
+        assert self.folder is not None
+        return self.folder.joinpath(*[_safe(p) for p in key.split("/")]).with_suffix(".npy")
+
+    def _lookup(self, key: str) -> torch.Tensor | None:
+        if self.memory is None:
+            return None
+        if key in self.memory:
+            return self.memory[key]
+        if self.folder is not None:
+            path = self._path(key)
+            if path.is_file():
+                emb = torch.from_numpy(np.load(path, allow_pickle=False))
+                self.memory[key] = emb
+                return emb
+        return None
+
+    def _store(self, key: str, emb: torch.Tensor) -> None:
+        if self.memory is None:
+            return
+        emb = emb.detach().float().cpu()
+        self.memory[key] = emb
+        if self.folder is not None:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, emb.numpy())
+            os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+
+    @torch.no_grad()
+    def embed(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio [B, T, 1, 96, 64] -> [B, T, 128] through VGGish (float32, no autocast)."""
+        b, t = audio.shape[:2]
+        log_mel = audio.to(self.device, torch.float32).reshape(b * t, *audio.shape[2:])
+        with torch.autocast(self.device.type, enabled=False):
+            emb = self.vggish(log_mel)  # [B*T, 128]
+        self.vggish_runs += b
+        return emb.float().reshape(b, t, -1)  # [B, T, 128]
+
+    def __call__(
+        self,
+        audio: torch.Tensor,
+        keys: list[str] | None = None,
+    ) -> torch.Tensor:
+        """audio [B, T, 1, 96, 64] -> embeddings [B*T, 128] on `device`.
+
+        keys: one cache key per clip (`clip_keys`); required when the cache is on."""
+        b, t = audio.shape[:2]
+        if self.memory is None:
+            return self.embed(audio).reshape(b * t, -1)
+        if keys is None or len(keys) != b:
+            raise ValueError(f"the embedding cache needs one key per clip ({b}), got {keys}")
+        found = [self._lookup(k) for k in keys]
+        todo = [i for i, e in enumerate(found) if e is None or e.shape[0] != t]
+        if todo:
+            fresh = self.embed(audio[todo])  # [len(todo), T, 128]
+            for j, i in enumerate(todo):
+                self._store(keys[i], fresh[j])
+                found[i] = fresh[j].detach().float().cpu()
+        out = torch.stack([e for e in found if e is not None])  # [B, T, 128]
+        return out.to(self.device).reshape(b * t, -1)  # [B*T, 128]
+
+
+def clip_keys(namespace: str, batch: dict) -> list[str]:
+    """Cache keys `<namespace>/<category>/<audio id>` of a collated batch.
+
+    The audio id is `audio_id` when the batch carries one (audio swapped from another clip,
+    see `evaluate.SwappedAudio`), else `video_id`."""
+    ids = batch.get("audio_id", batch["video_id"])
+    categories = batch.get("audio_category", batch.get("category", [""] * len(ids)))
+    return [f"{namespace}/{c or '_'}/{v}" for c, v in zip(categories, ids)]

@@ -1,0 +1,482 @@
+"""Command-line flags of `train.py` / `test.py` (the official names, spec/TRAINING.md, plus
+the project's own) and their mapping onto `avsbench.config.Config`.
+
+Every flag defaults to None ("not given"): only the flags a user passes change the
+configuration, which comes from `avs_scripts/<folder>/config.py` (`get_config`) or, on
+resume / test, from the checkpoint. Problems the user fixes in config.py or on the command
+line raise `SetupError`, printed as one message without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from avsbench import config as C
+
+SCRIPT_FOLDERS = {"s4": "avs_s4", "ms3": "avs_ms3", "avss": "avss"}
+BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
+AMP_CHOICES = ("off", "bf16", "fp16")
+TPAVI_MODE_CHOICES = ("dot", "embedded", "gaussian", "concatenate")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SetupError(Exception):
+    """A missing file or an inconsistent setting the user must fix (one clear message)."""
+
+
+# ---------------------------------------------------------------------------------------
+# The user's config.py
+# ---------------------------------------------------------------------------------------
+class UserConfig:
+    """What the engine needs from `avs_scripts/<folder>/config.py`.
+
+    The module defines `get_config(synthetic: bool) -> Config`, and may define
+    `BACKBONE_WEIGHTS` {timm name: path} (used when --visual_backbone changes the backbone),
+    `TRAIN_LOG_DIR` and `TEST_LOG_DIR`. Without a module the presets are used."""
+
+    def __init__(self, setting: str, module: ModuleType | None = None) -> None:
+        if setting not in SCRIPT_FOLDERS:
+            raise ValueError(f"unknown setting {setting!r}; valid: {sorted(SCRIPT_FOLDERS)}")
+        self.setting = setting
+        self.module = module
+        default_file = REPO_ROOT / "avs_scripts" / SCRIPT_FOLDERS[setting] / "config.py"
+        file = Path(getattr(module, "__file__", None) or default_file).resolve()
+        try:
+            self.file = str(file.relative_to(REPO_ROOT))
+        except ValueError:
+            self.file = str(file)
+
+    def get_config(self, synthetic: bool) -> C.Config:
+        if self.module is not None and hasattr(self.module, "get_config"):
+            cfg = self.module.get_config(synthetic)
+            if not isinstance(cfg, C.Config):
+                raise SetupError(f"get_config() in {self.file} must return avsbench.config.Config")
+            return cfg
+        cfg = C.preset(self.setting)
+        if not synthetic:
+            return cfg
+        cfg = C.synthetic(cfg)
+        size = -(-cfg.data.image_size // 32) * 32  # frame sizes must be multiples of 32
+        return C.override(cfg, {"data.image_size": size})
+
+    def backbone_weights(self, backbone: str) -> str | None:
+        table = getattr(self.module, "BACKBONE_WEIGHTS", None) or {}
+        return table.get(backbone)
+
+    def log_dir(self, kind: str, default: str) -> str:
+        name = {"train": "TRAIN_LOG_DIR", "test": "TEST_LOG_DIR"}[kind]
+        return str(getattr(self.module, name, default))
+
+
+# ---------------------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------------------
+def _stage_list(text: str) -> int:
+    value = int(text)
+    if value not in range(4):
+        raise argparse.ArgumentTypeError(f"stages are 0, 1, 2 or 3, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _image_size(text: str) -> int:
+    value = int(text)
+    if value < 32 or value % 32:
+        raise argparse.ArgumentTypeError(f"must be a positive multiple of 32, got {value}")
+    return value
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    """An official on/off flag: `--name` turns it on, `--no-name` off; absent: the config."""
+    parser.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> None:
+    """Flags shared by train.py and test.py (model, data and runtime)."""
+    m, t = preset.model, preset.train
+    g = parser.add_argument_group("official flags")
+    g.add_argument("--session_name", help=f"run name (default: {t.session_name})")
+    g.add_argument(
+        "--visual_backbone",
+        help="resnet (ResNet-50) | pvt (PVT-v2-b5) | any timm model name with 4 feature "
+        f"stages (default: {m.backbone}; --synthetic: resnet18)",
+    )
+    g.add_argument(
+        "--tpavi_stages",
+        type=_stage_list,
+        nargs="*",
+        metavar="S",
+        help="stages (0-3) with a TPAVI block; give none for no TPAVI (default: 0 1 2 3)",
+    )
+    g.add_argument(
+        "--tpavi_vv_flag",
+        action="store_true",
+        default=None,
+        help="video self-attention in TPAVI. As in the official scripts, giving "
+        "--tpavi_vv_flag and/or --tpavi_va_flag sets both (absent = off); giving neither "
+        "keeps the config (audio-visual only)",
+    )
+    g.add_argument("--tpavi_va_flag", action="store_true", default=None, help="audio-visual TPAVI")
+    g.add_argument("--log_dir", help="folder of the run folders")
+    g.add_argument("--num_workers", type=_non_negative_int, help="DataLoader worker processes")
+
+    p = parser.add_argument_group("project flags")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="the small CPU configuration for the synthetic AVSBench (resnet18, random init, "
+        "decoder 64, 128 px; no pretrained files needed)",
+    )
+    p.add_argument("--data_root", help="dataset root (default: DATA_ROOT in config.py)")
+    p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision (default: off)")
+    p.add_argument(
+        "--channels_last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory format (faster convolutions on recent GPUs)",
+    )
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the GPU if there is one)")
+    p.add_argument(
+        "--tpavi_dense",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the published N x N form of TPAVI (same result, slower; for checks)",
+    )
+    p.add_argument("--tpavi_mode", choices=TPAVI_MODE_CHOICES, help="TPAVI mode (default: dot)")
+    p.add_argument("--decoder_channels", type=_positive_int, help="decoder width (published 256)")
+    p.add_argument("--image_size", type=_image_size, help="frame size in pixels (published 224)")
+    p.add_argument(
+        "--cache_audio_embeddings",
+        nargs="?",
+        const="memory",
+        metavar="DIR",
+        help="compute the frozen VGGish embeddings once per clip: in memory, or as .npy "
+        "files under DIR",
+    )
+
+
+def _add_loss_arguments(parser: argparse.ArgumentParser, setting: str) -> None:
+    g = parser.add_argument_group("audio-visual matching loss (official flags)")
+    g.add_argument("--lambda_1", type=float, help="weight of the matching loss")
+    g.add_argument(
+        "--mask_pooling_type", choices=("avg", "max"), help="mask downsampling (default: avg)"
+    )
+    if setting == "s4":
+        _flag(g, "--sa_loss_flag", "the optional S4 matching (sa) loss (off in the official run)")
+        g.add_argument("--sa_loss_stages", type=_stage_list, nargs="*", metavar="S")
+        return
+    _flag(g, "--masked_av_flag", "the masked audio-visual (AVM) loss (on in the official run)")
+    g.add_argument("--masked_av_stages", type=_stage_list, nargs="*", metavar="S")
+    _flag(g, "--threshold_flag", "binarise the pooled mask at 0.5")
+    _flag(g, "--norm_fea_flag", "L2-normalise the audio and masked visual features")
+    _flag(g, "--closer_flag", "AVM-VV: the target is the nearest other frame's visual feature")
+    _flag(g, "--euclidean_flag", "euclidean distance instead of KL")
+    _flag(g, "--kl_flag", "KL(softmax(audio) || softmax(visual)) (the official run)")
+
+
+def build_train_parser(setting: str, user: UserConfig | None = None) -> argparse.ArgumentParser:
+    """The flags of `avs_scripts/<folder>/train.py`."""
+    preset = C.preset(setting)
+    t = preset.train
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description=f"Train AVSBench {setting.upper()} (the published recipe by default). "
+        "Paths to data and pretrained files are in config.py.",
+    )
+    add_model_arguments(parser, preset)
+    g = parser.add_argument_group("training (official flags)")
+    g.add_argument(
+        "--train_batch_size",
+        type=_positive_int,
+        help=f"clips per step, the GLOBAL batch: split evenly over the processes of a "
+        f"multi-GPU run (default: {t.train_batch_size})",
+    )
+    g.add_argument("--val_batch_size", type=_positive_int, help=f"(default: {t.val_batch_size})")
+    g.add_argument("--max_epoches", type=_positive_int, help=f"(sic) (default: {t.max_epoches})")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate (default: {t.lr})")
+    g.add_argument(
+        "--wt_dec",
+        type=float,
+        help="accepted for compatibility and, as in the published code, NOT applied",
+    )
+    g.add_argument(
+        "--weights",
+        help="initialise the model from this checkpoint (project or official) before training",
+    )
+    if setting == "ms3":
+        g.add_argument("--load_s4_params", action="store_true", default=None,
+                       help="initialise from a trained S4 model")  # fmt: skip
+        g.add_argument("--trained_s4_model_path", help="S4 checkpoint (project or official)")
+    if setting == "avss":
+        g.add_argument("--start_eval_epoch", type=_non_negative_int,
+                       help=f"first validated epoch, 0-based ({t.start_eval_epoch})")  # fmt: skip
+        g.add_argument("--eval_interval", type=_positive_int,
+                       help=f"validate every N epochs (default: {t.eval_interval})")  # fmt: skip
+    _add_loss_arguments(parser, setting)
+
+    p = parser.add_argument_group("training (project flags)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="PATH|auto",
+        help="continue a run: a checkpoint path, or 'auto' (default when the flag has no "
+        "value) for the newest last.pth / interrupted.pth of this session under --log_dir",
+    )
+    p.add_argument("--max_steps_per_epoch", type=_positive_int, help="cap steps (quick runs)")
+    p.add_argument("--seed", type=int, help=f"(default: {t.seed})")
+    p.add_argument(
+        "--sync_bn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SyncBatchNorm in multi-GPU runs so BatchNorm sees the global batch like a "
+        "one-process run (default: on for CUDA multi-process runs; unsupported on CPU)",
+    )
+    return parser
+
+
+def build_test_parser(setting: str) -> argparse.ArgumentParser:
+    """The flags of `avs_scripts/<folder>/test.py`."""
+    preset = C.preset(setting)
+    parser = argparse.ArgumentParser(
+        prog="test.py",
+        description=f"Test an AVSBench {setting.upper()} model: official metrics and "
+        "better-defined variants, written to metrics.json.",
+    )
+    add_model_arguments(parser, preset)
+    g = parser.add_argument_group("testing (official flags)")
+    g.add_argument(
+        "--test_batch_size",
+        type=_positive_int,
+        help=f"clips per test batch; the official S4/MS3 metrics depend on it (default: "
+        f"{preset.eval.test_batch_size}, as the official runs)",
+    )
+    g.add_argument(
+        "--weights",
+        help="checkpoint to test: a project checkpoint or an official flat state dict "
+        "(default: <session>_best.pth of the latest training run)",
+    )
+    g.add_argument("--save_pred_mask", action="store_true", default=None,
+                   help="write the predicted masks (and overlays)")  # fmt: skip
+    p = parser.add_argument_group("testing (project flags)")
+    p.add_argument("--train_log_dir", help="where to look for the latest run (default: config)")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--report", action="store_true", help="visual report: a grid per video "
+                   "(frames, truth, prediction, overlay); AVSS: per-class IoU chart")  # fmt: skip
+    p.add_argument("--report_max_videos", type=_positive_int, default=16)
+    p.add_argument(
+        "--swap_audio",
+        action="store_true",
+        help="replace each clip's audio by another clip's: if the model uses sound, the "
+        "metrics drop",
+    )
+    p.add_argument("--out_json", help="metrics file (default: <log_dir>/<run>/metrics.json)")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------
+# Flags -> Config
+# ---------------------------------------------------------------------------------------
+def resolve_backbone(name: str) -> str:
+    """Official flag values resnet / pvt -> timm names; other names pass through."""
+    return BACKBONE_ALIASES.get(name, name)
+
+
+def model_overrides(args: argparse.Namespace, user: UserConfig, cfg: C.Config) -> dict[str, Any]:
+    """Dotted config changes for the model/data/runtime flags that were given."""
+    ch: dict[str, Any] = {}
+    if args.visual_backbone is not None:
+        backbone = resolve_backbone(args.visual_backbone)
+        if backbone != cfg.model.backbone:
+            ch["model.backbone"] = backbone
+            ch["model.backbone_weights"] = (
+                None if args.synthetic else user.backbone_weights(backbone)
+            )
+    if args.tpavi_stages is not None:
+        ch["model.tpavi_stages"] = tuple(args.tpavi_stages)
+    if args.tpavi_vv_flag or args.tpavi_va_flag:
+        ch["model.tpavi_vv"] = bool(args.tpavi_vv_flag)
+        ch["model.tpavi_va"] = bool(args.tpavi_va_flag)
+    for flag, key in (
+        ("tpavi_dense", "model.tpavi_dense"),
+        ("tpavi_mode", "model.tpavi_mode"),
+        ("decoder_channels", "model.decoder_channels"),
+        ("image_size", "data.image_size"),
+        ("data_root", "data.root"),
+        ("num_workers", "data.num_workers"),
+        ("cache_audio_embeddings", "data.embedding_cache"),
+        ("amp", "train.amp"),
+        ("channels_last", "train.channels_last"),
+        ("log_dir", "train.log_dir"),
+        ("session_name", "train.session_name"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            ch[key] = value
+    return ch
+
+
+def train_overrides(args: argparse.Namespace, setting: str, cfg: C.Config) -> dict[str, Any]:
+    """Dotted config changes for the training and loss flags that were given."""
+    ch: dict[str, Any] = {}
+    for flag in ("train_batch_size", "val_batch_size", "max_epoches", "lr", "wt_dec", "seed",
+                 "max_steps_per_epoch", "start_eval_epoch", "eval_interval"):  # fmt: skip
+        value = getattr(args, flag, None)
+        if value is not None:
+            ch[f"train.{flag}"] = value
+    loss_flags = ["lambda_1", "mask_pooling_type"]
+    if setting == "s4":
+        loss_flags += ["sa_loss_flag"]
+        stages = args.sa_loss_stages
+    else:
+        loss_flags += ["masked_av_flag", "threshold_flag", "norm_fea_flag", "closer_flag"]
+        loss_flags += ["euclidean_flag", "kl_flag"]
+        stages = args.masked_av_stages
+        if args.euclidean_flag and args.kl_flag:
+            raise SetupError("--euclidean_flag and --kl_flag contradict each other: give one")
+        # one distance: choosing one explicitly turns the other off
+        if args.euclidean_flag and args.kl_flag is None:
+            ch["train.loss.kl_flag"] = False
+        if args.kl_flag and args.euclidean_flag is None:
+            ch["train.loss.euclidean_flag"] = False
+    for flag in loss_flags:
+        value = getattr(args, flag, None)
+        if value is not None:
+            ch[f"train.loss.{flag}"] = value
+    if stages is not None:
+        ch["train.loss.av_stages"] = tuple(stages)
+    return ch
+
+
+def check_model_config(cfg: C.Config) -> None:
+    """Contradictions in the model / data / runtime settings, as one SetupError each."""
+    m = cfg.model
+    if m.tpavi_stages and not (m.tpavi_va or m.tpavi_vv):
+        raise SetupError("--tpavi_stages given but neither --tpavi_va_flag nor --tpavi_vv_flag")
+    if cfg.data.image_size % 32:
+        raise SetupError(f"image size {cfg.data.image_size} must be a multiple of 32")
+    if cfg.train.amp not in AMP_CHOICES:
+        raise SetupError(f"amp {cfg.train.amp!r}: valid {AMP_CHOICES}")
+
+
+def check_config(cfg: C.Config) -> None:
+    """`check_model_config` plus contradictions of the training / loss settings."""
+    check_model_config(cfg)
+    loss, m = cfg.train.loss, cfg.model
+    s4 = m.setting == "s4"
+    flag = "--sa_loss_flag" if s4 else "--masked_av_flag"
+    stages_flag = "--sa_loss_stages" if s4 else "--masked_av_stages"
+    if not (loss.sa_loss_flag or loss.masked_av_flag):
+        return
+    if loss.lambda_1 <= 0:
+        raise SetupError(f"{flag} is on but --lambda_1 is {loss.lambda_1}: give --lambda_1 > 0")
+    if not m.tpavi_va:
+        raise SetupError(
+            f"{flag} needs the audio-visual TPAVI (--tpavi_va_flag): the matching loss uses the "
+            "aligned audio it returns"
+        )
+    outside = sorted(set(loss.av_stages) - set(m.tpavi_stages))
+    if outside:
+        raise SetupError(
+            f"{stages_flag} {list(loss.av_stages)} includes stages {outside} without a TPAVI "
+            f"block (--tpavi_stages {list(m.tpavi_stages)})"
+        )
+    if loss.euclidean_flag and loss.kl_flag:
+        raise SetupError("--euclidean_flag and --kl_flag contradict each other: give one")
+
+
+# ---------------------------------------------------------------------------------------
+# Files the run needs
+# ---------------------------------------------------------------------------------------
+def _abs(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def toy_data_hint(setting: str, lead: str = "or make the synthetic AVSBench instead") -> str:
+    folder = SCRIPT_FOLDERS[setting]
+    return (
+        f"{lead} (no downloads):\n"
+        f"  cd {REPO_ROOT} && avsbench make-toy-data --out avsbench_data\n"
+        f"  cd avs_scripts/{folder} && bash train.sh --synthetic"
+    )
+
+
+def missing_data_message(setting: str, root: str, user: UserConfig, detail: str = "") -> str:
+    lines = [
+        f"AVSBench {setting.upper()} data not found at {_abs(root)}"
+        + (f" ({detail})" if detail else ""),
+        f"Fix: set DATA_ROOT in {user.file} to your copy of the dataset (or pass --data_root),",
+        toy_data_hint(setting),
+    ]
+    return "\n".join(lines)
+
+
+def check_files(cfg: C.Config, user: UserConfig, *, need_backbone: bool = True) -> None:
+    """Data root and pretrained files exist; else one SetupError naming config.py's field."""
+    setting = cfg.model.setting
+    if not Path(cfg.data.root).is_dir():
+        raise SetupError(missing_data_message(setting, cfg.data.root, user))
+    files = [
+        ("vggish_weights", "VGGISH_WEIGHTS", cfg.model.vggish_weights, "vggish-10086976.pth"),
+        ("vggish_pca", "VGGISH_PCA", cfg.model.vggish_pca, "vggish_pca_params-970ea276.pth"),
+    ]
+    if need_backbone:
+        name = f"BACKBONE_WEIGHTS[{cfg.model.backbone!r}]"
+        files.insert(0, ("backbone_weights", name, cfg.model.backbone_weights, "the backbone file"))
+    for _field, constant, path, expected in files:
+        if path and not Path(path).is_file():
+            raise SetupError(
+                f"pretrained file not found: {_abs(path)} ({expected}).\n"
+                f"Fix: set {constant} in {user.file} to where the file is (see "
+                f"pretrained_backbones/README.md), or set it to None to train from random "
+                f"initialisation;\n"
+                + toy_data_hint(
+                    setting, "or try the synthetic AVSBench, which needs no pretrained files"
+                )
+            )
+
+
+def explain_data_error(err: Exception, cfg: C.Config, user: UserConfig) -> SetupError:
+    """Wrap a dataset error (missing metadata, frames...) with where to fix it."""
+    return SetupError(missing_data_message(cfg.model.setting, cfg.data.root, user, str(err)))
+
+
+def apply(cfg: C.Config, changes: dict[str, Any]) -> C.Config:
+    return C.override(cfg, changes) if changes else cfg
+
+
+def config_diff(old: C.Config, new: C.Config) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (old, new)} for every field that differs."""
+
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(C.to_dict(old)), flat(C.to_dict(new))
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+GetConfig = Callable[[bool], C.Config]

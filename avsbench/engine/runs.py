@@ -1,0 +1,157 @@
+"""Run folders, as the published scripts lay them out, and the text log.
+
+Training: `<log_dir>/<session>_<YYYYmmdd-HHMMSS>/` with
+    `checkpoints/` (`last.pth`, `<session>_best.pth`, `interrupted.pth`),
+    `log/` (`train.log` text log, TensorBoard event files),
+    `config.json` (the full configuration) and `command.txt` (the command line).
+Testing: `<log_dir>/<session>_<YYYYmmdd-HHMMSS>/` with `metrics.json`, `log/test.log`,
+    `pred_masks/` (with --save_pred_mask) and `report/` (with --report).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOGGER_NAME = "avsbench"
+TIME_FORMAT = "%Y%m%d-%H%M%S"
+_RUN_SUFFIX = re.compile(r"_(\d{8}-\d{6})(?:_\d+)?$")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run folder."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def config_json(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pth"
+
+    @property
+    def interrupted(self) -> Path:
+        return self.checkpoints / "interrupted.pth"
+
+    def best(self, session: str) -> Path:
+        return self.checkpoints / f"{session}_best.pth"
+
+
+def create_run_dir(
+    log_dir: str | os.PathLike, session: str, *, subdirs=("checkpoints", "log")
+) -> RunDir:
+    """Make `<log_dir>/<session>_<YYYYmmdd-HHMMSS>` (a `_2`, `_3`... suffix if two runs start
+    in the same second) and its sub-folders."""
+    if not session or os.sep in session or (os.altsep and os.altsep in session):
+        raise ValueError(f"--session_name must be a plain name without '/', got {session!r}")
+    base = Path(log_dir) / f"{session}_{time.strftime(TIME_FORMAT)}"
+    root, k = base, 1
+    while True:
+        try:
+            root.mkdir(parents=True, exist_ok=False)
+            break
+        except FileExistsError:
+            k += 1
+            root = base.with_name(f"{base.name}_{k}")
+    for sub in subdirs:
+        (root / sub).mkdir(exist_ok=True)
+    return RunDir(root)
+
+
+def list_runs(log_dir: str | os.PathLike, session: str) -> list[Path]:
+    """Run folders `<session>_<YYYYmmdd-HHMMSS>[_k]` under `log_dir`, oldest first."""
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        return []
+    runs = []
+    for p in log_dir.iterdir():
+        if not p.is_dir() or not p.name.startswith(f"{session}_"):
+            continue
+        m = _RUN_SUFFIX.search(p.name)
+        if m and p.name[: m.start()] == session:
+            runs.append(p)
+
+    def key(p: Path) -> tuple[str, int]:
+        m = _RUN_SUFFIX.search(p.name)
+        tail = p.name[m.start() + 1 :].split("_")
+        return (tail[0], int(tail[1]) if len(tail) > 1 else 1)
+
+    return sorted(runs, key=key)
+
+
+def latest_file(log_dir: str | os.PathLike, session: str, names: list[str]) -> Path | None:
+    """In the newest run of `session` that has one of `names` under `checkpoints/`, the most
+    recently modified of them; None if no run has any."""
+    for run in reversed(list_runs(log_dir, session)):
+        found = [run / "checkpoints" / n for n in names if (run / "checkpoints" / n).is_file()]
+        if found:
+            return max(found, key=lambda p: p.stat().st_mtime)
+    return None
+
+
+def find_resume_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | None:
+    """`--resume auto`: the newest of last.pth / interrupted.pth of the latest run."""
+    return latest_file(log_dir, session, ["last.pth", "interrupted.pth"])
+
+
+def find_best_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | None:
+    """`test.sh` without --weights: `<session>_best.pth` of the latest run that has one."""
+    return latest_file(log_dir, session, [f"{session}_best.pth"])
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Pretty JSON, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def setup_logging(log_file: str | os.PathLike | None, *, is_main: bool = True) -> logging.Logger:
+    """The `avsbench` logger: INFO to the console and (rank 0) to `log_file`.
+
+    Processes other than rank 0 only print warnings and errors."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(fmt)
+    console.setLevel(logging.INFO if is_main else logging.WARNING)
+    logger.addHandler(console)
+    if log_file is not None and is_main:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(fmt)
+        logger.addHandler(file_handler)
+    return logger
+
+
+def close_logging() -> None:
+    """Close the handlers opened by `setup_logging` (files are flushed)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()

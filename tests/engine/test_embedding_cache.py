@@ -1,0 +1,89 @@
+"""Frozen VGGish embeddings with the per-clip cache: same values, VGGish runs once per clip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from avsbench.engine.embeddings import AudioEmbedder, clip_keys, vggish_fingerprint
+
+
+class TinyAudioNet(nn.Module):
+    """A stand-in for VGGish: [N, 1, 96, 64] -> [N, 128], counting its calls."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.proj = nn.Linear(96 * 64, 128)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += x.shape[0]
+        return self.proj(x.flatten(1))
+
+
+def _batch(ids, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "audio": torch.randn(len(ids), 5, 1, 96, 64, generator=g),
+        "video_id": list(ids),
+        "category": ["cat"] * len(ids),
+    }
+
+
+def test_no_cache_is_plain_vggish():
+    net = TinyAudioNet()
+    batch = _batch(["a", "b"])
+    emb = AudioEmbedder(net, "cpu")(batch["audio"])
+    expected = net.proj(batch["audio"].reshape(10, -1))
+    assert torch.allclose(emb, expected)
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    assert not emb.requires_grad  # frozen: no graph through VGGish
+
+
+def test_memory_cache_runs_vggish_once_per_clip():
+    net = TinyAudioNet()
+    embedder = AudioEmbedder(net, "cpu", cache="memory")
+    first = _batch(["a", "b"])
+    out1 = embedder(first["audio"], clip_keys("s4/train", first))
+    assert net.calls == 10
+    # "b" again (same audio) with a new clip "c": only "c" goes through the network
+    second = {k: v for k, v in _batch(["c"], seed=1).items()}
+    both = {
+        "audio": torch.cat([first["audio"][1:], second["audio"]]),
+        "video_id": ["b", "c"],
+        "category": ["cat", "cat"],
+    }
+    out2 = embedder(both["audio"], clip_keys("s4/train", both))
+    assert net.calls == 15
+    assert torch.equal(out2[:5], out1[5:])
+    plain = AudioEmbedder(TinyAudioNet(), "cpu")(both["audio"])
+    assert torch.allclose(out2, plain, atol=1e-6)
+    with pytest.raises(ValueError, match="one key per clip"):
+        embedder(both["audio"], None)
+
+
+def test_disk_cache_survives_a_new_process_and_tracks_the_weights(tmp_path):
+    batch = _batch(["a", "b"])
+    keys = clip_keys("ms3/val", batch)
+    out = AudioEmbedder(TinyAudioNet(), "cpu", cache=tmp_path)(batch["audio"], keys)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.npy"))
+    fp = vggish_fingerprint(TinyAudioNet())
+    assert files == [f"{fp}/ms3/val/cat/a.npy", f"{fp}/ms3/val/cat/b.npy"]
+
+    fresh = TinyAudioNet()
+    again = AudioEmbedder(fresh, "cpu", cache=tmp_path)(batch["audio"], keys)
+    assert fresh.calls == 0 and torch.equal(again, out)  # read back, VGGish not run
+
+    other = TinyAudioNet(seed=1)  # other weights: another folder, recomputed
+    assert vggish_fingerprint(other) != fp
+    AudioEmbedder(other, "cpu", cache=tmp_path)(batch["audio"], keys)
+    assert other.calls == 10
+
+
+def test_clip_keys_follow_swapped_audio():
+    batch = {"video_id": ["v1", "v2"], "category": ["", "x"]}
+    assert clip_keys("s4/test", batch) == ["s4/test/_/v1", "s4/test/x/v2"]
+    batch.update(audio_id=["v2", "v1"], audio_category=["x", ""])
+    assert clip_keys("s4/test", batch) == ["s4/test/x/v2", "s4/test/_/v1"]

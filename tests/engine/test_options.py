@@ -1,0 +1,142 @@
+"""Official flags -> Config, contradictions, and the one clear missing-files message."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from avsbench import config as C
+from avsbench.engine import options as O
+from avsbench.engine import train
+
+
+def _cfg(setting, argv, module=None):
+    user = O.UserConfig(setting, module)
+    args = O.build_train_parser(setting).parse_args(argv)
+    base = user.get_config(args.synthetic)
+    cfg = O.apply(base, O.model_overrides(args, user, base))
+    return O.apply(cfg, O.train_overrides(args, setting, cfg))
+
+
+def test_no_flags_is_the_published_recipe():
+    assert _cfg("s4", []) == C.s4()
+    assert _cfg("avss", []) == C.avss()
+    toy = C.override(C.synthetic(C.ms3()), {"data.image_size": 128})  # 112 -> multiple of 32
+    assert _cfg("ms3", ["--synthetic"]) == toy
+
+
+def test_official_flags_map_onto_the_config():
+    module = types.ModuleType("config")
+    module.get_config = lambda synthetic: C.s4()
+    module.BACKBONE_WEIGHTS = {"pvt_v2_b5": "/w/pvt_v2_b5.pth"}
+    cfg = _cfg(
+        "s4",
+        ["--visual_backbone", "pvt", "--train_batch_size", "8", "--max_epoches", "3",
+         "--lr", "3e-4", "--wt_dec", "0", "--tpavi_stages", "1", "2", "--tpavi_vv_flag",
+         "--tpavi_va_flag", "--sa_loss_flag", "--lambda_1", "0.2", "--sa_loss_stages", "2",
+         "--mask_pooling_type", "max", "--session_name", "X", "--amp", "bf16", "--seed", "7"],
+        module,
+    )  # fmt: skip
+    assert cfg.model.backbone == "pvt_v2_b5"
+    assert cfg.model.backbone_weights == "/w/pvt_v2_b5.pth"
+    assert (cfg.train.train_batch_size, cfg.train.max_epoches, cfg.train.lr) == (8, 3, 3e-4)
+    assert cfg.train.wt_dec == 0 and cfg.train.seed == 7 and cfg.train.amp == "bf16"
+    assert cfg.model.tpavi_stages == (1, 2)
+    assert cfg.model.tpavi_vv and cfg.model.tpavi_va
+    loss = cfg.train.loss
+    assert loss.sa_loss_flag and loss.lambda_1 == 0.2 and loss.av_stages == (2,)
+    assert loss.mask_pooling_type == "max" and cfg.train.session_name == "X"
+
+
+def test_tpavi_flags_follow_the_official_scripts():
+    # only --tpavi_vv_flag: video self-attention alone (va off), as the official argparse
+    cfg = _cfg("s4", ["--tpavi_vv_flag"])
+    assert (cfg.model.tpavi_vv, cfg.model.tpavi_va) == (True, False)
+    assert _cfg("s4", ["--tpavi_stages"]).model.tpavi_stages == ()  # no TPAVI at all
+    assert _cfg("s4", ["--visual_backbone", "convnext_tiny"]).model.backbone == "convnext_tiny"
+
+
+def test_ms3_distance_flags():
+    assert C.ms3().train.loss.kl_flag
+    loss = _cfg("ms3", ["--euclidean_flag"]).train.loss
+    assert loss.euclidean_flag and not loss.kl_flag  # choosing one turns the other off
+    with pytest.raises(O.SetupError, match="contradict"):
+        _cfg("ms3", ["--euclidean_flag", "--kl_flag"])
+    off = _cfg("ms3", ["--no-masked_av_flag"]).train.loss
+    assert not off.masked_av_flag
+
+
+@pytest.mark.parametrize(
+    "setting, argv, message",
+    [
+        ("s4", ["--sa_loss_flag"], "--lambda_1 is 0.0"),
+        ("ms3", ["--tpavi_stages", "0", "1"], "stages \\[2, 3\\] without a TPAVI block"),
+        ("avss", ["--tpavi_vv_flag"], "needs the audio-visual TPAVI"),
+    ],
+)
+def test_contradictions_are_clear_errors(setting, argv, message):
+    with pytest.raises(O.SetupError, match=message):
+        O.check_config(_cfg(setting, argv))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--amp", "fp8"], "invalid choice: 'fp8'"),
+        (["--image_size", "100"], "multiple of 32"),
+        (["--tpavi_stages", "4"], "stages are 0, 1, 2 or 3"),
+        (["--masked_av_flag"], "unrecognized arguments"),  # an MS3/AVSS flag
+        (["--train_batch_size", "0"], "must be >= 1"),
+    ],
+)
+def test_bad_flags_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        O.build_train_parser("s4").parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_is_one_clear_message(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "Single-source"
+    status = train.main("s4", ["--synthetic", "--data_root", str(missing), "--log_dir",
+                               str(tmp_path / "logs")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "Traceback" not in err
+    assert f"data not found at {missing}" in err
+    assert "DATA_ROOT in avs_scripts/avs_s4/config.py" in err
+    assert "avsbench make-toy-data --out avsbench_data" in err
+    assert "bash train.sh --synthetic" in err
+    assert not (tmp_path / "logs").exists()  # nothing written before the check
+
+
+def test_missing_pretrained_file_names_the_config_constant(tmp_path, s4_toy, capsys):
+    module = types.ModuleType("config")
+    module.__file__ = str(O.REPO_ROOT / "avs_scripts" / "avs_s4" / "config.py")
+    module.get_config = lambda synthetic: C.override(
+        C.s4(), {"data.root": str(s4_toy), "model.backbone_weights": str(tmp_path / "r50.pth")}
+    )
+    status = train.main("s4", ["--log_dir", str(tmp_path)], user_config=module)
+    err = capsys.readouterr().err
+    assert status == 2 and f"pretrained file not found: {tmp_path / 'r50.pth'}" in err
+    assert "BACKBONE_WEIGHTS['resnet50'] in avs_scripts/avs_s4/config.py" in err
+
+
+def test_the_three_script_configs_build():
+    import importlib.util
+
+    for setting, folder in O.SCRIPT_FOLDERS.items():
+        path = O.REPO_ROOT / "avs_scripts" / folder / "config.py"
+        spec = importlib.util.spec_from_file_location(f"config_{folder}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        real, toy = module.get_config(False), module.get_config(True)
+        assert real.model.setting == setting == toy.model.setting
+        assert real.model.backbone == "resnet50" and real.data.root == module.DATA_ROOT
+        assert real.model.backbone_weights == module.BACKBONE_WEIGHTS["resnet50"]
+        assert real.model.vggish_weights == module.VGGISH_WEIGHTS
+        assert toy.model.backbone == "resnet18" and toy.data.image_size % 32 == 0
+        assert toy.model.backbone_weights is None and toy.model.vggish_weights is None
+        assert toy.model.decoder_channels == 64 and toy.data.root == module.DATA_ROOT
