@@ -169,7 +169,8 @@ def from_dict(d: dict[str, Any]) -> Config:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in values.items():
             if key not in fields:
-                raise KeyError(f"unknown config field {cls.__name__}.{key}; valid: {sorted(fields)}")
+                valid = sorted(fields)
+                raise KeyError(f"unknown config field {cls.__name__}.{key}; valid: {valid}")
             sub = _DATACLASS_FIELDS.get((cls, key))
             if sub is not None:
                 value = build(sub, value)
@@ -191,7 +192,10 @@ _DATACLASS_FIELDS = {
 
 
 def override(cfg: Config, changes: dict[str, Any]) -> Config:
-    """Return `cfg` with dotted keys replaced, e.g. {"train.lr": 1e-3, "model.tpavi_stages": (0,)}."""
+    """Return `cfg` with dotted keys replaced, e.g. {"train.lr": 1e-3, "model.tpavi_stages": (0,)}.
+
+    Unknown keys raise KeyError listing the valid ones.
+    """
     d = to_dict(cfg)
     for dotted, value in changes.items():
         node = d
@@ -204,3 +208,34 @@ def override(cfg: Config, changes: dict[str, Any]) -> Config:
             raise KeyError(f"unknown config field {dotted!r}; valid: {sorted(node)}")
         node[parts[-1]] = value
     return from_dict(d)
+
+
+def with_user_paths(
+    cfg: Config,
+    *,
+    data_root: str,
+    backbone_weights: str | None,
+    vggish_weights: str | None,
+    vggish_pca: str | None,
+    log_dir: str,
+    synthetic_data: bool = False,
+) -> Config:
+    """`cfg` with the paths of an `avs_scripts/<folder>/config.py`.
+
+    synthetic_data=True gives the small CPU configuration of `synthetic()` and drops the
+    pretrained files (the synthetic AVSBench needs none).
+    """
+    cfg = override(
+        cfg,
+        {
+            "data.root": data_root,
+            "model.backbone_weights": backbone_weights,
+            "model.vggish_weights": vggish_weights,
+            "model.vggish_pca": vggish_pca,
+            "train.log_dir": log_dir,
+        },
+    )
+    if synthetic_data:
+        no_files = {"model.backbone_weights": None, "model.vggish_weights": None}
+        cfg = override(synthetic(cfg), {**no_files, "model.vggish_pca": None})
+    return cfg

@@ -35,19 +35,12 @@ def get_config(synthetic: bool = False) -> C.Config:
     synthetic=True: the small CPU configuration for the synthetic AVSBench (ResNet-18 with
     random initialisation, decoder width 64, 128-pixel frames): no pretrained files needed.
     """
-    cfg = C.override(
+    return C.with_user_paths(
         C.ms3(),
-        {
-            "data.root": DATA_ROOT,
-            "model.backbone_weights": BACKBONE_WEIGHTS.get("resnet50"),
-            "model.vggish_weights": VGGISH_WEIGHTS,
-            "model.vggish_pca": VGGISH_PCA,
-            "train.log_dir": TRAIN_LOG_DIR,
-        },
+        data_root=DATA_ROOT,
+        backbone_weights=BACKBONE_WEIGHTS.get("resnet50"),
+        vggish_weights=VGGISH_WEIGHTS,
+        vggish_pca=VGGISH_PCA,
+        log_dir=TRAIN_LOG_DIR,
+        synthetic_data=synthetic,
     )
-    if synthetic:
-        cfg = C.synthetic(cfg)
-        size = -(-cfg.data.image_size // 32) * 32  # frame sizes must be multiples of 32
-        no_files = {"model.backbone_weights": None, "model.vggish_weights": None}
-        cfg = C.override(cfg, {**no_files, "model.vggish_pca": None, "data.image_size": size})
-    return cfg

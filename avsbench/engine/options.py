@@ -60,9 +60,7 @@ class UserConfig:
         cfg = C.preset(self.setting)
         if not synthetic:
             return cfg
-        cfg = C.synthetic(cfg)
-        size = -(-cfg.data.image_size // 32) * 32  # frame sizes must be multiples of 32
-        return C.override(cfg, {"data.image_size": size})
+        return C.synthetic(cfg)
 
     def backbone_weights(self, backbone: str) -> str | None:
         table = getattr(self.module, "BACKBONE_WEIGHTS", None) or {}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from spec_files import STATE_DICTS, require
 from torch import nn
 
 from avsbench import config as C
@@ -19,7 +20,7 @@ from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.metrics import BinaryMetrics
 from avsbench.models.avs import AVSOutput
 
-SPEC = Path("/work/shared/spec/state_dicts")
+SPEC = STATE_DICTS
 
 
 class BrightnessModel(nn.Module):
@@ -174,7 +175,7 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
 )
 def test_official_architecture_is_read_off_the_keys(tsv, expected):
     state = {}
-    for line in (SPEC / tsv).read_text().splitlines():
+    for line in require(SPEC / tsv).read_text().splitlines():
         name, shape = line.split("\t")
         state["module." + name] = torch.empty(eval(shape), device="meta")  # DataParallel form
     ch = E.official_architecture(state)
