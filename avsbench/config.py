@@ -39,7 +39,7 @@ class DataConfig:
     image_size: int = 224  # frames and masks are resized to image_size x image_size
     frames_per_clip: int = 5  # 5 for S4/MS3, 10 for AVSS (clips are padded to it)
     num_workers: int = 4  # DataLoader worker processes
-    embedding_cache: str | None = None  # folder caching frozen VGGish embeddings per clip
+    embedding_cache: str | None = None  # "memory" or a folder: frozen VGGish runs once per clip
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ def synthetic(cfg: Config) -> Config:
             "model.decoder_channels": 64,
             "data.image_size": 128,
             "data.num_workers": 2,
+            "data.embedding_cache": "memory",  # the frozen VGGish runs once per clip
             "train.lr": 5e-4,
             "train.max_epoches": 8 if cfg.model.setting == "s4" else 6,
             "train.train_batch_size": 4,
