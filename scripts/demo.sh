@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 start=$(date +%s)
-avsbench make-toy-data --out avsbench_data --settings s4
+avsbench make-toy-data --out avsbench_data --settings s4 --num-categories 4
 cd avs_scripts/avs_s4
 bash train.sh --synthetic --session_name S4_synthetic
 bash test.sh --synthetic --session_name S4_synthetic --save_pred_mask --report \

@@ -33,7 +33,7 @@ def get_config(synthetic: bool = False) -> C.Config:
     """The S4 configuration with the paths above.
 
     synthetic=True: the small CPU configuration for the synthetic AVSBench (ResNet-18 with
-    random initialisation, decoder width 64, 128-pixel frames): no pretrained files needed.
+    random initialisation, decoder width 64, 96-pixel frames): no pretrained files needed.
     """
     return C.with_user_paths(
         C.s4(),

@@ -141,7 +141,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
         "--synthetic",
         action="store_true",
         help="the small CPU configuration for the synthetic AVSBench (resnet18, random init, "
-        "decoder 64, 128 px; no pretrained files needed)",
+        "decoder 64, 96 px; no pretrained files needed)",
     )
     p.add_argument("--data_root", help="dataset root (default: DATA_ROOT in config.py)")
     p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision (default: off)")
