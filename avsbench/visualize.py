@@ -11,13 +11,14 @@ sees a half-written PNG.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from avsbench.fileio import atomic_write
 
 # ImageNet statistics used by every AVSBench image transform (torchvision Normalize).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,27 +51,6 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: fixed-size bitmap font
         return ImageFont.load_default()
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)` on a temporary file next to `path`, then rename it to `path`.
-
-    The temporary name starts with a dot and lives in the same folder, so `os.replace` is
-    atomic (same file system). On any error the temporary file is removed and the error
-    propagates; an existing `path` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:

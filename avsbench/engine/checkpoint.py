@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from avsbench.fileio import atomic_write
 
 FORMAT = "avsbench/1"
 
@@ -30,37 +31,12 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
     If anything fails before the replace, the temporary file is removed and an existing
     file at `path` is left untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
 
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); silently skipped where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, write)
 
 
 def rng_state() -> dict[str, Any]:
