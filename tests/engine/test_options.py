@@ -22,7 +22,7 @@ def _cfg(setting, argv, module=None):
 def test_no_flags_is_the_published_recipe():
     assert _cfg("s4", []) == C.s4()
     assert _cfg("avss", []) == C.avss()
-    toy = C.override(C.synthetic(C.ms3()), {"data.image_size": 128})  # 112 -> multiple of 32
+    toy = C.synthetic(C.ms3())
     assert _cfg("ms3", ["--synthetic"]) == toy
 
 
