@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from spec_files import GOLDEN, require
+from golden_files import GOLDEN, require
 
 from avsbench.metrics import (
     BinaryMetrics,

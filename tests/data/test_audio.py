@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from spec_files import GOLDEN as GOLDEN_DIR
-from spec_files import require
+from golden_files import GOLDEN as GOLDEN_DIR
+from golden_files import require
 
 from avsbench.data import audio
 from avsbench.data.layouts import AVSDataError

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from golden_files import STATE_DICTS, require
 from PIL import Image
-from spec_files import STATE_DICTS, require
 from torch import nn
 
 from avsbench import config as C

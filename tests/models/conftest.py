@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from spec_files import GOLDEN, SPEC_DIR, STATE_DICTS, require  # noqa: F401
+from golden_files import GOLDEN, STATE_DICTS, require  # noqa: F401
 
 
 def read_tsv(name: str) -> list[tuple[str, tuple[int, ...]]]:
