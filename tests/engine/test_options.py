@@ -57,6 +57,15 @@ def test_tpavi_flags_follow_the_official_scripts():
     assert _cfg("s4", ["--visual_backbone", "convnext_tiny"]).model.backbone == "convnext_tiny"
 
 
+def test_avss_background_flag():
+    assert _cfg("avss", []).train.loss.avss_background == "first"  # the published code today
+    assert _cfg("avss", ["--avss_background", "last"]).train.loss.avss_background == "last"
+    with pytest.raises(SystemExit):
+        O.build_train_parser("avss").parse_args(["--avss_background", "70"])
+    with pytest.raises(SystemExit):
+        O.build_train_parser("ms3").parse_args(["--avss_background", "last"])  # AVSS only
+
+
 def test_ms3_distance_flags():
     assert C.ms3().train.loss.kl_flag
     loss = _cfg("ms3", ["--euclidean_flag"]).train.loss
