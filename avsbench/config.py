@@ -54,6 +54,9 @@ class LossConfig:
     closer_flag: bool = False  # AVM-VV: target is the nearest other frame's visual feature
     euclidean_flag: bool = False  # euclidean distance instead of KL
     kl_flag: bool = False  # KL(softmax(audio) || softmax(visual))
+    # AVSS: the class the masked AV loss calls background. "first": class 0, as the published
+    # code since 2024-09-06; "last": class 70, as before (docs/DIFFERENCES.md)
+    avss_background: str = "first"
 
 
 @dataclass(frozen=True)

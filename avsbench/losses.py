@@ -2,8 +2,9 @@
 losses, with every flag of the published scripts.
 
 Source: the `loss.py` of the published avs_s4, avs_ms3 and avss scripts (Zhou et al., ECCV
-2022; IJCV 2024), described in spec/TRAINING.md; docstrings state the formulas, including
-the published quirks that are kept on purpose (they change trained models):
+2022; IJCV 2024) as they stand today, described in docs/TRAINING.md; docstrings state the
+formulas, including the published quirks that are kept on purpose (they change trained
+models):
 
 - S4 supervises only frames with an annotation (`gt_valid`; S4 train: the first frame).
 - MS3 pools the LOGITS to each stage's size and applies the sigmoid after pooling; the S4
@@ -11,8 +12,10 @@ the published quirks that are kept on purpose (they change trained models):
 - The KL form is `kl_div(log_softmax(m), softmax(target), reduction="sum")`: summed over
   channels AND frames (MS3), or summed over channels then averaged over annotated frames
   (AVSS). Every AVM loss is averaged over the stages.
-- AVSS treats the LAST class (index num_classes - 1) as background when it builds the
-  object mask, although background is class 0 (the slip of the official "noBg" metric).
+- AVSS builds a class-agnostic object mask, argmax != background. Background is class 0,
+  as in the published avss/loss.py since its commit 565587e (2024-09-06); before it, the
+  published code used the LAST class (70), which `LossConfig.avss_background = "last"`
+  reproduces for runs made before the fix (docs/DIFFERENCES.md).
 - `closer_flag` (AVM-VV): the nearest other frame by audio distance, found with
   cdist + 10 * identity (so a frame can pick itself if all others are farther than 10,
   possible only without `norm_fea_flag`); it ignores `threshold_flag`; in AVSS the KL form
@@ -39,12 +42,31 @@ __all__ = [
     "sa_loss",
     "masked_av_loss",
     "avss_masked_av_loss",
+    "avss_background_index",
     "compute_loss",
 ]
 
 MASK_POOLING = {"avg": F.adaptive_avg_pool2d, "max": F.adaptive_max_pool2d}
 FEATURE_EPS = 1e-6  # official epsilon of the masked feature mean and of the sa loss' log
 CLOSER_SELF_PENALTY = 10.0  # official: cdist + 10 * I keeps a frame from picking itself
+
+# The class the AVSS masked AV loss treats as background (LossConfig.avss_background), as a
+# function of the number of classes K.
+AVSS_BACKGROUND = {
+    "first": lambda num_classes: 0,  # class 0: the published avss/loss.py since 2024-09-06
+    "last": lambda num_classes: num_classes - 1,  # class K - 1 (70): the published code before
+}
+
+
+def avss_background_index(name: str, num_classes: int) -> int:
+    """Class index of `LossConfig.avss_background` ("first" -> 0, "last" -> num_classes - 1)."""
+    if name not in AVSS_BACKGROUND:
+        raise ValueError(
+            f"unknown loss.avss_background {name!r}; valid: {sorted(AVSS_BACKGROUND)} "
+            "(first: class 0, the published code today; last: the published code before "
+            "2024-09-06)"
+        )
+    return AVSS_BACKGROUND[name](num_classes)
 
 
 class ModelOutput(Protocol):
@@ -294,7 +316,7 @@ def avss_masked_av_loss(
     closer: bool = False,
     euclidean: bool = False,
     kl: bool = False,
-    background_index: int | None = None,
+    background_index: int = 0,
 ) -> torch.Tensor:
     """AVSS masked AV loss: as `masked_av_loss` with a class-agnostic object mask and
     per-frame weights.
@@ -306,8 +328,9 @@ def avss_masked_av_loss(
     the nearest frame's m; KL compares m with the AUDIO (as published).
     Returns mean over `stages` of L_s.
 
-    background_index: None = the published choice, the LAST class (num_classes - 1);
-    the AVSBench background is class 0, pass 0 for the correct object mask.
+    background_index: the class that is not an object. 0 (the AVSBench background) as the
+    published avss/loss.py since 2024-09-06; num_classes - 1 (70) as it was before
+    (`avss_background_index("last", K)`), for runs made before the fix.
 
     Args: logits [B*T, K, H, W]; gt_valid [B*T]; others as in `masked_av_loss`.
     """
@@ -319,10 +342,14 @@ def avss_masked_av_loss(
             f"avss_masked_av_loss: gt_valid must be [B*T] = [{logits.shape[0]}], got "
             f"{tuple(gt_valid.shape)}"
         )
-    background = logits.shape[1] - 1 if background_index is None else background_index
+    if not 0 <= background_index < logits.shape[1]:
+        raise ValueError(
+            f"avss_masked_av_loss: background_index {background_index} is not a class of "
+            f"logits with {logits.shape[1]} classes"
+        )
     with torch.no_grad():
         classes = torch.softmax(logits.float(), dim=1).argmax(dim=1, keepdim=True)
-        objects = (classes != background).float()  # [B*T, 1, H, W]
+        objects = (classes != background_index).float()  # [B*T, 1, H, W]
     total = logits.new_zeros((), dtype=torch.float32)
     for stage in stages:
         audio, visual = _stage_pair(audio_maps, visual_maps, stage, logits.shape[0])
@@ -419,6 +446,7 @@ def compute_loss(
                     output.visual_maps,
                     gt_valid,
                     cfg.av_stages,
+                    background_index=avss_background_index(cfg.avss_background, logits.shape[1]),
                     **av_kwargs,
                 )
     else:

@@ -3,9 +3,9 @@ better-defined variants beside them.
 
 Source: the evaluation code published with AVSBench (Zhou et al., ECCV 2022; IJCV 2024):
 `mask_iou` / `Eval_Fmeasure` (S4, MS3) and `calc_color_miou_fscore` (AVSS), as described in
-spec/METRICS.md. The official numbers are reproduced to float precision (tests compare with
-golden values produced by the published code); the variants are named for what they are
-and never replace them. docs/METRICS.md explains the quirks.
+docs/METRICS.md (formulas and quirks). The official numbers are reproduced to float
+precision (tests compare with golden values produced by the published code); the variants
+are named for what they are and never replace them.
 
 Everything is vectorised torch that runs on the device of its inputs. Counts are exact
 integers; ratios are taken in float64. The F-measure is computed for all 255 thresholds at

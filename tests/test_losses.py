@@ -3,6 +3,7 @@ every combination of the official flags, plus small cases with known values."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import torch.nn as nn
 
 from avsbench.config import LossConfig
 from avsbench.losses import (
+    avss_background_index,
     avss_masked_av_loss,
     avss_seg_loss,
     compute_loss,
@@ -104,8 +106,9 @@ def ref_nearest(audio):
     return idx
 
 
-def ref_avm(out, stages, setting, flags, gt_valid=None, background=None):
-    """Official AVM losses (S4 sa, MS3 and AVSS masked AV) with loops over frames."""
+def ref_avm(out, stages, setting, flags, gt_valid=None, background=0):
+    """Official AVM losses (S4 sa, MS3 and AVSS masked AV) with loops over frames.
+    AVSS: `background` is the class index that is not an object (published today: 0)."""
     logits = out.logits.double()
     frames = logits.shape[0]
     total = 0.0
@@ -121,8 +124,7 @@ def ref_avm(out, stages, setting, flags, gt_valid=None, background=None):
                 masks.append(sigmoid(ref_pool(logits[f, 0], h, w, flags["pool"])))
             else:
                 cls = logits[f].argmax(0)
-                bg = logits.shape[1] - 1 if background is None else background
-                masks.append(ref_pool((cls != bg).double(), h, w, flags["pool"]))
+                masks.append(ref_pool((cls != background).double(), h, w, flags["pool"]))
         if setting == "s4":
             losses = []
             for f in range(frames):
@@ -310,12 +312,16 @@ AVSS_FLAGS = [
 ]
 
 
+AVSS_BACKGROUNDS = {"first": 0, "last": 3}  # the class index of each choice with 4 classes
+
+
+@pytest.mark.parametrize("background", sorted(AVSS_BACKGROUNDS))
 @pytest.mark.parametrize(
     "flags", AVSS_FLAGS, ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items())
 )
-def test_avss_masked_av_loss_equals_loops(flags):
+def test_avss_masked_av_loss_equals_loops(flags, background):
     out = make_output(6, num_classes=4, seed=7)
-    out.logits[:, 3] += 0.8  # the last class (published "background") wins often
+    out.logits[:, 3] += 0.8  # the last class (the background before the fix) wins often
     gt_valid = torch.tensor([1.0, 0, 1, 1, 0, 1])
     stages = (0, 2)
     kwargs = dict(
@@ -326,16 +332,52 @@ def test_avss_masked_av_loss_equals_loops(flags):
         euclidean=flags["euclid"],
         kl=not flags["euclid"],
     )
-    got = avss_masked_av_loss(
-        out.logits, out.audio_maps, out.visual_maps, gt_valid, stages, **kwargs
-    )
-    expected = ref_avm(out, stages, "avss", flags, gt_valid=gt_valid)
+    index = avss_background_index(background, num_classes=4)
+    assert index == AVSS_BACKGROUNDS[background]
+    args = (out.logits, out.audio_maps, out.visual_maps, gt_valid, stages)
+    got = avss_masked_av_loss(*args, background_index=index, **kwargs)
+    expected = ref_avm(out, stages, "avss", flags, gt_valid=gt_valid, background=index)
     assert float(got) == pytest.approx(expected, rel=1e-5, abs=1e-7)
-    got_bg0 = avss_masked_av_loss(
-        out.logits, out.audio_maps, out.visual_maps, gt_valid, stages, background_index=0, **kwargs
-    )
+    # the default is the published code today: class 0 is the background
+    default = avss_masked_av_loss(*args, **kwargs)
     expected_bg0 = ref_avm(out, stages, "avss", flags, gt_valid=gt_valid, background=0)
-    assert float(got_bg0) == pytest.approx(expected_bg0, rel=1e-5, abs=1e-7)
+    assert float(default) == pytest.approx(expected_bg0, rel=1e-5, abs=1e-7)
+
+
+def test_avss_background_choices_differ_and_default_is_class_0():
+    # 71 classes as AVSBench-semantic: background 0, and 70 ("woman"), the pre-fix background.
+    # Class 0 wins the left half of every frame, class 70 the top half, so the two object
+    # masks differ (the top-right quarter is an object for one choice only, and vice versa).
+    out = make_output(4, num_classes=71, seed=12)
+    out.logits[:, 0, :, :8] += 20.0
+    out.logits[:, 70, :8, :] += 40.0
+    masks = torch.randint(0, 71, (4, 16, 16), generator=torch.Generator().manual_seed(12))
+    gt_valid = torch.tensor([1.0, 1, 0, 1])
+    flags = {"pool": "avg", "thr": False, "norm": False, "closer": False, "euclid": False}
+    published = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)  # the AVSS preset
+    assert published.avss_background == "first"
+    before_fix = dataclasses.replace(published, avss_background="last")
+    seg = float(avss_seg_loss(out.logits, masks, gt_valid))
+
+    _, parts = compute_loss("avss", out, masks, gt_valid, published)
+    _, parts_before = compute_loss("avss", out, masks, gt_valid, before_fix)
+    av_bg0 = ref_avm(out, (0, 1, 2, 3), "avss", flags, gt_valid=gt_valid, background=0)
+    av_bg70 = ref_avm(out, (0, 1, 2, 3), "avss", flags, gt_valid=gt_valid, background=70)
+    assert parts["sa_loss"] == pytest.approx(av_bg0, rel=1e-5)
+    assert parts["total_loss"] == pytest.approx(seg + 0.5 * av_bg0, rel=1e-5)
+    assert parts_before["sa_loss"] == pytest.approx(av_bg70, rel=1e-5)
+    assert abs(av_bg0 - av_bg70) > 0.05 * abs(av_bg0)  # a real difference, not rounding
+    assert parts["iou_loss"] == parts_before["iou_loss"]  # only the AVM term changes
+
+
+def test_avss_background_errors():
+    out = make_output(2, num_classes=4, seed=13)
+    args = (out.logits, out.audio_maps, out.visual_maps, torch.ones(2), (0,))
+    with pytest.raises(ValueError, match="not a class"):
+        avss_masked_av_loss(*args, kl=True, background_index=4)
+    with pytest.raises(ValueError, match=r"valid: \['first', 'last'\]"):
+        avss_background_index("middle", 71)
+    assert avss_background_index("last", 71) == 70
 
 
 def test_avm_stage_errors():
@@ -391,6 +433,7 @@ def test_compute_loss_s4_ms3_avss_totals():
         "avss",
         {"pool": "avg", "thr": False, "norm": False, "closer": False, "euclid": False},
         gt_valid=gt_valid,
+        background=0,  # the default: the published code since 2024-09-06
     )
     seg = float(avss_seg_loss(out.logits, labels, gt_valid))
     assert float(total) == pytest.approx(seg + 0.5 * av, rel=1e-5)

@@ -2,7 +2,7 @@
 
 Follows the VGGish input definition of Hershey et al., "CNN architectures for large-scale
 audio classification" (ICASSP 2017), as used by torchvggish and by the published AVSBench
-code (spec/AVSBENCH_FORMATS.md section 5):
+code (avsbench_data/README.md, "Log-mel examples"):
 
     waveform (int16 / 32768, channels averaged, resampled to 16 kHz, resampy kaiser_best)
     -> |STFT|: periodic Hann 400 samples (25 ms), hop 160 (10 ms), FFT 512, no centre pad

@@ -1,7 +1,7 @@
 """S4, MS3 and AVSS datasets reading the released AVSBench layouts, one sample type.
 
 Follows the published AVSBench data loaders (Zhou et al., ECCV 2022 `S4Dataset`,
-`MS3Dataset`; IJCV 2024 `V2Dataset`) and spec/AVSBENCH_FORMATS.md. Every dataset returns
+`MS3Dataset`; IJCV 2024 `V2Dataset`) and avsbench_data/README.md. Every dataset returns
 the sample dict of docs/ARCHITECTURE.md:
 
     frames       float32 [T, 3, S, S]  ImageNet-normalised (zeros for AVSS padding frames)

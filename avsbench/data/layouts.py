@@ -1,7 +1,7 @@
 """Official on-disk layouts of AVSBench (S4, MS3, AVSS): every path in one place.
 
 Follows the public AVSBench release (Zhou et al., ECCV 2022; IJCV 2024) as described in
-spec/AVSBENCH_FORMATS.md. The synthetic generator (`synthetic.py`), the preprocessing
+avsbench_data/README.md. The synthetic generator (`synthetic.py`), the preprocessing
 (`preprocess.py`) and the datasets (`datasets.py`) all build paths through these classes,
 so that one reader serves the real and the synthetic data.
 

@@ -2,8 +2,9 @@
 
 The colour masks of AVSBench-semantic (`labels_rgb/<k>.png`) paint class j with the
 PASCAL VOC bit-interleave colour: bits 0, 1, 2 of j go to the top bit of R, G, B, bits
-3, 4, 5 to the next bit, and so on (spec/AVSBENCH_FORMATS.md section 4). A colour mask is
-decoded by exact match to one of the 71 colours; any other colour is bad input.
+3, 4, 5 to the next bit, and so on (avsbench_data/README.md, "Classes and colours"). A
+colour mask is decoded by exact match to one of the 71 colours; any other colour is bad
+input.
 """
 
 from __future__ import annotations

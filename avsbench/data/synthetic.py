@@ -1,7 +1,7 @@
 """Write a synthetic AVSBench (S4, MS3, AVSS) in the exact official layouts.
 
 `avsbench make-toy-data --out avsbench_data` writes `Single-source/`, `Multi-sources/` and
-`AVSBench_semantic/` as released (spec/AVSBENCH_FORMATS.md), small enough to train on in
+`AVSBench_semantic/` as released (avsbench_data/README.md), small enough to train on in
 minutes on a CPU, and a real audio-visual task:
 
 - every frame shows 2-3 objects on a mildly textured, noisy background; each category

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from avsbench import config as C
+from avsbench.losses import AVSS_BACKGROUND
 
 SCRIPT_FOLDERS = {"s4": "avs_s4", "ms3": "avs_ms3", "avss": "avss"}
 BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
@@ -188,6 +189,13 @@ def _add_loss_arguments(parser: argparse.ArgumentParser, setting: str) -> None:
     _flag(g, "--closer_flag", "AVM-VV: the target is the nearest other frame's visual feature")
     _flag(g, "--euclidean_flag", "euclidean distance instead of KL")
     _flag(g, "--kl_flag", "KL(softmax(audio) || softmax(visual)) (the official run)")
+    if setting == "avss":
+        g.add_argument(
+            "--avss_background",
+            choices=sorted(AVSS_BACKGROUND),
+            help="background class of the masked AV loss: first = class 0 (the published "
+            "code today, default), last = class 70 (before 2024-09-06)",
+        )
 
 
 def build_train_parser(setting: str, user: UserConfig | None = None) -> argparse.ArgumentParser:
@@ -347,6 +355,8 @@ def train_overrides(args: argparse.Namespace, setting: str, cfg: C.Config) -> di
     else:
         loss_flags += ["masked_av_flag", "threshold_flag", "norm_fea_flag", "closer_flag"]
         loss_flags += ["euclidean_flag", "kl_flag"]
+        if setting == "avss":
+            loss_flags += ["avss_background"]
         stages = args.masked_av_stages
         if args.euclidean_flag and args.kl_flag:
             raise SetupError("--euclidean_flag and --kl_flag contradict each other: give one")

@@ -3,7 +3,8 @@
 A non-local block (Wang et al., CVPR 2018) over a window of T' frames whose "key" side is
 the audio feature of each frame broadcast over the image (audio-visual, `va`), or the
 visual map itself (video self-attention, `vv`). Parameter names follow the published
-`TPAVIModule` so its state dicts load directly (spec MODEL.md, golden/tpavi_blocks.npz).
+`TPAVIModule` so its state dicts load directly (docs/MODEL.md; the published block's
+outputs are in tests/golden/avsbench/tpavi_blocks.npz).
 
 With x: [B', C, T', H, W], N = T'*H*W positions, theta/phi/g 1x1x1 convs C -> C':
 

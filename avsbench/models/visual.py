@@ -2,9 +2,9 @@
 
 The published AVSBench models use ResNet-50 (torchvision ImageNet weights,
 `resnet50-19c8e357.pth`) or PVT-v2-b5 (`pvt_v2_b5.pth` in the original PVT naming).
-timm's `resnet50` and `pvt_v2_b5` are the same networks (spec MODEL.md, AVSBENCH_FORMATS.md
-section 6); any other timm model with four feature stages of strides 4..32 works too
-(`resnet18`, `pvt_v2_b0`, `convnext_tiny`, ...).
+timm's `resnet50` and `pvt_v2_b5` are the same networks (docs/MODEL.md,
+pretrained_backbones/README.md); any other timm model with four feature stages of strides
+4..32 works too (`resnet18`, `pvt_v2_b0`, `convnext_tiny`, ...).
 
 Weights always come from files the user brings (`pretrained_backbones/README.md`); this
 module never downloads anything. Names are mapped in two steps: file -> timm's full-model

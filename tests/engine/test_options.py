@@ -57,6 +57,34 @@ def test_tpavi_flags_follow_the_official_scripts():
     assert _cfg("s4", ["--visual_backbone", "convnext_tiny"]).model.backbone == "convnext_tiny"
 
 
+# The flags of the published train.sh files (OpenNLPLab/AVSBench f7414af), without the
+# session name and backbone (this project defaults to ResNet-50); AVSS as intended, i.e.
+# without the stray space after the backslash of its line 16 (docs/DIFFERENCES.md).
+PUBLISHED_TRAIN_SH_FLAGS = {
+    "s4": "--train_batch_size 4 --lr 0.0001 --tpavi_stages 0 1 2 3 --tpavi_va_flag",
+    "ms3": "--max_epoches 30 --train_batch_size 4 --lr 0.0001 --tpavi_stages 0 1 2 3 "
+    "--tpavi_va_flag --masked_av_flag --masked_av_stages 0 1 2 3 --lambda_1 0.5 --kl_flag",
+    "avss": "--max_epoches 60 --train_batch_size 4 --val_batch_size 4 --lr 0.0001 "
+    "--start_eval_epoch 15 --eval_interval 2 --tpavi_stages 0 1 2 3 --tpavi_va_flag "
+    "--masked_av_flag --masked_av_stages 0 1 2 3 --lambda_1 0.5 --kl_flag",
+}
+
+
+@pytest.mark.parametrize("setting", sorted(PUBLISHED_TRAIN_SH_FLAGS))
+def test_presets_are_the_published_train_sh_flags(setting):
+    argv = PUBLISHED_TRAIN_SH_FLAGS[setting].split()
+    assert _cfg(setting, argv) == C.preset(setting)
+
+
+def test_avss_background_flag():
+    assert _cfg("avss", []).train.loss.avss_background == "first"  # the published code today
+    assert _cfg("avss", ["--avss_background", "last"]).train.loss.avss_background == "last"
+    with pytest.raises(SystemExit):
+        O.build_train_parser("avss").parse_args(["--avss_background", "70"])
+    with pytest.raises(SystemExit):
+        O.build_train_parser("ms3").parse_args(["--avss_background", "last"])  # AVSS only
+
+
 def test_ms3_distance_flags():
     assert C.ms3().train.loss.kl_flag
     loss = _cfg("ms3", ["--euclidean_flag"]).train.loss
