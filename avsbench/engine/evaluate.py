@@ -470,6 +470,7 @@ def _find_weights(args: argparse.Namespace, base: C.Config, user: O.UserConfig) 
 def run_test(setting: str, args: argparse.Namespace, user: O.UserConfig) -> dict[str, Any]:
     """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
     from avsbench.data.datasets import build_dataset
+    from avsbench.data.frame_cache import FrameCacheError
     from avsbench.data.layouts import AVSDataError
     from avsbench.models.avs import build_vggish
 
@@ -484,9 +485,12 @@ def run_test(setting: str, args: argparse.Namespace, user: O.UserConfig) -> dict
         dataset: Dataset = build_dataset(
             setting, cfg.data.root, args.split,
             image_size=cfg.data.image_size, frames_per_clip=cfg.data.frames_per_clip,
+            frame_cache=cfg.data.frame_cache,
         )  # fmt: skip
     except AVSDataError as err:
         raise O.explain_data_error(err, cfg, user) from err
+    except FrameCacheError as err:
+        raise O.SetupError(str(err)) from err
     if args.swap_audio:
         dataset = SwappedAudio(dataset)
 

@@ -469,6 +469,7 @@ def run_training(
     """train.py: everything from flags to the finished run. Returns {best_miou, history,
     run_dir}."""
     from avsbench.data.datasets import build_dataset
+    from avsbench.data.frame_cache import FrameCacheError
     from avsbench.data.layouts import AVSDataError
     from avsbench.models.avs import build_model_from_config, build_vggish
 
@@ -497,10 +498,13 @@ def run_training(
     ckpt_io.seed_everything(cfg.train.seed)
     try:
         kw = {"image_size": cfg.data.image_size, "frames_per_clip": cfg.data.frames_per_clip}
+        kw["frame_cache"] = cfg.data.frame_cache
         train_set = build_dataset(setting, cfg.data.root, "train", **kw)
         val_set = build_dataset(setting, cfg.data.root, "val", **kw)
     except AVSDataError as err:
         raise O.explain_data_error(err, cfg, user) from err
+    except FrameCacheError as err:
+        raise O.SetupError(str(err)) from err
     train_loader, sampler = build_train_loader(
         train_set, per_process, info, seed=cfg.train.seed, num_workers=cfg.data.num_workers
     )
