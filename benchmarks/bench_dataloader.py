@@ -66,14 +66,15 @@ class Stream:
         next(self.it)  # starts the workers
         self.frames_per_clip = int(next(self.it)["frames"].shape[1])
 
-    def time_round(self, clips: int) -> float:
-        """Seconds per clip over `clips` clips, after draining the queued batches."""
+    def time_round(self, clips: int) -> tuple[float, float]:
+        """(wall seconds, this process's CPU seconds) per clip over `clips` clips, after
+        draining the queued batches."""
         for _ in range(self.prefetch):
             next(self.it)
-        loaded, start = 0, time.perf_counter()
+        loaded, start, cpu = 0, time.perf_counter(), time.process_time()
         while loaded < clips:
             loaded += len(next(self.it)["video_id"])
-        return (time.perf_counter() - start) / loaded
+        return (time.perf_counter() - start) / loaded, (time.process_time() - cpu) / loaded
 
     def close(self) -> None:
         del self.it  # shuts the workers down
@@ -128,13 +129,17 @@ def ipc_profile(rounds: int = 3, batches: int = 30) -> list[dict]:
     return rows
 
 
-def summary(seconds_per_clip: list[float], frames_per_clip: int) -> dict:
-    median, best = statistics.median(seconds_per_clip), min(seconds_per_clip)
+def summary(rounds: list[tuple[float, float]], frames_per_clip: int) -> dict:
+    """Rounds of (wall, CPU) seconds per clip -> frames/s: median and best round, and per
+    CPU second of the main process (with 0 workers: the cost on a core of its own)."""
+    wall = [w for w, _ in rounds]
+    cpu = statistics.median(c for _, c in rounds)
     return {
-        "frames_per_s_median": round(frames_per_clip / median, 1),
-        "frames_per_s_best": round(frames_per_clip / best, 1),
-        "clips_per_s_median": round(1 / median, 1),
-        "rounds_ms_per_clip": [round(s * 1e3, 3) for s in seconds_per_clip],
+        "frames_per_s_median": round(frames_per_clip / statistics.median(wall), 1),
+        "frames_per_s_best": round(frames_per_clip / min(wall), 1),
+        "clips_per_s_median": round(1 / statistics.median(wall), 1),
+        "frames_per_main_cpu_s_median": round(frames_per_clip / cpu, 1) if cpu > 0 else None,
+        "rounds_ms_per_clip": [round(w * 1e3, 3) for w in wall],
     }
 
 
@@ -151,7 +156,7 @@ def bench(setting: str, root: Path, size: int, workers: list[int], args, cache: 
             "cached": Stream(cached, w, args.batch_size),
             "no_decode": Stream(NoDecode(cached), w, args.batch_size),
         }
-        times: dict[str, list[float]] = {kind: [] for kind in streams}
+        times: dict[str, list[tuple[float, float]]] = {kind: [] for kind in streams}
         for _ in range(args.rounds):
             for kind, stream in streams.items():
                 times[kind].append(stream.time_round(args.clips))

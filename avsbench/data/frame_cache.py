@@ -75,7 +75,12 @@ def claim_folder(folder: str | os.PathLike[str]) -> Path:
             fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps({"format": FORMAT, "about": "docs/FRAME_CACHE.md"}) + "\n")
-    text = marker.read_text()
+    try:
+        text = marker.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FrameCacheError(
+            f"{marker}: unreadable ({exc}); the folder is left untouched"
+        ) from exc
     if text and FORMAT_FAMILY not in text:
         raise FrameCacheError(f"{marker}: not written by avsbench; the folder is left untouched")
     return root
@@ -91,7 +96,12 @@ def entry_name(dataset: Any) -> str:
 @contextlib.contextmanager
 def exclusive_lock(path: Path, what: Path) -> Iterator[None]:
     """Hold an exclusive `flock` on `path` (released on exit, also when the process dies)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise FrameCacheError(
+            f"{path}: cannot open the lock file ({exc}); the frame-cache folder must be writable"
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
