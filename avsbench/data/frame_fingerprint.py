@@ -95,14 +95,15 @@ def source_files(dataset: Any) -> Iterator[Path]:
 def sources_digest(dataset: Any) -> tuple[str, int]:
     """(sha256 of `relative path, size, mtime_ns, ctime_ns` of every source file, count)."""
     digest = hashlib.sha256()
-    root, count = str(dataset.root), 0
+    prefix, count = os.path.join(str(dataset.root), ""), 0
     for path in source_files(dataset):
         try:
             st = os.stat(path)
             state = f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
         except (FileNotFoundError, NotADirectoryError):
             state = "missing"
-        digest.update(f"{os.path.relpath(path, root)}\t{state}\n".encode())
+        name = str(path).removeprefix(prefix)  # relative: the root may be given either way
+        digest.update(f"{name}\t{state}\n".encode())
         count += 1
     return digest.hexdigest(), count
 
