@@ -78,6 +78,7 @@ class DataConfig:
     frames_per_clip: int = 5  # 5 for S4/MS3, 10 for AVSS (clips are padded to it)
     num_workers: int = 4  # DataLoader worker processes
     embedding_cache: str | None = None  # "memory" or a folder: frozen VGGish runs once per clip
+    frame_cache: str | None = None  # folder: frames/masks decoded once (docs/FRAME_CACHE.md)
 
 
 @dataclass(frozen=True)

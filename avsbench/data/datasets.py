@@ -355,8 +355,23 @@ class AVSSDataset(_AVSDataset):
 DATASETS = {"s4": S4Dataset, "ms3": MS3Dataset, "avss": AVSSDataset}
 
 
-def build_dataset(setting: str, root: str | Path, split: str, **kwargs: Any) -> _AVSDataset:
-    """The dataset of `setting` (s4 | ms3 | avss); kwargs go to its constructor."""
+def build_dataset(
+    setting: str,
+    root: str | Path,
+    split: str,
+    *,
+    frame_cache: str | Path | None = None,
+    **kwargs: Any,
+) -> Dataset:
+    """The dataset of `setting` (s4 | ms3 | avss); kwargs go to its constructor.
+
+    With `frame_cache` (a folder) the same samples come from the decoded-frame cache,
+    built there on first use (frame_cache.py, docs/FRAME_CACHE.md)."""
     if setting not in DATASETS:
         raise ValueError(f"unknown setting {setting!r}; valid: {sorted(DATASETS)}")
-    return DATASETS[setting](root, split, **kwargs)
+    dataset = DATASETS[setting](root, split, **kwargs)
+    if frame_cache is None:
+        return dataset
+    from avsbench.data.frame_cache import open_frame_cache
+
+    return open_frame_cache(dataset, frame_cache)

@@ -1,7 +1,8 @@
 """Official image and mask transforms of AVSBench (PIL in, numpy out).
 
 - Frames: RGB, resized with PIL bilinear when needed, scaled to [0, 1] and normalised
-  with the ImageNet mean/std (torchvision ToTensor + Normalize, as the published code).
+  with the ImageNet mean/std (torchvision ToTensor + Normalize, as the published code);
+  `normalize_pixels` does the arithmetic on uint8 arrays (the frame cache serves it).
 - AVSS (published `crop_resize_img` / `resize_img`): train resizes the short edge to the
   output size (the long edge to int(long * size / short)) then centre-crops at
   x1 = int(round((w - size) / 2)); val/test resize to size x size. Bilinear for images,
@@ -19,11 +20,23 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
+def normalize_pixels(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels [..., 3, H, W] -> ImageNet-normalised float32 [..., 3, H, W].
+
+    (p / 255 - mean) / std in float32, one correctly rounded operation at a time, so the
+    result does not depend on the array's shape: the frame cache (frame_cache.py) relies
+    on it to serve the very floats the datasets compute.
+    """
+    out = np.asarray(pixels).astype(np.float32, order="C")  # [..., 3, H, W]
+    out /= np.float32(255.0)
+    out -= IMAGENET_MEAN[:, None, None]
+    out /= IMAGENET_STD[:, None, None]
+    return out
+
+
 def normalize_image(image: Image.Image) -> np.ndarray:
     """RGB PIL image [H, W] -> ImageNet-normalised float32 [3, H, W]."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # [H, W, 3]
-    pixels = (pixels - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # [3, H, W]
+    return normalize_pixels(np.asarray(image.convert("RGB")).transpose(2, 0, 1))  # [3, H, W]
 
 
 def _resample(is_mask: bool) -> Image.Resampling:

@@ -126,6 +126,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
         help="compute the frozen VGGish embeddings once per clip: in memory, or as .npy "
         "files under DIR",
     )
+    p.add_argument(
+        "--frame_cache",
+        metavar="DIR",
+        help="decode frames, masks and log-mels once into memory maps under DIR and load "
+        "the same samples from there (docs/FRAME_CACHE.md)",
+    )
 
 
 def _add_loss_arguments(parser: argparse.ArgumentParser, setting: str) -> None:
@@ -292,6 +298,7 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
         ("data_root", "data.root"),
         ("num_workers", "data.num_workers"),
         ("cache_audio_embeddings", "data.embedding_cache"),
+        ("frame_cache", "data.frame_cache"),
         ("amp", "train.amp"),
         ("channels_last", "train.channels_last"),
         ("log_dir", "train.log_dir"),

@@ -97,13 +97,20 @@ def find_run_checkpoint(
 def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> list[Dataset]:
     """The datasets of `splits` at cfg.data.root; a data problem says where to fix it."""
     from avsbench.data.datasets import build_dataset
+    from avsbench.data.frame_cache import FrameCacheError
     from avsbench.data.layouts import AVSDataError
 
-    kwargs = {"image_size": cfg.data.image_size, "frames_per_clip": cfg.data.frames_per_clip}
+    kwargs = {
+        "image_size": cfg.data.image_size,
+        "frames_per_clip": cfg.data.frames_per_clip,
+        "frame_cache": cfg.data.frame_cache,
+    }
     try:
         return [build_dataset(cfg.model.setting, cfg.data.root, s, **kwargs) for s in splits]
     except AVSDataError as err:
         raise explain_data_error(err, cfg, user) from err
+    except FrameCacheError as err:
+        raise SetupError(str(err)) from err
 
 
 def build_embedder(cfg: C.Config, info: DistInfo) -> AudioEmbedder:

@@ -34,6 +34,7 @@ PATH_FLAGS = {
     "train_log_dir": (),
     "out_json": (),
     "cache_audio_embeddings": ("memory",),
+    "frame_cache": (),
 }
 
 

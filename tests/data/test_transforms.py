@@ -17,6 +17,19 @@ def test_normalize_values():
         np.testing.assert_allclose(out[c], (rgb[..., c] / 255.0 - mean[c]) / std[c], atol=1e-6)
 
 
+def test_normalize_pixels_is_the_image_normalisation_bit_for_bit():
+    rgb = np.random.default_rng(1).integers(0, 256, size=(4, 9, 11, 3), dtype=np.uint8)
+    batch = tr.normalize_pixels(rgb.transpose(0, 3, 1, 2))  # [4, 3, 9, 11] at once
+    assert batch.dtype == np.float32 and batch.flags.c_contiguous
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    for i, frame in enumerate(rgb):
+        single = tr.normalize_image(Image.fromarray(frame))
+        assert single.tobytes() == batch[i].tobytes()
+        by_formula = ((frame.astype(np.float32) / np.float32(255) - mean) / std).transpose(2, 0, 1)
+        assert np.ascontiguousarray(by_formula).tobytes() == single.tobytes()
+
+
 def test_short_edge_crop_geometry_wide():
     # 300 x 200 (w x h): short edge 200 -> 224, long 300 -> int(336.0) = 336, x1 = 56
     x = np.tile(np.arange(300, dtype=np.uint8)[None, :], (200, 1))  # column index as value

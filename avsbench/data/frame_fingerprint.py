@@ -1,0 +1,145 @@
+"""What a frame-cache entry depends on: the files each S4 / MS3 / AVSS sample is decoded
+from, the decoding code and the libraries (docs/FRAME_CACHE.md).
+
+Paths come from the official layouts (layouts.py). Files a sample may read are all listed,
+present or not (S4 train masks 2-5, the `.npy` / `.pkl` / `.wav` audio alternatives, AVSS
+`labels_semantic` and `labels_rgb`): a file that appears or disappears changes the
+fingerprint as surely as one that is rewritten. Each file contributes its size, mtime and
+ctime (nanoseconds); ctime is set by the kernel on every write, so even a rewrite that
+restores the old mtime (`cp -p`, `rsync -t`, `touch -d`) is seen, without reading contents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from avsbench.data import audio, datasets, frame_cache_build, layouts, palette, transforms
+from avsbench.data.datasets import AVSSDataset, MS3Dataset, S4Dataset
+from avsbench.data.layouts import AVSS_SUBSET_FRAMES, OBJECT_FRAMES
+
+# Modules whose code decides a sample's values (their source is hashed into the fingerprint).
+DECODING_MODULES = (audio, datasets, layouts, palette, transforms, frame_cache_build)
+LIBRARIES = ("numpy", "pillow", "soundfile", "torch")  # they decode, resize or compute log-mel
+
+
+def _audio_files(pkl: Path, wav: Path) -> list[Path]:
+    return [pkl, pkl.with_suffix(".npy"), wav]
+
+
+def s4_clip_files(ds: S4Dataset, row: tuple[str, str]) -> list[Path]:
+    name, category = row
+    lay, split = ds.layout, ds.split
+    frames = range(1, OBJECT_FRAMES + 1)
+    return [
+        *(lay.frame(split, category, name, i) for i in frames),
+        *(lay.mask(split, category, name, i) for i in frames),
+        *_audio_files(lay.log_mel(split, category, name), lay.wav(split, category, name)),
+    ]
+
+
+def ms3_clip_files(ds: MS3Dataset, video_id: str) -> list[Path]:
+    lay, split = ds.layout, ds.split
+    frames = range(1, OBJECT_FRAMES + 1)
+    return [
+        *(lay.frame(video_id, i) for i in frames),
+        *(lay.mask(split, video_id, i) for i in frames),
+        *_audio_files(lay.log_mel(split, video_id), lay.wav(split, video_id)),
+    ]
+
+
+def avss_clip_files(ds: AVSSDataset, row: tuple[str, str]) -> list[Path]:
+    uid, label = row
+    lay = ds.layout
+    frames = range(AVSS_SUBSET_FRAMES[label])
+    return [
+        *(lay.frame(label, uid, k) for k in frames),
+        lay.label_semantic(label, uid, 0).parent,  # its existence chooses the label source
+        *(lay.label_semantic(label, uid, k) for k in frames),
+        *(lay.label_rgb(label, uid, k) for k in frames),
+        lay.wav(label, uid),
+    ]
+
+
+# dataset class -> (setting name, files of the whole split, files of one clip)
+SOURCES: dict[type, tuple[str, Callable[[Any], list[Path]], Callable[[Any, Any], list[Path]]]] = {
+    S4Dataset: ("s4", lambda ds: [ds.layout.meta_csv], s4_clip_files),
+    MS3Dataset: ("ms3", lambda ds: [ds.layout.meta_csv], ms3_clip_files),
+    AVSSDataset: ("avss", lambda ds: [ds.layout.meta_csv, ds.layout.label2idx], avss_clip_files),
+}
+
+
+def _sources(dataset: Any) -> tuple:
+    if type(dataset) not in SOURCES:
+        valid = [cls.__name__ for cls in SOURCES]
+        raise TypeError(f"the frame cache serves {valid}, not {type(dataset).__name__}")
+    return SOURCES[type(dataset)]
+
+
+def setting_of(dataset: Any) -> str:
+    return _sources(dataset)[0]
+
+
+def source_files(dataset: Any) -> Iterator[Path]:
+    """Every file the samples of `dataset` may read, split files first, then clip by clip."""
+    _, split_files, clip_files = _sources(dataset)
+    yield from split_files(dataset)
+    for row in dataset.rows:
+        yield from clip_files(dataset, row)
+
+
+def sources_digest(dataset: Any) -> tuple[str, int]:
+    """(sha256 of `relative path, size, mtime_ns, ctime_ns` of every source file, count)."""
+    digest = hashlib.sha256()
+    prefix, count = os.path.join(str(dataset.root), ""), 0
+    for path in source_files(dataset):
+        try:
+            st = os.stat(path)
+            state = f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+        except (FileNotFoundError, NotADirectoryError):
+            state = "missing"
+        name = str(path).removeprefix(prefix)  # relative: the root may be given either way
+        digest.update(f"{name}\t{state}\n".encode())
+        count += 1
+    return digest.hexdigest(), count
+
+
+def _library_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def code_digest() -> str:
+    """Hash of the modules that decode a sample (a code change may change the arrays)."""
+    digest = hashlib.sha256()
+    for module in DECODING_MODULES:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(dataset: Any) -> dict[str, Any]:
+    """What the cached arrays depend on; an entry is served only when this is unchanged."""
+    sources, count = sources_digest(dataset)
+    return {
+        "dataset": type(dataset).__name__,
+        "split": dataset.split,
+        "image_size": dataset.image_size,
+        "clips": len(dataset),
+        "sources": sources,
+        "source_files": count,
+        "code": code_digest(),
+        "libraries": {name: _library_version(name) for name in LIBRARIES},
+    }
+
+
+def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The parts of the fingerprint that differ, in words (for the rebuild message)."""
+    words = {"sources": "source files (size, mtime or ctime)", "code": "decoding code"}
+    changed = [words.get(k, k) for k in new if old.get(k) != new[k] and k != "source_files"]
+    return ", ".join(changed) or "fingerprint"
