@@ -40,6 +40,9 @@ class DataConfig:
     frames_per_clip: int = 5  # 5 for S4/MS3, 10 for AVSS (clips are padded to it)
     num_workers: int = 4  # DataLoader worker processes
     embedding_cache: str | None = None  # "memory" or a folder: frozen VGGish runs once per clip
+    # S4/MS3 only: "object" reads the AVSBench-object release (Single-source, Multi-sources);
+    # "semantic" its v1s / v1m copies inside AVSBench-semantic (root = AVSBench_semantic)
+    source: str = "object"
 
 
 @dataclass(frozen=True)

@@ -484,6 +484,7 @@ def run_test(setting: str, args: argparse.Namespace, user: O.UserConfig) -> dict
         dataset: Dataset = build_dataset(
             setting, cfg.data.root, args.split,
             image_size=cfg.data.image_size, frames_per_clip=cfg.data.frames_per_clip,
+            source=cfg.data.source,
         )  # fmt: skip
     except AVSDataError as err:
         raise O.explain_data_error(err, cfg, user) from err

@@ -496,7 +496,8 @@ def run_training(
 
     ckpt_io.seed_everything(cfg.train.seed)
     try:
-        kw = {"image_size": cfg.data.image_size, "frames_per_clip": cfg.data.frames_per_clip}
+        kw = {"image_size": cfg.data.image_size, "frames_per_clip": cfg.data.frames_per_clip,
+              "source": cfg.data.source}  # fmt: skip
         train_set = build_dataset(setting, cfg.data.root, "train", **kw)
         val_set = build_dataset(setting, cfg.data.root, "val", **kw)
     except AVSDataError as err:
