@@ -79,6 +79,9 @@ class DataConfig:
     num_workers: int = 4  # DataLoader worker processes
     embedding_cache: str | None = None  # "memory" or a folder: frozen VGGish runs once per clip
     frame_cache: str | None = None  # folder: frames/masks decoded once (docs/FRAME_CACHE.md)
+    # S4/MS3 only: "object" reads the AVSBench-object release (Single-source, Multi-sources);
+    # "semantic" its v1s / v1m copies inside AVSBench-semantic (root = AVSBench_semantic)
+    source: str = "object"
 
 
 @dataclass(frozen=True)

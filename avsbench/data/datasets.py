@@ -124,6 +124,17 @@ def as_log_mel_clip(examples: np.ndarray, n: int, path: Path) -> np.ndarray:
     return np.ascontiguousarray(examples[:n], dtype=np.float32)
 
 
+def avss_class_ids(layout: AVSSLayout, label: str, uid: str, k: int) -> tuple[np.ndarray, Path]:
+    """Class ids of AVSS frame k -> (int64 [H, W], the file read): `labels_semantic/<k>.png`
+    when that folder exists, else the colour mask `labels_rgb/<k>.png` (exact palette)."""
+    path = layout.label_semantic(label, uid, k)
+    if path.parent.is_dir():
+        return semantic_label_array(open_image(path, "mask"), path), path
+    path = layout.label_rgb(label, uid, k)
+    rgb = np.asarray(open_image(path, "mask").convert("RGB"))
+    return decode_color_mask(rgb, path), path
+
+
 # ---------------------------------------------------------------------------------------
 # Datasets
 # ---------------------------------------------------------------------------------------
@@ -173,12 +184,13 @@ class _AVSDataset(Dataset):
         self,
         frame_paths: list[Path],
         mask_paths: list[Path],
-        log_mel_path: Path,
+        log_mel_path: Path | None,
         wav_path: Path,
         video_id: str,
         category: str,
     ) -> Sample:
-        """S4/MS3: 5 frames, masks for the first len(mask_paths) frames, 5 log-mel examples."""
+        """S4/MS3: 5 frames, masks for the first len(mask_paths) frames, 5 log-mel examples
+        (from `log_mel_path` or its `.npy` when one exists, else from `wav_path`)."""
         t, s = self.native_frames, self.image_size
         frames = np.zeros((t, 3, s, s), dtype=np.float32)
         masks = np.zeros((t, s, s), dtype=np.float32)
@@ -190,12 +202,16 @@ class _AVSDataset(Dataset):
         for i, path in enumerate(mask_paths):
             masks[i] = self._binary_mask(path, originals[i])
             gt_valid[i] = 1.0
-        if log_mel_path.is_file() or log_mel_path.with_suffix(".npy").is_file():
+        if log_mel_path is not None and (
+            log_mel_path.is_file() or log_mel_path.with_suffix(".npy").is_file()
+        ):
             audio = as_log_mel_clip(load_log_mel(log_mel_path), t, log_mel_path)
         elif wav_path.is_file():
             # no precomputed log-mel: compute it like the published preprocessing
             audio = clip_log_mel(wav_to_log_mel(wav_path), t, pad="repeat")[:, None]
         else:
+            if log_mel_path is None:
+                raise AVSDataError(f"{wav_path}: missing audio")
             raise AVSDataError(f"{log_mel_path}: missing audio log-mel (and no {wav_path})")
         return {
             "frames": torch.from_numpy(frames),
@@ -311,15 +327,7 @@ class AVSSDataset(_AVSDataset):
 
     def _label(self, uid: str, label: str, k: int, frame: Image.Image) -> np.ndarray:
         """Class ids of frame k -> int64 [S, S] (transformed like the frame)."""
-        lay = self.layout
-        semantic_dir = lay.label_semantic(label, uid, k).parent
-        if semantic_dir.is_dir():
-            path = lay.label_semantic(label, uid, k)
-            ids = semantic_label_array(open_image(path, "mask"), path)
-        else:
-            path = lay.label_rgb(label, uid, k)
-            rgb = np.asarray(open_image(path, "mask").convert("RGB"))
-            ids = decode_color_mask(rgb, path)
+        ids, path = avss_class_ids(self.layout, label, uid, k)
         mask = Image.fromarray(ids.astype(np.uint8), mode="L")
         check_same_size(mask, frame, path)
         mask = avss_transform(mask, self.image_size, self.split, is_mask=True)
@@ -353,6 +361,7 @@ class AVSSDataset(_AVSDataset):
 
 
 DATASETS = {"s4": S4Dataset, "ms3": MS3Dataset, "avss": AVSSDataset}
+DATA_SOURCES = ("object", "semantic")  # DataConfig.source: which release S4/MS3 read
 
 
 def build_dataset(
@@ -360,16 +369,28 @@ def build_dataset(
     root: str | Path,
     split: str,
     *,
+    source: str = "object",
     frame_cache: str | Path | None = None,
     **kwargs: Any,
 ) -> Dataset:
     """The dataset of `setting` (s4 | ms3 | avss); kwargs go to its constructor.
 
+    source "object": the AVSBench-object layouts (Single-source, Multi-sources);
+    "semantic": S4 / MS3 read from the v1s / v1m subsets of AVSBench-semantic
+    (`semantic_object.SemanticObjectDataset`). AVSS always reads AVSBench-semantic.
     With `frame_cache` (a folder) the same samples come from the decoded-frame cache,
     built there on first use (frame_cache.py, docs/FRAME_CACHE.md)."""
     if setting not in DATASETS:
         raise ValueError(f"unknown setting {setting!r}; valid: {sorted(DATASETS)}")
-    dataset = DATASETS[setting](root, split, **kwargs)
+    if source not in DATA_SOURCES:
+        raise ValueError(f"unknown data source {source!r}; valid: {list(DATA_SOURCES)}")
+    dataset: Dataset
+    if source == "semantic" and setting != "avss":
+        from avsbench.data.semantic_object import SemanticObjectDataset
+
+        dataset = SemanticObjectDataset(root, split, setting=setting, **kwargs)
+    else:
+        dataset = DATASETS[setting](root, split, **kwargs)
     if frame_cache is None:
         return dataset
     from avsbench.data.frame_cache import open_frame_cache

@@ -14,6 +14,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from avsbench import config as C
+from avsbench.data.datasets import DATA_SOURCES
 from avsbench.losses import AVSS_BACKGROUND
 
 if TYPE_CHECKING:
@@ -101,6 +102,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
         help="the small CPU configuration for the synthetic AVSBench (resnet18, random init, "
         "decoder 64, 96 px; no pretrained files needed)",
     )
+    if m.setting in ("s4", "ms3"):
+        p.add_argument(
+            "--data_source",
+            choices=DATA_SOURCES,
+            help="object: the AVSBench-object release (default); semantic: the v1s (S4) / "
+            "v1m (MS3) clips of AVSBench-semantic, --data_root = its AVSBench_semantic folder",
+        )
     p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision (default: off)")
     p.add_argument(
         "--channels_last",
@@ -296,6 +304,7 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
         ("decoder_channels", "model.decoder_channels"),
         ("image_size", "data.image_size"),
         ("data_root", "data.root"),
+        ("data_source", "data.source"),
         ("num_workers", "data.num_workers"),
         ("cache_audio_embeddings", "data.embedding_cache"),
         ("frame_cache", "data.frame_cache"),
@@ -353,6 +362,8 @@ def check_model_config(cfg: C.Config) -> None:
         raise SetupError(f"image size {cfg.data.image_size} must be a multiple of 32")
     if cfg.train.amp not in AMP_CHOICES:
         raise SetupError(f"amp {cfg.train.amp!r}: valid {AMP_CHOICES}")
+    if cfg.data.source not in DATA_SOURCES:
+        raise SetupError(f"data source {cfg.data.source!r}: valid {DATA_SOURCES}")
 
 
 def check_config(cfg: C.Config) -> None:
