@@ -138,9 +138,10 @@ def ddp_loss_weight(gt_valid: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 
 def should_validate(epoch: int, cfg: C.Config) -> bool:
-    """Epoch (0-based) with validation: from start_eval_epoch, every eval_interval."""
+    """Epoch (0-based) with validation, as the published avss/train.py decides it: at least
+    start_eval_epoch AND a multiple of eval_interval (AVSS recipe 15 / 2: 16, 18, ..., 58)."""
     start, every = cfg.train.start_eval_epoch, max(1, cfg.train.eval_interval)
-    return epoch >= start and (epoch - start) % every == 0
+    return epoch >= start and epoch % every == 0
 
 
 def steps_in_epoch(loader: DataLoader, cfg: C.Config) -> int:

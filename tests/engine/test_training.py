@@ -71,9 +71,11 @@ def test_resume_is_exact_and_the_run_is_laid_out_as_published(tmp_path, s4_toy):
 
 
 def test_validation_schedule():
-    cfg = C.avss()  # 60 epochs, from epoch 15 (0-based) every 2
+    cfg = C.avss()  # 60 epochs; published: epoch >= 15 and epoch % 2 == 0 (0-based)
     epochs = [e for e in range(cfg.train.max_epoches) if train.should_validate(e, cfg)]
-    assert epochs == list(range(15, 60, 2))
+    assert epochs == list(range(16, 60, 2))
+    odd = C.override(cfg, {"train.start_eval_epoch": 3, "train.eval_interval": 4})
+    assert [e for e in range(20) if train.should_validate(e, odd)] == [4, 8, 12, 16]
     s4 = C.s4()
     assert all(train.should_validate(e, s4) for e in range(s4.train.max_epoches))
 
