@@ -10,7 +10,12 @@ and with less memory traffic:
 - the sampling grid is laid out [N*M, P, Lq, 2], so the samples come out [N*M, D, P, Lq]
   and the weighted sum over points runs along contiguous rows;
 - each level's weighted sum is accumulated into the output, so the [.., L, P] stack of all
-  samples (and its product with the weights) is never built.
+  samples (and its product with the weights) is never built; without autograd (inference)
+  the points are accumulated in place, with no temporary at all;
+- the inputs are cut per level with split / unbind, whose backward assembles one gradient
+  (slicing would fill a zero tensor of the whole input per level).
+
+benchmarks/bench_avsegformer.py measures it against the published formulation.
 
 Coordinates: a sampling location (x, y) in [0, 1] covers the level's W x H pixels, 0 being
 the left/top edge and 1 the right/bottom edge (pixel centres at (i + 0.5) / W), as
@@ -54,26 +59,29 @@ def multi_scale_deformable_attention(
             f"spatial_shapes {list(spatial_shapes)} do not match value [N, S={s}, M, D] and "
             f"{num_levels} sampling levels"
         )
-    # grid_sample reads 2 * loc - 1; [N, Lq, M, L, P, 2] -> [L, N*M, P, Lq, 2]
-    grids = (
-        (2 * sampling_locations - 1)
-        .permute(3, 0, 2, 4, 1, 5)
-        .reshape(num_levels, n * m, num_points, lq, 2)
+    # grid_sample reads 2 * loc - 1; [N, Lq, M, L, P, 2] -> L x [N*M, P, Lq, 2]
+    grids = (2 * sampling_locations - 1).permute(3, 0, 2, 4, 1, 5)
+    grids = grids.reshape(num_levels, n * m, num_points, lq, 2).unbind(0)
+    weights = attention_weights.permute(3, 0, 2, 4, 1)
+    weights = weights.reshape(num_levels, n * m, 1, num_points, lq).unbind(0)  # L x [N*M,1,P,Lq]
+    values = value.split([h * w for h, w in spatial_shapes], dim=1)  # L x [N, H*W, M, D]
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (value, sampling_locations, attention_weights)
     )
-    weights = attention_weights.permute(3, 0, 2, 4, 1).reshape(
-        num_levels, n * m, 1, num_points, lq
-    )  # [L, N*M, 1, P, Lq]
-    out = None
-    start = 0
-    for level, (h, w) in enumerate(spatial_shapes):
-        # [N, H*W, M, D] -> [N, M, D, H*W] -> [N*M, D, H, W]
-        value_l = value[:, start : start + h * w].permute(0, 2, 3, 1).reshape(n * m, d, h, w)
-        start += h * w
+    out: torch.Tensor | None = None  # [N*M, D, Lq], in the samples' dtype (autocast: fp32)
+    for (h, w), value_l, grid_l, weights_l in zip(spatial_shapes, values, grids, weights):
+        value_l = value_l.permute(0, 2, 3, 1).reshape(n * m, d, h, w)  # [N*M, D, H, W]
         samples = F.grid_sample(
-            value_l, grids[level], mode="bilinear", padding_mode="zeros", align_corners=False
+            value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
         )  # [N*M, D, P, Lq]
-        level_sum = (samples * weights[level]).sum(2)  # [N*M, D, Lq]
-        out = level_sum if out is None else out + level_sum
+        if needs_grad:  # one product per level: few autograd nodes
+            level_sum = (samples * weights_l).sum(2)  # [N*M, D, Lq]
+            out = level_sum if out is None else out + level_sum
+        else:  # inference: accumulate point by point, in place, no temporaries
+            if out is None:
+                out = torch.zeros_like(samples[:, :, 0])
+            for p in range(num_points):
+                out.addcmul_(samples[:, :, p], weights_l[:, :, p])
     assert out is not None
     return out.reshape(n, m * d, lq).transpose(1, 2)  # [N, Lq, M*D]
 

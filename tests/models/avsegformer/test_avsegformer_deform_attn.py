@@ -79,6 +79,18 @@ def test_gradients_equal_the_formulas():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
+def test_inference_and_training_paths_agree():
+    """Without autograd the points accumulate in place; with it, per level: same numbers."""
+    value, locations, weights = (t.float() for t in random_inputs(lq=6, points=3, seed=5))
+    with torch.no_grad():
+        inference = multi_scale_deformable_attention(value, SHAPES, locations, weights)
+    training = multi_scale_deformable_attention(
+        value.requires_grad_(True), SHAPES, locations, weights
+    )
+    assert training.requires_grad
+    torch.testing.assert_close(inference, training.detach(), rtol=1e-6, atol=1e-6)
+
+
 def test_pixel_centres_read_the_pixel():
     """A location at a pixel centre, weight 1, reads exactly that pixel of that level."""
     value = torch.arange(2 * 22 * 1 * 2, dtype=torch.float32).reshape(2, 22, 1, 2)
