@@ -22,6 +22,7 @@ Checkpoints saved from `nn.DataParallel` carry a `module.` prefix; it is strippe
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -298,7 +299,7 @@ class AVSegFormerArchitecture:
 
     def build_kwargs(self) -> dict[str, Any]:
         """Arguments of `avsbench.build_model(..., method="avsegformer")` for this network."""
-        kwargs = dict(self.__dict__)
+        kwargs = dataclasses.asdict(self)
         return {"setting": kwargs.pop("setting"), "backbone": kwargs.pop("backbone"), **kwargs}
 
 

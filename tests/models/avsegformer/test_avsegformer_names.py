@@ -157,10 +157,7 @@ def test_small_model_round_trip(tiny_avss):
         **{k: v for k, v in TINY.items() if k != "dropout"},
         "num_heads": 8,
     }
-    kwargs = arch.build_kwargs()
-    other = avsbench.build_model(
-        kwargs.pop("setting"), kwargs.pop("backbone"), method="avsegformer", **kwargs
-    )
+    other = avsbench.build_model(**arch.build_kwargs(), method="avsegformer")
     avsbench.load_official_state_dict(other, sd)
     frames, audio = torch.randn(2, 3, 64, 64), torch.randn(2, 128)
     with torch.no_grad():
