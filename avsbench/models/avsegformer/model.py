@@ -4,9 +4,10 @@
     audio_emb [B*T, 128] (frozen VGGish, outside the model) -> audio_proj -> [B*T, 1, C]
       -> AVSegHead -> logits [B*T, K, H, W], mask feature [B*T, C, H/4, W/4] (x frame_valid)
 
-Every frame is processed on its own (no temporal interaction), so any B*T works, one frame
-included. `build_avsegformer` reproduces the six published configurations (S4 / MS3 / AVSS
-with ResNet-50 or PVT-v2-b5); released checkpoints load through
+Every frame is processed on its own (no temporal interaction; only a ResNet's train-mode
+BatchNorm shares batch statistics, as published), so any B*T works, one frame included.
+`build_avsegformer` reproduces the six published configurations (S4 / MS3 / AVSS with
+ResNet-50 or PVT-v2-b5); released checkpoints load through
 `avsbench.models.avsegformer.official_names` (docs/AVSEGFORMER.md).
 """
 

@@ -10,6 +10,8 @@ import zlib
 import torch
 from golden_files import AVSEGFORMER_STATE_DICTS, require
 
+import avsbench
+
 # layout file stem -> (setting, project backbone name)
 LAYOUTS = {
     "s4_res50": ("s4", "resnet50"),
@@ -100,3 +102,15 @@ def random_state_dict(stem: str, seed: int = 0) -> dict[str, torch.Tensor]:
         else:
             sd[name] = torch.randn(shape, generator=gen) * 0.05
     return sd
+
+
+def empty_model(setting: str, backbone: str, **sizes) -> torch.nn.Module:
+    """`build_model(..., method="avsegformer")` with uninitialised CPU tensors.
+
+    Built on the meta device (no random initialisation: PVT-v2-b5's takes ~10 s), for tests
+    that load every tensor from a state dict right after (`load_official_state_dict`
+    refuses a state dict with a missing tensor, so nothing stays uninitialised).
+    """
+    with torch.device("meta"):
+        model = avsbench.build_model(setting, backbone, method="avsegformer", **sizes)
+    return model.to_empty(device="cpu")

@@ -2,7 +2,7 @@
 code (tests/golden/README.md): weights by the golden rule under the OFFICIAL names, loaded
 through `load_official_state_dict` (so the name mapping is tested too).
 
-Costs kept down (about 70 s in all on 2 CPU cores), without weakening what is asserted:
+Costs kept down (about 85 s of CPU time on 2 cores), without weakening what is asserted:
 - S4 and MS3 are one network: the MS3 model is built and loaded too, its tensors are asserted
   equal to the S4 model's, and the S4 forward pass is compared with the MS3 golden file.
 - Every frame is processed on its own (test_avsegformer_model.py asserts it), so the AVSS
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from avsegformer_helpers import LAYOUTS, read_layout, rule_state_dict
+from avsegformer_helpers import LAYOUTS, empty_model, read_layout, rule_state_dict
 from golden_files import AVSEGFORMER, require
 
 import avsbench
@@ -29,7 +29,7 @@ def _build_and_load(stem: str) -> torch.nn.Module:
     for other in [b for b in _RULE_CACHE if b != backbone]:
         del _RULE_CACHE[other]
     sd = rule_state_dict(stem, _RULE_CACHE.setdefault(backbone, {}))
-    model = avsbench.build_model(setting, backbone, method="avsegformer").eval()
+    model = empty_model(setting, backbone).eval()  # every tensor comes from `sd`
     report = avsbench.load_official_state_dict(model, sd)
     assert report.loaded == len(model.state_dict())
     return model
