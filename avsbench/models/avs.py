@@ -12,9 +12,9 @@ official checkpoints load through `avsbench.checkpoints` (names in `models/offic
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -39,11 +39,14 @@ class AVSOutput:
         (relu) as the published model returns them (its decoder's in-place ReLU).
     audio_maps: 4 entries, [B*T, C] aligned audio of the TPAVI block of that stage, or None
         where the stage has no audio-visual TPAVI.
+    mask_feature: AVSegFormer only: [B*T, C, H/4, W/4], the mask feature its mix loss uses
+        (visual_maps and audio_maps are then empty).
     """
 
     logits: torch.Tensor
-    visual_maps: list[torch.Tensor]
-    audio_maps: list[torch.Tensor | None]
+    visual_maps: list[torch.Tensor] = field(default_factory=list)
+    audio_maps: list[torch.Tensor | None] = field(default_factory=list)
+    mask_feature: torch.Tensor | None = None
 
 
 class AVSModel(nn.Module):
@@ -159,7 +162,24 @@ class AVSModel(nn.Module):
         return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # [B*T, C, H, W]
 
 
-def build_model(
+def build_model(setting: str, backbone: str, *, method: str = "tpavi", **kwargs: Any) -> nn.Module:
+    """Build the published model of `method` for `setting` in {"s4", "ms3", "avss"}.
+
+    method: "tpavi" (AVSBench, the default: `build_tpavi_model`) or "avsegformer"
+    (`avsbench.models.avsegformer.build_avsegformer`); kwargs go to that builder.
+    """
+    from avsbench.models.avsegformer.model import build_avsegformer  # it imports this module
+
+    builders: dict[str, Callable[..., nn.Module]] = {
+        "tpavi": build_tpavi_model,
+        "avsegformer": build_avsegformer,
+    }
+    if method not in builders:
+        raise ValueError(f"unknown method {method!r}; valid: {list(builders)}")
+    return builders[method](setting, backbone, **kwargs)
+
+
+def build_tpavi_model(
     setting: str,
     backbone: str,
     *,

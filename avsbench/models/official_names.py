@@ -146,7 +146,12 @@ def load_official_state_dict(model: AVSModel, sd: Mapping[str, Any]) -> LoadRepo
     Every tensor of `model` must be present with the same shape; the published model's
     unused `resnet.layer3_2.*` / `resnet.layer4_2.*` are dropped (listed in the report).
     Anything else missing, unexpected or mis-shaped raises ValueError listing the keys.
+    An AVSegFormer model loads through `avsbench.models.avsegformer.official_names`.
     """
+    if not isinstance(model, AVSModel):  # AVSegFormer maps its own names
+        from avsbench.models.avsegformer import official_names
+
+        return official_names.load_official_state_dict(model, sd)
     mapped, names, dropped, unknown, prefix = official_to_project(model, sd)
     shown = lambda k: names.get(k) or _project_key_to_official(model, k)  # noqa: E731
     report = KeyReport.compare(model.state_dict(), mapped, name=shown)
@@ -184,14 +189,23 @@ def _project_key_to_official(model: AVSModel, key: str, style: str | None = None
 
 
 def to_official_state_dict(
-    model: AVSModel, *, with_unused_branch: bool = True, prefix: str = ""
+    model: AVSModel, *, with_unused_branch: bool = True, prefix: str = "", **avsegformer: Any
 ) -> dict[str, torch.Tensor]:
     """The model's state dict in the published layout (tensors are shared, not copied).
 
     with_unused_branch: for ResNet, also write `resnet.layer3_2.*` / `layer4_2.*` (copies of
     layer3/layer4 as the published initialisation makes them) so that the published code
     loads the file with strict=True. prefix: e.g. "module." for the DataParallel layout.
+    An AVSegFormer model goes to `avsbench.models.avsegformer.official_names` with the
+    keyword arguments `avsegformer` (vggish_state=..., unused_state=...).
     """
+    if not isinstance(model, AVSModel):  # AVSegFormer maps its own names
+        from avsbench.models.avsegformer import official_names
+
+        kwargs = {"with_unused": with_unused_branch, "prefix": prefix, **avsegformer}
+        return official_names.to_official_state_dict(model, **kwargs)
+    if avsegformer:
+        raise TypeError(f"unexpected arguments for an AVSBench model: {sorted(avsegformer)}")
     style = _backbone_style(model)
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():

@@ -1,0 +1,160 @@
+"""AVSegFormer (Gao et al., AAAI 2024), assembled from parts, and its builder.
+
+    frames [B*T, 3, H, W] -> visual encoder -> 4 maps (strides 4..32) (x frame_valid)
+    audio_emb [B*T, 128] (frozen VGGish, outside the model) -> audio_proj -> [B*T, 1, C]
+      -> AVSegHead -> logits [B*T, K, H, W], mask feature [B*T, C, H/4, W/4] (x frame_valid)
+
+Every frame is processed on its own (no temporal interaction; only a ResNet's train-mode
+BatchNorm shares batch statistics, as published), so any B*T works, one frame included.
+`build_avsegformer` reproduces the six published configurations (S4 / MS3 / AVSS with
+ResNet-50 or PVT-v2-b5); released checkpoints load through
+`avsbench.models.avsegformer.official_names` (docs/AVSEGFORMER.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from avsbench.config import setting_info
+from avsbench.models.audio import EMBEDDING_SIZE
+from avsbench.models.avs import AVSOutput
+from avsbench.models.avsegformer.head import GROUP_NORM_GROUPS, AVSegHead
+from avsbench.models.avsegformer.mixer import CrossModalMixer
+from avsbench.models.avsegformer.query_generator import QueryGenerator, QueryGeneratorLayer
+from avsbench.models.avsegformer.transformer import (
+    DeformableEncoder,
+    DeformableEncoderLayer,
+    QueryDecoder,
+    QueryDecoderLayer,
+)
+from avsbench.models.visual import VisualEncoder, build_visual_encoder
+
+
+class AVSegFormer(nn.Module):
+    """Visual encoder + audio projection + AVSegHead.
+
+    Args:
+        visual: four-stage encoder (`VisualEncoder`).
+        head: `AVSegHead` built for `visual.channels`.
+        audio_proj: Linear(128, C), the VGGish embedding to the head's width.
+
+    forward(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None)
+        -> AVSOutput(logits [B*T, K, H, W], mask_feature [B*T, C, H/4, W/4]).
+    H and W must be divisible by 32. Padding frames (frame_valid 0) give zero logits and
+    mask features, as in the published model.
+    """
+
+    def __init__(self, visual: VisualEncoder, head: AVSegHead, audio_proj: nn.Linear) -> None:
+        super().__init__()
+        self.visual = visual
+        self.head = head
+        self.audio_proj = audio_proj
+
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """Freeze (False) or unfreeze (True) the visual encoder, as the published recipe does
+        for its first `freeze_epochs` epochs."""
+        self.visual.requires_grad_(trainable)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        audio_emb: torch.Tensor,
+        frame_valid: torch.Tensor | None = None,
+    ) -> AVSOutput:
+        bt = frames.shape[0]
+        if audio_emb.ndim != 2 or audio_emb.shape[0] != bt:
+            raise ValueError(
+                f"audio_emb must be [B*T={bt}, {EMBEDDING_SIZE}], got {tuple(audio_emb.shape)}"
+            )
+        valid = None
+        if frame_valid is not None:
+            if frame_valid.numel() != bt:
+                raise ValueError(f"frame_valid must be [B*T={bt}], got {tuple(frame_valid.shape)}")
+            valid = frame_valid.reshape(bt, 1, 1, 1).to(frames.dtype)  # [B*T, 1, 1, 1]
+
+        audio_feat = self.audio_proj(audio_emb)[:, None]  # [B*T, 1, C]
+        feats = self.visual(frames)  # 4 x [B*T, C_s, H/r, W/r]
+        if valid is not None:
+            feats = [f * valid for f in feats]
+        logits, mask_feature = self.head(feats, audio_feat)
+        if valid is not None:
+            logits = logits * valid
+            mask_feature = mask_feature * valid
+        return AVSOutput(logits=logits, mask_feature=mask_feature)
+
+
+def build_avsegformer(
+    setting: str,
+    backbone: str,
+    *,
+    num_classes: int | None = None,
+    embed_dim: int = 256,
+    num_queries: int = 300,
+    encoder_layers: int = 6,
+    decoder_layers: int = 6,
+    generator_layers: int = 6,
+    num_heads: int = 8,
+    num_points: int = 4,
+    ffn_dim: int = 2048,
+    generator_ffn_dim: int = 1024,
+    mlp_dim: int = 2048,
+    dropout: float = 0.1,
+    backbone_weights: str | os.PathLike | None = None,
+    pretrained: bool = False,
+) -> AVSegFormer:
+    """Build AVSegFormer for `setting` in {"s4", "ms3", "avss"} (the defaults are published).
+
+    backbone: "resnet50" / "pvt_v2_b5" (published) or another timm name with four stages
+    (e.g. "resnet18" with embed_dim=64, fewer layers and queries for small runs).
+    num_classes defaults to 1 / 1 / 71. S4 and MS3 share one architecture. backbone_weights:
+    a pretrained file as for `avsbench.models.avs.build_model`; nothing is downloaded.
+    """
+    row = setting_info(setting)  # an unknown setting raises, listing the valid ones
+    if embed_dim < GROUP_NORM_GROUPS or embed_dim % GROUP_NORM_GROUPS:
+        raise ValueError(f"embed_dim must be a positive multiple of 32, got {embed_dim}")
+    if embed_dim % num_heads:
+        raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+    counts = {
+        "num_queries": num_queries,
+        "encoder_layers": encoder_layers,
+        "decoder_layers": decoder_layers,
+        "generator_layers": generator_layers,
+        "num_points": num_points,
+    }
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    num_classes = row.num_classes if num_classes is None else num_classes
+
+    visual = build_visual_encoder(backbone, backbone_weights, pretrained=pretrained)
+    encoder = DeformableEncoder(
+        [
+            DeformableEncoderLayer(embed_dim, ffn_dim, dropout, 3, num_heads, num_points)
+            for _ in range(encoder_layers)
+        ]
+    )
+    generator = QueryGenerator(
+        num_queries,
+        [
+            QueryGeneratorLayer(embed_dim, num_heads, generator_ffn_dim)
+            for _ in range(generator_layers)
+        ],
+    )
+    decoder = QueryDecoder(
+        [QueryDecoderLayer(embed_dim, num_heads, ffn_dim, dropout) for _ in range(decoder_layers)]
+    )
+    mixer = CrossModalMixer(embed_dim, num_heads)
+    head = AVSegHead(
+        visual.channels,
+        encoder,
+        generator,
+        decoder,
+        mixer,
+        num_classes,
+        num_queries=num_queries,
+        mlp_dim=mlp_dim,
+    )
+    return AVSegFormer(visual, head, nn.Linear(EMBEDDING_SIZE, embed_dim))
