@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Shared by every avs_scripts/<setting>/{train,test}.sh: `bash launch.sh ENTRY.py [ARGS...]`
-# runs ENTRY.py of the calling folder with the project's Python, locally (no cluster
+# Shared by every avs_scripts/<setting>/{train,test}.sh: `bash launch.sh FOLDER/ENTRY.py
+# [ARGS...]` runs ENTRY.py in its FOLDER with the project's Python, locally (no cluster
 # launcher), on the GPU when there is one, else the CPU (override with --device).
 # `--gpus N` (N > 1) starts N processes with torchrun (DistributedDataParallel).
+# Relative paths given as ARGS stay relative to where the command was typed: that folder
+# is passed on as AVSBENCH_CWD before the change into FOLDER.
 set -euo pipefail
 entry="$1"
 shift
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export AVSBENCH_CWD="$PWD"
+cd "$(dirname "$entry")"
+entry="$(basename "$entry")"
 export PYTHONPATH="$(cd "$here/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 if [ -n "${VIRTUAL_ENV:-}" ]; then
   PYTHON="$VIRTUAL_ENV/bin/python"

@@ -1,9 +1,11 @@
-"""Configuration: frozen dataclasses for the model, the data, training and evaluation.
+"""Configuration: the table of settings, and frozen dataclasses for the model, the data,
+training and evaluation.
 
-One preset per setting (`s4()`, `ms3()`, `avss()`) reproduces the published recipes
-(spec/TRAINING.md); `synthetic()` turns any preset into a small configuration that trains
-in minutes on a CPU on the project's synthetic AVSBench. Overrides go through
-`dataclasses.replace` or `override(cfg, {"train.lr": 3e-4})`.
+`SETTINGS` holds, once, what differs between S4, MS3 and AVSS (classes, TPAVI bias, clip
+length, script and dataset folders). One preset per setting (`s4()`, `ms3()`, `avss()`)
+reproduces the published recipes (docs/ARCHITECTURE.md); `synthetic()` turns any preset
+into a small configuration that trains in minutes on a CPU on the project's synthetic
+AVSBench. Overrides go through `dataclasses.replace` or `override(cfg, {"train.lr": 3e-4})`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,43 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-SETTINGS = ("s4", "ms3", "avss")
+
+@dataclass(frozen=True)
+class Setting:
+    """What differs between the AVSBench settings: one row of `SETTINGS`."""
+
+    name: str  # s4 | ms3 | avss
+    title: str  # S4 | MS3 | AVSS: printed names and the default session name
+    num_classes: int  # output channels: 1 (sigmoid logit, S4/MS3) or 71 (AVSS classes)
+    align_bias: bool  # bias of TPAVI's align_channel in the published model (AVSS: none)
+    frames_per_clip: int  # 5 for S4/MS3, 10 for AVSS (shorter clips are padded)
+    script_folder: str  # avs_scripts/<script_folder>/ holds its config.py, train.sh, test.sh
+    dataset_folder: str  # the released dataset's folder, e.g. avsbench_data/Single-source
+
+    @property
+    def semantic(self) -> bool:
+        """True for class masks (argmax over classes), False for binary masks."""
+        return self.num_classes > 1
+
+
+SETTINGS: dict[str, Setting] = {
+    "s4": Setting("s4", "S4", 1, True, 5, "avs_s4", "Single-source"),
+    "ms3": Setting("ms3", "MS3", 1, True, 5, "avs_ms3", "Multi-sources"),
+    "avss": Setting("avss", "AVSS", 71, False, 10, "avss", "AVSBench_semantic"),
+}
+
+
+def setting_info(name: str) -> Setting:
+    """The row of `SETTINGS` for `name`; an unknown name raises ValueError listing the valid."""
+    if name not in SETTINGS:
+        raise ValueError(f"unknown setting {name!r}; valid: {sorted(SETTINGS)}")
+    return SETTINGS[name]
+
+
+def default_data_root(setting: str) -> str:
+    """Where `avsbench make-toy-data --out avsbench_data` (or the release) puts the dataset,
+    relative to the repository root; the scripts take DATA_ROOT from their config.py."""
+    return f"avsbench_data/{setting_info(setting).dataset_folder}"
 
 
 @dataclass(frozen=True)
@@ -35,7 +73,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: str = "../../avsbench_data/Single-source"  # dataset root as released (see readme)
+    root: str = "avsbench_data/Single-source"  # dataset root as released (see its readme)
     image_size: int = 224  # frames and masks are resized to image_size x image_size
     frames_per_clip: int = 5  # 5 for S4/MS3, 10 for AVSS (clips are padded to it)
     num_workers: int = 4  # DataLoader worker processes
@@ -77,9 +115,6 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     test_batch_size: int = 4  # clips per test batch (official runs: 4; it changes S4/MS3 F)
-    save_pred_mask: bool = False  # write predicted masks (binary PNG / AVSS palette PNG)
-    save_overlays: bool = True  # with save_pred_mask: also write overlay images
-    report: bool = False  # write a visual report (grids, AVSS per-class IoU chart)
 
 
 @dataclass(frozen=True)
@@ -90,48 +125,42 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+def _setting_preset(setting: str, train: TrainConfig) -> Config:
+    """Model and data of `setting` from `SETTINGS`, with the recipe `train`."""
+    row = setting_info(setting)
+    return Config(
+        model=ModelConfig(setting=row.name, num_classes=row.num_classes, align_bias=row.align_bias),
+        data=DataConfig(root=default_data_root(setting), frames_per_clip=row.frames_per_clip),
+        train=dataclasses.replace(train, session_name=row.title),
+    )
+
+
 def s4() -> Config:
     """Published S4 recipe: 15 epochs, batch 4, val batch 1, no extra loss."""
-    return Config(
-        model=ModelConfig(setting="s4", num_classes=1),
-        data=DataConfig(root="../../avsbench_data/Single-source", frames_per_clip=5),
-        train=TrainConfig(session_name="S4", max_epoches=15, val_batch_size=1),
-    )
+    return _setting_preset("s4", TrainConfig(max_epoches=15, val_batch_size=1))
 
 
 def ms3() -> Config:
     """Published MS3 recipe: 30 epochs, masked AV loss (KL, lambda 0.5) on stages 0-3."""
     loss = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)
-    return Config(
-        model=ModelConfig(setting="ms3", num_classes=1),
-        data=DataConfig(root="../../avsbench_data/Multi-sources", frames_per_clip=5),
-        train=TrainConfig(session_name="MS3", max_epoches=30, val_batch_size=1, loss=loss),
-    )
+    return _setting_preset("ms3", TrainConfig(max_epoches=30, val_batch_size=1, loss=loss))
 
 
 def avss() -> Config:
     """Published AVSS recipe: 60 epochs, 71 classes, 10-frame clips in 5-frame windows."""
     loss = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)
-    return Config(
-        model=ModelConfig(setting="avss", num_classes=71, align_bias=False),
-        data=DataConfig(root="../../avsbench_data/AVSBench_semantic", frames_per_clip=10),
-        train=TrainConfig(
-            session_name="AVSS",
-            max_epoches=60,
-            val_batch_size=4,
-            start_eval_epoch=15,
-            eval_interval=2,
-            loss=loss,
-        ),
+    train = TrainConfig(
+        max_epoches=60, val_batch_size=4, start_eval_epoch=15, eval_interval=2, loss=loss
     )
+    return _setting_preset("avss", train)
 
 
 PRESETS = {"s4": s4, "ms3": ms3, "avss": avss}
 
 
 def preset(setting: str) -> Config:
-    if setting not in PRESETS:
-        raise ValueError(f"unknown setting {setting!r}; valid: {sorted(PRESETS)}")
+    """The published recipe of `setting` (s4 | ms3 | avss)."""
+    setting_info(setting)  # an unknown name lists the valid ones
     return PRESETS[setting]()
 
 
@@ -164,12 +193,15 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def from_dict(d: dict[str, Any]) -> Config:
-    """Inverse of `to_dict` (unknown keys are an error; missing keys take defaults)."""
+    """Inverse of `to_dict` (unknown keys are an error; missing keys take defaults; the
+    `REMOVED_FIELDS` of older checkpoints are skipped)."""
 
     def build(cls: Any, values: dict[str, Any]) -> Any:
         kwargs = {}
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in values.items():
+            if (cls, key) in REMOVED_FIELDS:
+                continue
             if key not in fields:
                 valid = sorted(fields)
                 raise KeyError(f"unknown config field {cls.__name__}.{key}; valid: {valid}")
@@ -190,6 +222,13 @@ _DATACLASS_FIELDS = {
     (Config, "train"): TrainConfig,
     (Config, "eval"): EvalConfig,
     (TrainConfig, "loss"): LossConfig,
+}
+
+# Fields that configs stored in older checkpoints may hold and that nothing ever read.
+REMOVED_FIELDS = {
+    (EvalConfig, "save_pred_mask"),  # test.sh reads its --save_pred_mask flag
+    (EvalConfig, "save_overlays"),
+    (EvalConfig, "report"),  # test.sh reads its --report flag
 }
 
 

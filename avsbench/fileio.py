@@ -1,15 +1,22 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind.
+"""Atomic file writes, the only writer of the project's files: a crash or Ctrl-C never leaves
+a half-written file behind.
 
 The data goes to a hidden temporary file in the target's folder (same file system, so the
 final `os.replace` is atomic), is flushed to disk, and only then replaces the target.
+`atomic_write` takes any writer (checkpoints, pictures); `atomic_write_json` and
+`atomic_save_npy` are the two formats the engine writes itself.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -18,12 +25,15 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[Path], None], *, durable: bool = True
+) -> Path:
     """Call `write(tmp_path)` on a temporary file next to `path`, then rename it to `path`.
 
     The file gets the usual permissions (0666 less the umask; `mkstemp` alone would give
     0600). On any error the temporary file is removed and the error propagates; an existing
-    `path` is left untouched.
+    `path` is left untouched. durable=False skips the fsyncs (for caches, whose files are
+    recomputed if a crash loses them; the rename stays atomic).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,15 +42,34 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """`obj` as pretty JSON (indent 2, a final newline) at `path`, atomically."""
+    text = json.dumps(obj, indent=2) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_save_npy(path: str | os.PathLike[str], array: Any, *, durable: bool = True) -> Path:
+    """`np.save` of `array` at `path` (no pickles: plain arrays only), atomically."""
+    data = np.asarray(array)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, data, allow_pickle=False)
+
+    return atomic_write(path, write, durable=durable)
 
 
 def _fsync_dir(folder: Path) -> None:

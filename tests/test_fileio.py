@@ -1,9 +1,13 @@
+"""The one atomic writer: permissions, no leftovers, the old file kept on failure, JSON and
+.npy round trips."""
+
 import os
 import stat
 
+import numpy as np
 import pytest
 
-from avsbench.fileio import atomic_write
+from avsbench.fileio import atomic_save_npy, atomic_write, atomic_write_json
 
 
 def test_atomic_write_gives_umask_permissions_and_no_leftovers(tmp_path):
@@ -29,3 +33,19 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
         atomic_write(target, broken)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_write_json_is_atomic(tmp_path):
+    atomic_write_json(tmp_path / "m.json", {"a": 1.5})
+    assert (tmp_path / "m.json").read_text().strip() == '{\n  "a": 1.5\n}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+def test_npy_round_trip_without_pickles(tmp_path):
+    emb = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    path = atomic_save_npy(tmp_path / "sub" / "e.npy", emb, durable=False)
+    assert np.array_equal(np.load(path, allow_pickle=False), emb)
+    assert [p.name for p in path.parent.iterdir()] == ["e.npy"]
+    with pytest.raises(ValueError, match="pickle"):
+        atomic_save_npy(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object))
+    assert not (tmp_path / "o.npy").exists()

@@ -20,8 +20,6 @@ from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"s4": "avs_s4", "ms3": "avs_ms3", "avss": "avss"}
-ROOTS = {"s4": "Single-source", "ms3": "Multi-sources", "avss": "AVSBench_semantic"}
 TINY = ["--synthetic", "--image_size", "64", "--decoder_channels", "16", "--num_workers", "0",
         "--device", "cpu"]  # fmt: skip
 
@@ -33,12 +31,15 @@ def toy(tmp_path_factory):
     return base
 
 
-def _bash(setting: str, script: str, args: list[str]) -> subprocess.CompletedProcess:
+def _bash(
+    setting: str, script: str, args: list[str], cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
+    folder = C.SETTINGS[setting].script_folder
     proc = subprocess.run(
-        ["bash", str(REPO / "avs_scripts" / FOLDERS[setting] / script), *args],
-        capture_output=True, text=True, env=env, timeout=900,
+        ["bash", str(REPO / "avs_scripts" / folder / script), *args],
+        capture_output=True, text=True, env=env, timeout=900, cwd=cwd,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -65,7 +66,7 @@ def _reevaluate(result: dict, root: Path, batch_size: int) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["s4", "ms3", "avss"])
 def test_train_then_test(setting, toy, tmp_path):
-    root = toy / ROOTS[setting]
+    root = toy / C.SETTINGS[setting].dataset_folder
     logs = tmp_path / "train_logs"
     _bash(setting, "train.sh", [*TINY, "--data_root", str(root), "--log_dir", str(logs),
                                 "--max_epoches", "1", "--max_steps_per_epoch", "2",
@@ -98,7 +99,7 @@ def test_train_then_test(setting, toy, tmp_path):
 def test_two_process_launch_matches_one_process(toy, tmp_path):
     """`bash train.sh --gpus 2` / `bash test.sh --gpus 2` run torchrun (gloo on the CPU);
     distributed testing gives exactly the one-process metrics."""
-    root = toy / ROOTS["s4"]
+    root = toy / C.SETTINGS["s4"].dataset_folder
     logs = tmp_path / "train_logs"
     _bash("s4", "train.sh", ["--gpus", "2", *TINY, "--data_root", str(root), "--log_dir",
                              str(logs), "--max_epoches", "1", "--max_steps_per_epoch", "1",
@@ -114,3 +115,36 @@ def test_two_process_launch_matches_one_process(toy, tmp_path):
     one = json.loads((tmp_path / "one.json").read_text())
     assert two["world_size"] == 2 and one["world_size"] == 1
     assert _scalars(two["metrics"]) == pytest.approx(_scalars(one["metrics"]), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_relative_paths_are_where_the_command_is_typed(toy, tmp_path):
+    """From another folder, `bash <repo>/avs_scripts/avs_s4/test.sh --weights mybest.pth`
+    finds ./mybest.pth: every relative path flag joins the folder the command is typed in
+    (the script itself runs in its own folder)."""
+    from avsbench.engine.checkpoint import atomic_save, make_checkpoint
+    from avsbench.models.avs import build_model_from_config
+
+    cfg = C.override(C.synthetic(C.s4()), {"data.image_size": 64, "model.decoder_channels": 16})
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg.model)
+    ckpt = make_checkpoint(model.state_dict(), C.to_dict(cfg), epoch=0, best_miou=0.0,
+                           history=[], with_rng=False)  # fmt: skip
+    atomic_save(ckpt, tmp_path / "mybest.pth")
+    (tmp_path / "data").symlink_to(toy)
+    script = os.path.relpath(REPO / "avs_scripts" / "avs_s4" / "test.sh", tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(
+        ["bash", script, *TINY, "--weights", "mybest.pth", "--data_root", "data/Single-source",
+         "--log_dir", "logs", "--out_json", "out/metrics.json"],
+        capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=900,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    here = tmp_path.resolve()
+    assert result["weights"] == str(here / "mybest.pth")
+    assert result["config"]["data"]["root"] == str(here / "data" / "Single-source")
+    assert result["checkpoint_kind"] == "project" and result["num_clips"] > 0
+    (run,) = list((tmp_path / "logs").iterdir())
+    assert (run / "log" / "test.log").is_file()

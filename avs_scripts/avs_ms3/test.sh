@@ -3,5 +3,5 @@
 #   bash test.sh --synthetic              # the small CPU configuration on the synthetic data
 #   bash test.sh --gpus 2 ...             # distributed testing on 2 GPUs (torchrun)
 set -euo pipefail
-cd "$(dirname "$0")"
-exec bash ../launch.sh test.py "$@"
+here="$(dirname "$0")"
+exec bash "$here/../launch.sh" "$here/test.py" "$@"

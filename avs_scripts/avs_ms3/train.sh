@@ -3,5 +3,5 @@
 #   bash train.sh --synthetic              # the small CPU configuration on the synthetic data
 #   bash train.sh --gpus 2 ...             # DDP on 2 GPUs (torchrun); --train_batch_size is the global batch
 set -euo pipefail
-cd "$(dirname "$0")"
-exec bash ../launch.sh train.py "$@"
+here="$(dirname "$0")"
+exec bash "$here/../launch.sh" "$here/train.py" "$@"

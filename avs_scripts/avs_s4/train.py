@@ -1,10 +1,10 @@
-"""S4: train (flags: python train.py --help). Paths are set in config.py."""
+"""S4: train (flags: bash train.sh --help). Paths are set in config.py."""
 
 import sys
 
 import config
 
-from avsbench.engine.train import main
+from avsbench.engine.cmd_train import main
 
 if __name__ == "__main__":
-    sys.exit(main("s4", sys.argv[1:], user_config=config))
+    sys.exit(main(config.SETTING, sys.argv[1:], user_config=config))

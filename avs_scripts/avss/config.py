@@ -1,13 +1,15 @@
-"""AVSBench-semantic (AVSS): the ONLY file to edit. Paths are relative to this folder.
+"""AVSBench-semantic (AVSS): the ONLY file to edit.
 
-`bash train.sh` / `bash test.sh` read these paths; everything else (the published recipe,
-AVSS) comes from `avsbench.config.avss()`. Command-line flags override it for one run
-(`python train.py --help`). No data yet? From the repository root:
+Paths are relative to this folder (wherever the command is typed); paths given on the
+command line are relative to where it is typed. `bash train.sh` / `bash test.sh` read
+them; everything else (the published AVSS recipe) comes from
+`avsbench.config.avss()`, and command-line flags override it for one run
+(`bash train.sh --help`). No data yet? From the repository root:
     avsbench make-toy-data --out avsbench_data      # a synthetic AVSBench, no downloads
 then `bash train.sh --synthetic` here.
 """
 
-from avsbench import config as C
+SETTING = "avss"
 
 # Dataset root, as released: the folder holding the metadata CSV (see avsbench_data/README.md).
 DATA_ROOT = "../../avsbench_data/AVSBench_semantic"
@@ -27,20 +29,3 @@ VGGISH_PCA = None  # "../../pretrained_backbones/vggish_pca_params-970ea276.pth"
 # Where runs go: train_logs/<session>_<YYYYmmdd-HHMMSS>/, test_logs/<session>_<time>/.
 TRAIN_LOG_DIR = "./train_logs"
 TEST_LOG_DIR = "./test_logs"
-
-
-def get_config(synthetic: bool = False) -> C.Config:
-    """The AVSS configuration with the paths above.
-
-    synthetic=True: the small CPU configuration for the synthetic AVSBench (ResNet-18 with
-    random initialisation, decoder width 64, 96-pixel frames): no pretrained files needed.
-    """
-    return C.with_user_paths(
-        C.avss(),
-        data_root=DATA_ROOT,
-        backbone_weights=BACKBONE_WEIGHTS.get("resnet50"),
-        vggish_weights=VGGISH_WEIGHTS,
-        vggish_pca=VGGISH_PCA,
-        log_dir=TRAIN_LOG_DIR,
-        synthetic_data=synthetic,
-    )

@@ -1,10 +1,10 @@
-"""AVSS: test (flags: python test.py --help). Paths are set in config.py."""
+"""AVSS: test (flags: bash test.sh --help). Paths are set in config.py."""
 
 import sys
 
 import config
 
-from avsbench.engine.evaluate import main
+from avsbench.engine.cmd_test import main
 
 if __name__ == "__main__":
-    sys.exit(main("avss", sys.argv[1:], user_config=config))
+    sys.exit(main(config.SETTING, sys.argv[1:], user_config=config))

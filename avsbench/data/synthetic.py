@@ -41,6 +41,7 @@ import pandas as pd
 import soundfile as sf
 from scipy.ndimage import uniform_filter1d
 
+from avsbench.config import SETTINGS
 from avsbench.data.audio import (
     EXAMPLE_HOP_SECONDS,
     SAMPLE_RATE,
@@ -58,7 +59,7 @@ from avsbench.data.layouts import (
 )
 from avsbench.data.palette import CLASS_NAMES, encode_color_mask, write_label2idx
 
-ROOT_NAMES = {"s4": "Single-source", "ms3": "Multi-sources", "avss": "AVSBench_semantic"}
+ROOT_NAMES = {name: row.dataset_folder for name, row in SETTINGS.items()}  # setting -> folder
 TRUTH_FILE = "toy_truth.json"
 
 # Clips per split at scale 1.0 (each count is scaled, at least 1).

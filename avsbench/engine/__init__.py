@@ -1,10 +1,16 @@
 """Training and evaluation engine: a plain loop of functions, distributed and mixed-precision
 aware, with exact resume.
 
-    train.py        train_one_epoch, Trainer.fit, main (avs_scripts/*/train.py)
-    evaluate.py     forward_batch, evaluate, main (avs_scripts/*/test.py)
+    step.py         the forward step (autocast, channels_last, float32 out) and the threshold
+    train.py        train_one_epoch, Trainer.fit (the loop)
+    evaluate.py     evaluate (metrics over a loader), the evaluation loader, SwappedAudio
+    writers.py      what test.sh writes besides metrics: masks, overlays, report grids
+    cmd_train.py    the train command (avs_scripts/*/train.py)
+    cmd_test.py     the test command (avs_scripts/*/test.py)
+    setup.py        what both commands assemble: datasets, VGGish, checkpoints, run folders
     options.py      command-line flags (official names) -> avsbench.config.Config
-    checkpoint.py   atomic checkpoint files, RNG states
+    user_config.py  avs_scripts/*/config.py, where relative paths resolve, files a run needs
+    checkpoint.py   writing checkpoints (atomic), RNG states; reading: avsbench.checkpoints
     distributed.py  torchrun / DDP helpers, samplers, metric all-reduce
     runs.py         run folders, logging
     embeddings.py   frozen VGGish with a per-clip embedding cache

@@ -1,4 +1,5 @@
-"""Checkpoint I/O of the project (docs/ARCHITECTURE.md, "Checkpoints of the project").
+"""Writing the project's checkpoints (docs/ARCHITECTURE.md, "Checkpoints of the project");
+reading any checkpoint is `avsbench.checkpoints.load`.
 
 A project checkpoint is `torch.save` of a dict:
 `{"format": "avsbench/1", "model": state_dict (project names), "config": to_dict(cfg),
@@ -7,8 +8,7 @@ A project checkpoint is `torch.save` of a dict:
 "history": [per-epoch dicts]}`; `<session>_best.pth` holds the same without optimizer,
 scaler and rng. Files are written atomically: to a temporary file in the same folder,
 flushed and fsync'ed, then `os.replace`d over the target, so a crash mid-write leaves the
-previous file intact. A flat state dict in the official layout (no "format" key) is told
-apart by `avsbench.models.checkpoints.looks_official`.
+previous file intact.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from avsbench.checkpoints import FORMAT
 from avsbench.fileio import atomic_write
-
-FORMAT = "avsbench/1"
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -110,43 +109,4 @@ def make_checkpoint(
         ckpt["rng"] = rng_state()
     if extra:
         ckpt.update(extra)
-    return ckpt
-
-
-def is_project_checkpoint(obj: Any) -> bool:
-    """True for a dict written by this project (has format avsbench/*, model, config)."""
-    return (
-        isinstance(obj, dict)
-        and str(obj.get("format", "")).startswith("avsbench/")
-        and "model" in obj
-        and "config" in obj
-    )
-
-
-def load_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """`torch.load` onto the CPU with a clear error for a missing or unreadable file.
-
-    Uses `weights_only=True` (no code runs from the file): project checkpoints and official
-    state dicts hold only tensors and python containers."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise RuntimeError(
-            f"cannot read {what} {path}: {err}. It must be a file written by torch.save "
-            "(a project checkpoint or a state dict of tensors)"
-        ) from err
-
-
-def load_project_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a project checkpoint and validate its keys."""
-    ckpt = load_file(path)
-    if not is_project_checkpoint(ckpt):
-        raise ValueError(
-            f"{path} is not an avsbench checkpoint (expected a dict with 'format': "
-            f"'{FORMAT}', 'model' and 'config'); an official flat state dict can be passed to "
-            "test.py --weights"
-        )
     return ckpt

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from avsbench.fileio import atomic_save_npy
+
 MEMORY = "memory"  # --cache_audio_embeddings without a folder: keep them in RAM only
 
 
@@ -48,11 +50,12 @@ class AudioEmbedder:
         device: where VGGish runs.
         cache: None (no cache), "memory" (a dict), or a folder for `.npy` files (also kept
             in memory once read).
-        namespace: the first key part, e.g. "s4/train".
 
-    `__call__(audio [B, T, 1, 96, 64], video_ids, categories) -> [B*T, 128]` float32 on
-    `device`, always computed in float32 outside autocast. Cached values equal fresh ones up
-    to the float rounding of batched matrix products (VGGish sees other batch groupings).
+    `__call__(audio [B, T, 1, 96, 64], keys: one cache key per clip | None) -> [B*T, 128]`
+    float32 on `device`, always computed in float32 outside autocast (`clip_keys(namespace,
+    batch)` gives the keys; they are required when the cache is on). Cached values equal
+    fresh ones up to the float rounding of batched matrix products (VGGish sees other batch
+    groupings).
     """
 
     def __init__(
@@ -83,7 +86,10 @@ class AudioEmbedder:
         if self.folder is not None:
             path = self._path(key)
             if path.is_file():
-                emb = torch.from_numpy(np.load(path, allow_pickle=False))
+                try:
+                    emb = torch.from_numpy(np.load(path, allow_pickle=False))
+                except (OSError, ValueError):  # lost in a crash: computed again
+                    return None
                 self.memory[key] = emb
                 return emb
         return None
@@ -94,12 +100,8 @@ class AudioEmbedder:
         emb = emb.detach().float().cpu()
         self.memory[key] = emb
         if self.folder is not None:
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, emb.numpy())
-            os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+            # atomic: concurrent processes never read half a file; no fsync, it is a cache
+            atomic_save_npy(self._path(key), emb.numpy(), durable=False)
 
     @torch.no_grad()
     def embed(self, audio: torch.Tensor) -> torch.Tensor:
@@ -139,7 +141,7 @@ def clip_keys(namespace: str, batch: dict) -> list[str]:
     """Cache keys `<namespace>/<category>/<audio id>` of a collated batch.
 
     The audio id is `audio_id` when the batch carries one (audio swapped from another clip,
-    see `evaluate.SwappedAudio`), else `video_id`."""
+    see `evaluate.SwappedAudio`), else `video_id`; namespace e.g. "s4/train"."""
     ids = batch.get("audio_id", batch["video_id"])
     categories = batch.get("audio_category", batch.get("category", [""] * len(ids)))
     return [f"{namespace}/{c or '_'}/{v}" for c, v in zip(categories, ids)]

@@ -1,8 +1,9 @@
-"""Command-line flags of `train.py` / `test.py` (the official names, spec/TRAINING.md, plus
-the project's own) and their mapping onto `avsbench.config.Config`.
+"""Command-line flags of `train.py` / `test.py` (the official names of the published
+scripts, docs/ARCHITECTURE.md, plus the project's own) and their mapping onto
+`avsbench.config.Config`.
 
 Every flag defaults to None ("not given"): only the flags a user passes change the
-configuration, which comes from `avs_scripts/<folder>/config.py` (`get_config`) or, on
+configuration, which comes from `avs_scripts/<folder>/config.py` (`user_config.py`) or, on
 resume / test, from the checkpoint. Problems the user fixes in config.py or on the command
 line raise `SetupError`, printed as one message without a traceback.
 """
@@ -10,65 +11,20 @@ line raise `SetupError`, printed as one message without a traceback.
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avsbench import config as C
 
-SCRIPT_FOLDERS = {"s4": "avs_s4", "ms3": "avs_ms3", "avss": "avss"}
+if TYPE_CHECKING:
+    from avsbench.engine.user_config import UserConfig
+
 BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
 AMP_CHOICES = ("off", "bf16", "fp16")
 TPAVI_MODE_CHOICES = ("dot", "embedded", "gaussian", "concatenate")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SetupError(Exception):
     """A missing file or an inconsistent setting the user must fix (one clear message)."""
-
-
-# ---------------------------------------------------------------------------------------
-# The user's config.py
-# ---------------------------------------------------------------------------------------
-class UserConfig:
-    """What the engine needs from `avs_scripts/<folder>/config.py`.
-
-    The module defines `get_config(synthetic: bool) -> Config`, and may define
-    `BACKBONE_WEIGHTS` {timm name: path} (used when --visual_backbone changes the backbone),
-    `TRAIN_LOG_DIR` and `TEST_LOG_DIR`. Without a module the presets are used."""
-
-    def __init__(self, setting: str, module: ModuleType | None = None) -> None:
-        if setting not in SCRIPT_FOLDERS:
-            raise ValueError(f"unknown setting {setting!r}; valid: {sorted(SCRIPT_FOLDERS)}")
-        self.setting = setting
-        self.module = module
-        default_file = REPO_ROOT / "avs_scripts" / SCRIPT_FOLDERS[setting] / "config.py"
-        file = Path(getattr(module, "__file__", None) or default_file).resolve()
-        try:
-            self.file = str(file.relative_to(REPO_ROOT))
-        except ValueError:
-            self.file = str(file)
-
-    def get_config(self, synthetic: bool) -> C.Config:
-        if self.module is not None and hasattr(self.module, "get_config"):
-            cfg = self.module.get_config(synthetic)
-            if not isinstance(cfg, C.Config):
-                raise SetupError(f"get_config() in {self.file} must return avsbench.config.Config")
-            return cfg
-        cfg = C.preset(self.setting)
-        if not synthetic:
-            return cfg
-        return C.synthetic(cfg)
-
-    def backbone_weights(self, backbone: str) -> str | None:
-        table = getattr(self.module, "BACKBONE_WEIGHTS", None) or {}
-        return table.get(backbone)
-
-    def log_dir(self, kind: str, default: str) -> str:
-        name = {"train": "TRAIN_LOG_DIR", "test": "TEST_LOG_DIR"}[kind]
-        return str(getattr(self.module, name, default))
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,13 +93,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
     g.add_argument("--num_workers", type=_non_negative_int, help="DataLoader worker processes")
 
     p = parser.add_argument_group("project flags")
+    p.add_argument("--data_root", help="dataset root (default: DATA_ROOT in config.py)")
     p.add_argument(
         "--synthetic",
         action="store_true",
         help="the small CPU configuration for the synthetic AVSBench (resnet18, random init, "
         "decoder 64, 96 px; no pretrained files needed)",
     )
-    p.add_argument("--data_root", help="dataset root (default: DATA_ROOT in config.py)")
     p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision (default: off)")
     p.add_argument(
         "--channels_last",
@@ -190,23 +146,43 @@ def _add_loss_arguments(parser: argparse.ArgumentParser, setting: str) -> None:
     _flag(g, "--kl_flag", "KL(softmax(audio) || softmax(visual)) (the official run)")
 
 
-def build_train_parser(setting: str, user: UserConfig | None = None) -> argparse.ArgumentParser:
-    """The flags of `avs_scripts/<folder>/train.py`."""
-    preset = C.preset(setting)
-    t = preset.train
-    parser = argparse.ArgumentParser(
-        prog="train.py",
-        description=f"Train AVSBench {setting.upper()} (the published recipe by default). "
-        "Paths to data and pretrained files are in config.py.",
-    )
-    add_model_arguments(parser, preset)
-    g = parser.add_argument_group("training (official flags)")
-    g.add_argument(
+COMMANDS = {  # prog -> (--help text, its official flags' group, its batch flag and help)
+    "train.py": (
+        "Train AVSBench {title} (the published recipe by default). Paths to data and "
+        "pretrained files are in config.py.",
+        "training (official flags)",
         "--train_batch_size",
-        type=_positive_int,
-        help=f"clips per step, the GLOBAL batch: split evenly over the processes of a "
-        f"multi-GPU run (default: {t.train_batch_size})",
-    )
+        "clips per step, the GLOBAL batch: split evenly over the processes of a multi-GPU "
+        "run (default: {cfg.train.train_batch_size})",
+    ),
+    "test.py": (
+        "Test an AVSBench {title} model: official metrics and better-defined variants, "
+        "written to metrics.json.",
+        "testing (official flags)",
+        "--test_batch_size",
+        "clips per test batch; the official S4/MS3 metrics depend on it (default: "
+        "{cfg.eval.test_batch_size}, as the official runs)",
+    ),
+}
+
+
+def _command_parser(setting: str, prog: str) -> tuple[argparse.ArgumentParser, Any, C.Config]:
+    """A parser with the flags shared by train.py and test.py; its group of official flags
+    (holding the batch size flag); the preset its help shows."""
+    preset = C.preset(setting)
+    description, group, batch_flag, batch_help = COMMANDS[prog]
+    title = C.setting_info(setting).title
+    parser = argparse.ArgumentParser(prog=prog, description=description.format(title=title))
+    add_model_arguments(parser, preset)
+    official = parser.add_argument_group(group)
+    official.add_argument(batch_flag, type=_positive_int, help=batch_help.format(cfg=preset))
+    return parser, official, preset
+
+
+def build_train_parser(setting: str) -> argparse.ArgumentParser:
+    """The flags of `avs_scripts/<folder>/train.py`."""
+    parser, g, preset = _command_parser(setting, "train.py")
+    t = preset.train
     g.add_argument("--val_batch_size", type=_positive_int, help=f"(default: {t.val_batch_size})")
     g.add_argument("--max_epoches", type=_positive_int, help=f"(sic) (default: {t.max_epoches})")
     g.add_argument("--lr", type=float, help=f"Adam learning rate (default: {t.lr})")
@@ -253,20 +229,7 @@ def build_train_parser(setting: str, user: UserConfig | None = None) -> argparse
 
 def build_test_parser(setting: str) -> argparse.ArgumentParser:
     """The flags of `avs_scripts/<folder>/test.py`."""
-    preset = C.preset(setting)
-    parser = argparse.ArgumentParser(
-        prog="test.py",
-        description=f"Test an AVSBench {setting.upper()} model: official metrics and "
-        "better-defined variants, written to metrics.json.",
-    )
-    add_model_arguments(parser, preset)
-    g = parser.add_argument_group("testing (official flags)")
-    g.add_argument(
-        "--test_batch_size",
-        type=_positive_int,
-        help=f"clips per test batch; the official S4/MS3 metrics depend on it (default: "
-        f"{preset.eval.test_batch_size}, as the official runs)",
-    )
+    parser, g, _ = _command_parser(setting, "test.py")
     g.add_argument(
         "--weights",
         help="checkpoint to test: a project checkpoint or an official flat state dict "
@@ -298,16 +261,16 @@ def resolve_backbone(name: str) -> str:
     return BACKBONE_ALIASES.get(name, name)
 
 
-def model_overrides(args: argparse.Namespace, user: UserConfig, cfg: C.Config) -> dict[str, Any]:
-    """Dotted config changes for the model/data/runtime flags that were given."""
+def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any]:
+    """Dotted config changes for the model/data/runtime flags that were given.
+
+    --visual_backbone also sets the backbone's file (BACKBONE_WEIGHTS of config.py; none
+    with --synthetic)."""
     ch: dict[str, Any] = {}
     if args.visual_backbone is not None:
         backbone = resolve_backbone(args.visual_backbone)
-        if backbone != cfg.model.backbone:
-            ch["model.backbone"] = backbone
-            ch["model.backbone_weights"] = (
-                None if args.synthetic else user.backbone_weights(backbone)
-            )
+        ch["model.backbone"] = backbone
+        ch["model.backbone_weights"] = None if args.synthetic else user.backbone_weights(backbone)
     if args.tpavi_stages is not None:
         ch["model.tpavi_stages"] = tuple(args.tpavi_stages)
     if args.tpavi_vv_flag or args.tpavi_va_flag:
@@ -332,7 +295,7 @@ def model_overrides(args: argparse.Namespace, user: UserConfig, cfg: C.Config) -
     return ch
 
 
-def train_overrides(args: argparse.Namespace, setting: str, cfg: C.Config) -> dict[str, Any]:
+def train_overrides(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     """Dotted config changes for the training and loss flags that were given."""
     ch: dict[str, Any] = {}
     for flag in ("train_batch_size", "val_batch_size", "max_epoches", "lr", "wt_dec", "seed",
@@ -402,61 +365,8 @@ def check_config(cfg: C.Config) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Files the run needs
+# Config helpers
 # ---------------------------------------------------------------------------------------
-def _abs(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
-
-
-def toy_data_hint(setting: str, lead: str = "or make the synthetic AVSBench instead") -> str:
-    folder = SCRIPT_FOLDERS[setting]
-    return (
-        f"{lead} (no downloads):\n"
-        f"  cd {REPO_ROOT} && avsbench make-toy-data --out avsbench_data\n"
-        f"  cd avs_scripts/{folder} && bash train.sh --synthetic"
-    )
-
-
-def missing_data_message(setting: str, root: str, user: UserConfig, detail: str = "") -> str:
-    lines = [
-        f"AVSBench {setting.upper()} data not found at {_abs(root)}"
-        + (f" ({detail})" if detail else ""),
-        f"Fix: set DATA_ROOT in {user.file} to your copy of the dataset (or pass --data_root),",
-        toy_data_hint(setting),
-    ]
-    return "\n".join(lines)
-
-
-def check_files(cfg: C.Config, user: UserConfig, *, need_backbone: bool = True) -> None:
-    """Data root and pretrained files exist; else one SetupError naming config.py's field."""
-    setting = cfg.model.setting
-    if not Path(cfg.data.root).is_dir():
-        raise SetupError(missing_data_message(setting, cfg.data.root, user))
-    files = [
-        ("vggish_weights", "VGGISH_WEIGHTS", cfg.model.vggish_weights, "vggish-10086976.pth"),
-        ("vggish_pca", "VGGISH_PCA", cfg.model.vggish_pca, "vggish_pca_params-970ea276.pth"),
-    ]
-    if need_backbone:
-        name = f"BACKBONE_WEIGHTS[{cfg.model.backbone!r}]"
-        files.insert(0, ("backbone_weights", name, cfg.model.backbone_weights, "the backbone file"))
-    for _field, constant, path, expected in files:
-        if path and not Path(path).is_file():
-            raise SetupError(
-                f"pretrained file not found: {_abs(path)} ({expected}).\n"
-                f"Fix: set {constant} in {user.file} to where the file is (see "
-                f"pretrained_backbones/README.md), or set it to None to train from random "
-                f"initialisation;\n"
-                + toy_data_hint(
-                    setting, "or try the synthetic AVSBench, which needs no pretrained files"
-                )
-            )
-
-
-def explain_data_error(err: Exception, cfg: C.Config, user: UserConfig) -> SetupError:
-    """Wrap a dataset error (missing metadata, frames...) with where to fix it."""
-    return SetupError(missing_data_message(cfg.model.setting, cfg.data.root, user, str(err)))
-
-
 def apply(cfg: C.Config, changes: dict[str, Any]) -> C.Config:
     return C.override(cfg, changes) if changes else cfg
 
@@ -475,6 +385,3 @@ def config_diff(old: C.Config, new: C.Config) -> dict[str, tuple[Any, Any]]:
 
     a, b = flat(C.to_dict(old)), flat(C.to_dict(new))
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
-
-
-GetConfig = Callable[[bool], C.Config]

@@ -10,7 +10,6 @@ Testing: `<log_dir>/<session>_<YYYYmmdd-HHMMSS>/` with `metrics.json`, `log/test
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -18,7 +17,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 LOGGER_NAME = "avsbench"
 TIME_FORMAT = "%Y%m%d-%H%M%S"
@@ -115,15 +113,6 @@ def find_resume_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | N
 def find_best_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | None:
     """`test.sh` without --weights: `<session>_best.pth` of the latest run that has one."""
     return latest_file(log_dir, session, [f"{session}_best.pth"])
-
-
-def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Pretty JSON, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def setup_logging(log_file: str | os.PathLike | None, *, is_main: bool = True) -> logging.Logger:

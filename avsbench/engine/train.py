@@ -1,4 +1,5 @@
-"""Training: the published AVSBench recipe (spec/TRAINING.md) as a plain loop of functions.
+"""Training: the published AVSBench recipe (docs/ARCHITECTURE.md) as a plain loop of
+functions; the command that sets it up is `cmd_train.py`.
 
     for epoch in range(start, max_epoches):
         train_one_epoch(...)                     -> {"loss": ..., "seg_loss": ..., ...}
@@ -6,26 +7,22 @@
         save <session>_best.pth on the best OFFICIAL validation mIoU, and last.pth
 
 Adam (lr 1e-4, no weight decay applied: `--wt_dec` is accepted and unused, as published),
-seed 123, VGGish frozen (eval mode, no_grad; `embeddings.AudioEmbedder`), losses from
-`avsbench.losses.compute_loss`. Runs are laid out as published
-(`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/{checkpoints,log}`, see `runs.py`); checkpoints are
-written atomically and resume is exact (model, optimizer, scaler, RNG states, sampler epoch).
-Multi-process runs (torchrun) follow `distributed.py`: `train_batch_size` is the global batch.
-Ctrl-C saves `checkpoints/interrupted.pth`.
+seed 123, VGGish frozen (eval mode, no_grad; `embeddings.AudioEmbedder`), the forward step
+`step.forward_batch`, losses from `avsbench.losses.compute_loss` (which also stops on a
+non-finite loss). Runs are laid out as published (`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/
+{checkpoints,log}`, see `runs.py`); checkpoints are written atomically and resume is exact
+(model, optimizer, scaler, RNG states, sampler epoch). Multi-process runs (torchrun) follow
+`distributed.py`: `train_batch_size` is the global batch. Ctrl-C saves
+`checkpoints/interrupted.pth`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
-import os
-import shlex
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -35,25 +32,12 @@ from tqdm import tqdm
 
 from avsbench import config as C
 from avsbench.engine import checkpoint as ckpt_io
-from avsbench.engine import options as O
 from avsbench.engine import runs
-from avsbench.engine.distributed import (
-    DistInfo,
-    all_reduce_mean,
-    broadcast_object,
-    cleanup_distributed,
-    init_distributed,
-    per_process_batch_size,
-)
+from avsbench.engine.distributed import DistInfo, all_reduce_mean
 from avsbench.engine.embeddings import AudioEmbedder
-from avsbench.engine.evaluate import (
-    build_eval_loader,
-    evaluate,
-    flat_targets,
-    forward_batch,
-    to_channels_last,
-    unwrap,
-)
+from avsbench.engine.evaluate import evaluate
+from avsbench.engine.options import SetupError
+from avsbench.engine.step import flat_targets, forward_batch, to_channels_last, unwrap
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -102,24 +86,6 @@ def make_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
-def load_init_weights(model: nn.Module, path: str, flag: str) -> str:
-    """Initialise `model` from a project checkpoint or an official flat state dict."""
-    from avsbench.models.checkpoints import load_official_state_dict, looks_official
-
-    obj = ckpt_io.load_file(path, f"{flag} file")
-    try:
-        if ckpt_io.is_project_checkpoint(obj):
-            model.load_state_dict(obj["model"], strict=True)
-            return "project checkpoint"
-        state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-        if isinstance(state, dict) and looks_official(state):
-            load_official_state_dict(model, state)
-            return "official checkpoint"
-    except (RuntimeError, ValueError) as err:
-        raise O.SetupError(f"{flag} {path} does not fit the model being trained:\n{err}") from err
-    raise O.SetupError(f"{flag} {path}: neither an avsbench checkpoint nor an official state dict")
-
-
 def prepare_model(
     model: nn.Module, cfg: C.Config, info: DistInfo, sync_bn: bool | None
 ) -> nn.Module:
@@ -127,7 +93,7 @@ def prepare_model(
     device = info.device
     if info.distributed and (sync_bn or (sync_bn is None and device.type == "cuda")):
         if device.type != "cuda":
-            raise O.SetupError("--sync_bn needs CUDA devices (not supported by the CPU backend)")
+            raise SetupError("--sync_bn needs CUDA devices (not supported by the CPU backend)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
     if cfg.train.channels_last:
@@ -169,15 +135,6 @@ def ddp_loss_weight(gt_valid: torch.Tensor, info: DistInfo) -> torch.Tensor:
     total = total.to(reduce_device)
     torch.distributed.all_reduce(total)
     return (info.world_size * local / total.to(local.device).clamp(min=1e-12)).float()
-
-
-def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
-    """Stop with a clear error when the loss is NaN or infinite."""
-    if not bool(torch.isfinite(loss.detach()).all()):
-        raise FloatingPointError(
-            f"the loss is not finite ({float(loss):.4g}) at epoch {epoch + 1}, step {step + 1}. "
-            "Try a lower --lr, --amp off (or bf16 instead of fp16), and check the data"
-        )
 
 
 def should_validate(epoch: int, cfg: C.Config) -> bool:
@@ -238,7 +195,6 @@ def train_one_epoch(
             loss, parts = compute_loss(setting, output, masks, gt_valid, loss_cfg)
         except FloatingPointError as err:
             raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {err}") from err
-        check_finite(loss, epoch, step)
         if info.distributed:
             loss = loss * ddp_loss_weight(gt_valid, info)
 
@@ -400,207 +356,12 @@ class Trainer:
         return {"best_miou": self.best_miou, "history": self.history}
 
 
-# ---------------------------------------------------------------------------------------
-# train.py
-# ---------------------------------------------------------------------------------------
-def resolve_config(
-    setting: str, args: argparse.Namespace, user: O.UserConfig
-) -> tuple[C.Config, dict[str, Any] | None, Path | None]:
-    """The run's config: config.py + flags, or, with --resume, the checkpoint's config +
-    the flags given. Returns (config, resume checkpoint or None, its path)."""
-    base = user.get_config(args.synthetic)
-    if args.resume is None:
-        cfg = O.apply(base, O.model_overrides(args, user, base))
-        return O.apply(cfg, O.train_overrides(args, setting, cfg)), None, None
-
-    if args.weights or getattr(args, "load_s4_params", None):
-        raise O.SetupError("--resume continues a run; it cannot be combined with --weights / "
-                           "--load_s4_params")  # fmt: skip
-    if args.resume == "auto":
-        log_dir = args.log_dir or base.train.log_dir
-        session = args.session_name or base.train.session_name
-        path = runs.find_resume_checkpoint(log_dir, session)
-        if path is None:
-            raise O.SetupError(
-                f"--resume auto: no last.pth / interrupted.pth of session {session!r} under "
-                f"{Path(log_dir).resolve()}; pass --resume PATH or start a new run"
-            )
-    else:
-        path = Path(args.resume)
-    try:
-        ckpt = ckpt_io.load_project_checkpoint(path)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        raise O.SetupError(f"--resume: {err}") from err
-    if "optimizer" not in ckpt or "rng" not in ckpt:
-        raise O.SetupError(
-            f"--resume {path}: this checkpoint has no optimizer/RNG state (a *_best.pth?); "
-            "resume from checkpoints/last.pth, or use --weights to start a new run from it"
-        )
-    stored = C.from_dict(ckpt["config"])
-    if stored.model.setting != setting:
-        raise O.SetupError(f"--resume {path}: a {stored.model.setting.upper()} run, not {setting}")
-    cfg = O.apply(stored, O.model_overrides(args, user, stored))
-    cfg = O.apply(cfg, O.train_overrides(args, setting, cfg))
-    arch = {k: v for k, v in O.config_diff(stored, cfg).items() if k.startswith("model.")}
-    arch.pop("model.tpavi_dense", None)  # same function, another implementation
-    if arch:
-        raise O.SetupError(f"--resume cannot change the model: {arch}")
-    return cfg, ckpt, path
-
-
-def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process: int) -> None:
-    m, t = cfg.model, cfg.train
-    logger.info(
-        "AVSBench %s | backbone %s | TPAVI stages %s (va %s, vv %s) | image %d | device %s x %d",
-        m.setting.upper(), m.backbone, list(m.tpavi_stages), m.tpavi_va, m.tpavi_vv,
-        cfg.data.image_size, info.device, info.world_size,
-    )  # fmt: skip
-    logger.info(
-        "train %d clips, val %d clips | batch %d (global; %d per process) | %d epochs | "
-        "Adam lr %g (wt_dec %g not applied, as published) | amp %s",
-        sizes["train"], sizes["val"], t.train_batch_size, per_process, t.max_epoches, t.lr,
-        t.wt_dec, t.amp,
-    )  # fmt: skip
-
-
-def run_training(
-    setting: str, args: argparse.Namespace, user: O.UserConfig, argv: list[str]
-) -> dict[str, Any]:
-    """train.py: everything from flags to the finished run. Returns {best_miou, history,
-    run_dir}."""
-    from avsbench.data.datasets import build_dataset
-    from avsbench.data.layouts import AVSDataError
-    from avsbench.models.avs import build_model_from_config, build_vggish
-
-    info = init_distributed(args.device)
-    runs.setup_logging(None, is_main=info.is_main)
-    cfg, resume, resume_path = resolve_config(setting, args, user)
-    O.check_config(cfg)
-    init_path, init_flag = args.weights, "--weights"
-    s4_path = getattr(args, "trained_s4_model_path", None)
-    if getattr(args, "load_s4_params", None) or s4_path:
-        if not s4_path:
-            raise O.SetupError("--load_s4_params needs --trained_s4_model_path PATH")
-        if args.weights:
-            raise O.SetupError("--weights and --load_s4_params both initialise the model: give one")
-        init_path, init_flag = s4_path, "--trained_s4_model_path"
-    if resume is not None or init_path:  # every weight comes from the checkpoint
-        cfg = O.apply(cfg, {"model.backbone_weights": None})
-    O.check_files(cfg, user)
-    try:
-        per_process = per_process_batch_size(
-            cfg.train.train_batch_size, info.world_size, "--train_batch_size"
-        )
-    except ValueError as err:
-        raise O.SetupError(str(err)) from err
-
-    ckpt_io.seed_everything(cfg.train.seed)
-    try:
-        kw = {"image_size": cfg.data.image_size, "frames_per_clip": cfg.data.frames_per_clip}
-        train_set = build_dataset(setting, cfg.data.root, "train", **kw)
-        val_set = build_dataset(setting, cfg.data.root, "val", **kw)
-    except AVSDataError as err:
-        raise O.explain_data_error(err, cfg, user) from err
-    train_loader, sampler = build_train_loader(
-        train_set, per_process, info, seed=cfg.train.seed, num_workers=cfg.data.num_workers
-    )
-    val_loader = build_eval_loader(val_set, cfg.train.val_batch_size, info, cfg.data.num_workers)
-
-    model = build_model_from_config(cfg.model)
-    if init_path:
-        kind = load_init_weights(model, init_path, init_flag)
-    model = prepare_model(model, cfg, info, args.sync_bn)
-    embedder = AudioEmbedder(build_vggish(cfg.model), info.device, cfg.data.embedding_cache)
-    optimizer = build_optimizer(model, cfg)
-    scaler = make_scaler(info.device, cfg.train.amp)
-
-    start_epoch, best_miou, history = 0, -1.0, []
-    if resume is not None:
-        unwrap(model).load_state_dict(resume["model"], strict=True)
-        optimizer.load_state_dict(resume["optimizer"])
-        if "scaler" in resume:
-            scaler.load_state_dict(resume["scaler"])
-        start_epoch = int(resume["epoch"]) + 1
-        best_miou, history = float(resume["best_miou"]), list(resume["history"])
-
-    run_dir = None
-    if info.is_main:
-        reuse = resume_path is not None and resume_path.parent.name == "checkpoints"
-        if reuse and (resume_path.parent.parent / "config.json").is_file():
-            run_dir = runs.RunDir(resume_path.parent.parent)
-        else:
-            run_dir = runs.create_run_dir(cfg.train.log_dir, cfg.train.session_name)
-    run_dir = broadcast_object(run_dir, info)
-    assert isinstance(run_dir, runs.RunDir)
-    writer = None
-    if info.is_main:
-        runs.setup_logging(run_dir.log / "train.log", is_main=True)
-        runs.write_json(
-            {**C.to_dict(cfg), "world_size": info.world_size, "per_process_batch": per_process},
-            run_dir.config_json,
-        )
-        command = "python train.py " + shlex.join(argv)
-        with open(run_dir.root / "command.txt", "a") as f:
-            f.write(command + "\n")
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(run_dir.log))
-    else:
-        runs.setup_logging(None, is_main=False)
-    _log_setup(cfg, info, {"train": len(train_set), "val": len(val_set)}, per_process)
-    logger.info("run folder: %s", run_dir.root.resolve())
-    if init_path:
-        logger.info("initialised from %s (%s)", init_path, kind)
-    if resume is not None:
-        logger.info(
-            "resuming %s at epoch %d (best mIoU %.4f)", resume_path, start_epoch + 1, best_miou
-        )
-        ckpt_io.set_rng_state(resume["rng"])  # last: everything above may draw random numbers
-
-    trainer = Trainer(
-        cfg, info, model, embedder, train_loader, sampler, val_loader, optimizer, scaler,
-        run_dir, start_epoch=start_epoch, best_miou=best_miou, history=history, writer=writer,
-    )  # fmt: skip
-    try:
-        result = trainer.fit()
-    finally:
-        if writer is not None:
-            writer.close()
-    best = run_dir.best(cfg.train.session_name)
-    logger.info("done: best validation mIoU %.4f -> %s", result["best_miou"], best)
-    return {**result, "run_dir": run_dir.root}
-
-
-def main(setting: str, argv: list[str] | None = None, user_config: ModuleType | None = None) -> int:
-    """Entry point of `avs_scripts/<folder>/train.py`. Returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    user = O.UserConfig(setting, user_config)
-    parser = O.build_train_parser(setting, user)
-    args = parser.parse_args(argv)
-    try:
-        run_training(setting, args, user, argv)
-        return 0
-    except O.SetupError as err:
-        if os.environ.get("RANK", "0") == "0":  # one message, not one per process
-            print(f"\navsbench: {err}", file=sys.stderr)
-        return 2
-    except FloatingPointError as err:
-        logger.error("%s", err)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        runs.close_logging()
-        cleanup_distributed()
-
-
 __all__ = [
     "build_train_loader",
     "build_optimizer",
     "make_scaler",
+    "prepare_model",
     "train_one_epoch",
     "should_validate",
     "Trainer",
-    "run_training",
-    "main",
 ]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from avsbench.models.visual import read_state_dict
+from avsbench.state_dicts import KeyReport
 
 EMBEDDING_SIZE = 128  # VGGish embedding width
 QUANTIZE_MIN_VAL = -2.0  # PCA output is clipped to [-2, 2] ...
@@ -126,22 +127,6 @@ def _as_state_dict(obj: dict[str, Any] | str | os.PathLike, what: str) -> tuple[
 
 
 def _check_layout(sd: dict[str, Any], own: dict[str, torch.Tensor], source: str) -> None:
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    mismatched = [
-        f"{k}: {tuple(torch.as_tensor(sd[k]).shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in sd and tuple(torch.as_tensor(sd[k]).shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {missing}")
-    if unexpected:
-        problems.append(f"unexpected {unexpected[:8]}")
-    if mismatched:
-        problems.append(f"shape mismatches {mismatched}")
-    if problems:
-        raise ValueError(
-            f"{source} is not a VGGish state dict (features.{{0,3,6,8,11,13}}, "
-            f"embeddings.{{0,2,4}}): " + "; ".join(problems)
-        )
+    KeyReport.compare(own, sd, given_word="file").check(
+        f"{source} is not a VGGish state dict (features.{{0,3,6,8,11,13}}, embeddings.{{0,2,4}}):"
+    )

@@ -5,8 +5,8 @@
       -> TPAVI on the chosen stages, over windows of T' frames (x frame_valid)
       -> top-down fusion decoder -> logits [B*T, K, H, W]
 
-`build_model` reproduces the published S4 / MS3 / AVSS networks (spec MODEL.md); official
-checkpoints load through `avsbench.models.checkpoints`.
+`build_model` reproduces the published S4 / MS3 / AVSS networks (docs/ARCHITECTURE.md);
+official checkpoints load through `avsbench.checkpoints` (names in `models/official_names.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avsbench.config import setting_info
 from avsbench.models.audio import EMBEDDING_SIZE, VGGish
 from avsbench.models.decoder import Decoder, DilatedProjection
 from avsbench.models.tpavi import TPAVI, TPAVI_MODES
@@ -27,13 +28,6 @@ from avsbench.models.visual import VisualEncoder, build_visual_encoder
 
 if TYPE_CHECKING:
     from avsbench.config import ModelConfig
-
-# setting -> published defaults (number of output channels, bias of TPAVI's align_channel)
-SETTINGS: dict[str, dict[str, int | bool]] = {
-    "s4": {"num_classes": 1, "align_bias": True},
-    "ms3": {"num_classes": 1, "align_bias": True},
-    "avss": {"num_classes": 71, "align_bias": False},
-}
 
 
 @dataclass
@@ -189,8 +183,7 @@ def build_model(
     the original PVT naming, or a timm checkpoint). pretrained=True without a file is an
     error: nothing is downloaded. Unknown names raise ValueError listing the valid ones.
     """
-    if setting not in SETTINGS:
-        raise ValueError(f"unknown setting {setting!r}; valid: {sorted(SETTINGS)}")
+    defaults = setting_info(setting)  # published num_classes and align_bias of the setting
     if tpavi_mode not in TPAVI_MODES:
         raise ValueError(f"unknown tpavi_mode {tpavi_mode!r}; valid: {list(TPAVI_MODES)}")
     stages = tuple(int(s) for s in tpavi_stages)
@@ -198,9 +191,8 @@ def build_model(
         raise ValueError(f"tpavi_stages must be distinct stages among 0, 1, 2, 3; got {stages}")
     if decoder_channels < 2:
         raise ValueError(f"decoder_channels must be >= 2, got {decoder_channels}")
-    defaults = SETTINGS[setting]
-    num_classes = int(defaults["num_classes"]) if num_classes is None else num_classes
-    align_bias = bool(defaults["align_bias"]) if align_bias is None else align_bias
+    num_classes = defaults.num_classes if num_classes is None else num_classes
+    align_bias = defaults.align_bias if align_bias is None else align_bias
 
     visual = build_visual_encoder(backbone, backbone_weights, pretrained=pretrained)
     projections = [DilatedProjection(c, decoder_channels) for c in visual.channels]

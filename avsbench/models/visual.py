@@ -22,6 +22,8 @@ import timm
 import torch
 from torch import nn
 
+from avsbench.state_dicts import KeyReport, safe_torch_load
+
 # The two published backbones, and the timm keyword arguments that reproduce the official
 # constructors: the official PVT-v2 builders use stochastic depth 0.1 (AVSBench `pvt.py`).
 PUBLISHED_BACKBONES: dict[str, dict[str, Any]] = {
@@ -156,83 +158,35 @@ class VisualEncoder(nn.Module):
         """
         own = self.body.state_dict()
         mapped: dict[str, torch.Tensor] = {}
-        ignored, unexpected, mismatched = [], [], []
+        ignored, unexpected = [], []
         full_names = set(_meta_model_info(self.name)[1])
         for key, value in state_dict.items():
             body_key = self._full_to_body.get(key, key if key in own else None)
             if body_key is None:
                 (ignored if key in full_names else unexpected).append(key)
-                continue
-            if tuple(value.shape) != tuple(own[body_key].shape):
-                mismatched.append(
-                    f"{key}: file {tuple(value.shape)} vs model {tuple(own[body_key].shape)}"
-                )
-                continue
-            mapped[body_key] = value
-        missing = [self._body_to_full[k] for k in own if k not in mapped]
-        problems = []
-        if mismatched:
-            problems.append(f"{len(mismatched)} shape mismatches: {_short(mismatched)}")
-        if missing:
-            problems.append(f"{len(missing)} missing tensors: {_short(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected tensors: {_short(unexpected)}")
-        if problems:
-            raise ValueError(
-                f"{source} does not fit the {self.name!r} backbone: " + "; ".join(problems)
-            )
+            else:
+                mapped[body_key] = value
+        report = KeyReport.compare(own, mapped, name=self.body_to_full_name, given_word="file")
+        report.unexpected += unexpected
+        report.check(f"{source} does not fit the {self.name!r} backbone:")
         self.body.load_state_dict(mapped, strict=True)
         return ignored
 
 
-def _short(items: list[str], limit: int = 8) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-
 def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """`torch.load` a flat state dict safely (weights_only), with clear errors.
+    """A flat state dict from a pretrained file (`avsbench.checkpoints.safe_torch_load`).
 
-    Unwraps the usual containers ({"state_dict": ...}, {"model": ...}). NumPy arrays (as in
-    some VGGish PCA files) are allowed through torch's safe-globals allowlist.
-    FileNotFoundError / ValueError name the file and `what` was expected in it.
+    Unwraps the usual containers ({"state_dict": ...}, {"model": ...}). FileNotFoundError /
+    ValueError name the file and say that `what` was expected in it.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{what}: file not found: {path!r}. Put the file in pretrained_backbones/ "
-            f"(see pretrained_backbones/README.md) and set its path in config.py"
-        )
-    try:
-        obj = _safe_torch_load(path)
-    except Exception as exc:  # corrupted, truncated or not a torch file
-        raise ValueError(f"{what}: cannot read {path!r} as a PyTorch file ({exc})") from exc
+    fix = "Put the file in pretrained_backbones/ (see its README.md) and set its path in config.py"
+    obj = safe_torch_load(path, what, fix=fix)
     for container in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(container), dict):
             obj = obj[container]
     if not isinstance(obj, dict) or not obj:
         raise ValueError(f"{what}: {path!r} does not hold a state dict (got {type(obj).__name__})")
     return obj
-
-
-def _safe_torch_load(path: str) -> Any:
-    import numpy as np
-
-    if path.endswith(".safetensors"):  # timm / Hugging Face checkpoints
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-
-    allowed: list[Any] = [np.ndarray, np.dtype]
-    try:
-        from numpy.core.multiarray import _reconstruct  # type: ignore[attr-defined]
-
-        allowed.append(_reconstruct)
-    except ImportError:  # pragma: no cover - numpy layout change
-        pass
-    allowed += [type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32")]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def to_timm_names(state_dict: dict[str, Any], name: str) -> dict[str, torch.Tensor]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from avsbench.config import SETTINGS
 from avsbench.data.synthetic import make_toy_data
-
-ROOT_NAMES = {"s4": "Single-source", "ms3": "Multi-sources", "avss": "AVSBench_semantic"}
 
 
 def toy_root(base: Path, setting: str) -> Path:
     """A very small synthetic dataset of `setting` under `base` (made once per base)."""
-    root = base / ROOT_NAMES[setting]
+    root = base / SETTINGS[setting].dataset_folder
     if not root.is_dir():
         make_toy_data(base, seed=0, scale=0.05, settings=(setting,), num_categories=3)
     return root

@@ -1,4 +1,4 @@
-"""Atomic checkpoint files, RNG state round trips, project-checkpoint reading."""
+"""Atomic checkpoint files, RNG state round trips, the layout of project checkpoints."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from avsbench import checkpoints
 from avsbench.engine import checkpoint as ckpt_io
 
 
@@ -45,7 +46,7 @@ def test_rng_state_round_trip_through_a_file(tmp_path):
     ckpt_io.atomic_save({"rng": state}, tmp_path / "r.pth")
     expected = (random.random(), np.random.rand(3), torch.rand(3))
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
-    loaded = ckpt_io.load_file(tmp_path / "r.pth")  # weights_only: only plain types inside
+    loaded = checkpoints.safe_torch_load(tmp_path / "r.pth")  # weights_only: plain types only
     ckpt_io.set_rng_state(loaded["rng"])
     again = (random.random(), np.random.rand(3), torch.rand(3))
     assert again[0] == expected[0]
@@ -61,14 +62,15 @@ def test_make_checkpoint_layout_and_detection(tmp_path):
         optimizer=opt,
     )  # fmt: skip
     assert full["format"] == "avsbench/1" and full["epoch"] == 4 and "rng" in full
-    assert ckpt_io.is_project_checkpoint(full)
+    assert checkpoints.is_project_checkpoint(full)
+    assert checkpoints.detect(full) == "project"
     best = ckpt_io.make_checkpoint(
         model.state_dict(), {}, epoch=4, best_miou=0.5, history=[], with_rng=False
     )
     assert "optimizer" not in best and "rng" not in best
-    assert not ckpt_io.is_project_checkpoint(model.state_dict())
+    assert not checkpoints.is_project_checkpoint(model.state_dict())
     torch.save(model.state_dict(), tmp_path / "flat.pth")
-    with pytest.raises(ValueError, match="not an avsbench checkpoint"):
-        ckpt_io.load_project_checkpoint(tmp_path / "flat.pth")
+    with pytest.raises(ValueError, match="not a checkpoint this project reads.*project checkp"):
+        checkpoints.load(tmp_path / "flat.pth", kinds=("project",))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
-        ckpt_io.load_file(tmp_path / "missing.pth")
+        checkpoints.safe_torch_load(tmp_path / "missing.pth")

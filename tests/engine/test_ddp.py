@@ -31,8 +31,7 @@ from avsbench.engine.distributed import (
     per_process_batch_size,
 )
 from avsbench.engine.embeddings import AudioEmbedder
-
-ROOTS = {"ms3": "Multi-sources", "avss": "AVSBench_semantic"}
+from avsbench.engine.step import unwrap
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:
@@ -70,7 +69,7 @@ def _train_and_test(info: DistInfo, setting: str, root: str) -> dict:
     test_loader = E.build_eval_loader(test_set, 1, info, num_workers=0)
     metrics = E.evaluate(model, embedder, test_loader, setting, info.device, info=info,
                          num_classes=cfg.model.num_classes)  # fmt: skip
-    state = {k: v.detach().clone() for k, v in E.unwrap(model).state_dict().items()}
+    state = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
     return {"model": state, "metrics": metrics, "stats": stats}
 
 
@@ -98,7 +97,7 @@ def _free_port() -> int:
 def test_two_processes_equal_one(setting, tmp_path_factory):
     base = tmp_path_factory.mktemp(f"ddp_{setting}")
     make_toy_data(base, seed=3, scale=0.1, settings=(setting,), num_categories=3)
-    root = str(base / ROOTS[setting])
+    root = str(base / C.SETTINGS[setting].dataset_folder)
     out = str(base / "ddp.pth")
     mp.spawn(_worker, args=(2, setting, root, out, _free_port()), nprocs=2, join=True)
     ddp = torch.load(out, weights_only=False)

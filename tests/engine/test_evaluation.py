@@ -1,19 +1,18 @@
-"""Evaluation: official batches, masks as published, swapped audio, official checkpoints."""
+"""Evaluation: official batches, swapped audio; the test command on official checkpoints."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from golden_files import STATE_DICTS, require
-from PIL import Image
+from golden_files import STATE_DICTS
 from torch import nn
 
 from avsbench import config as C
 from avsbench.data.datasets import build_dataset
+from avsbench.engine import cmd_test
 from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder
@@ -70,53 +69,9 @@ def test_swapped_audio_is_a_derangement():
         E.SwappedAudio(clips[:1])
 
 
-def test_binary_masks_are_written_as_published(tmp_path):
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(2 * 5, 1, 32, 32, generator=g)
-    batch = {
-        "frames": torch.zeros(2, 5, 3, 32, 32),
-        "masks": torch.zeros(2, 5, 32, 32),
-        "frame_valid": torch.ones(2, 5),
-        "video_id": ["vidA", "vidB"],
-        "category": ["dog_barking", "helicopter"],
-    }
-    writer = E.PredictionWriter("s4", mask_dir=tmp_path / "m", overlay_dir=tmp_path / "o",
-                                report_dir=tmp_path / "r", max_videos=1)  # fmt: skip
-    writer(batch, logits)
-    path = tmp_path / "m" / "helicopter" / "vidB" / "vidB_3.png"
-    saved = np.asarray(Image.open(path))
-    assert saved.shape == (32, 32) and set(np.unique(saved)) <= {0, 255}
-    expected = (torch.sigmoid(logits[5 + 2, 0]) > 0.5).numpy()
-    assert np.array_equal(saved == 255, expected)
-    assert len(list((tmp_path / "m").rglob("*.png"))) == 10
-    assert (tmp_path / "o" / "dog_barking" / "vidA" / "vidA_1.png").is_file()
-    assert [p.name for p in (tmp_path / "r").iterdir()] == ["vidA.png"]  # max_videos=1
-
-
-def test_avss_masks_are_palette_pngs_at_360x240(tmp_path):
-    ids = torch.zeros(10, 24, 24, dtype=torch.long)
-    ids[:, :12, :12] = 7
-    ids[:, 12:, 12:] = 70
-    logits = torch.nn.functional.one_hot(ids, 71).permute(0, 3, 1, 2).float()  # [10, 71, H, W]
-    batch = {
-        "frames": torch.zeros(1, 10, 3, 24, 24),
-        "masks": ids.reshape(1, 10, 24, 24),
-        "frame_valid": torch.tensor([[1.0] * 5 + [0.0] * 5]),  # a 5-frame clip, padded
-        "video_id": ["uid_1"],
-        "category": ["v1m"],
-    }
-    E.PredictionWriter("avss", mask_dir=tmp_path)(batch, logits)
-    assert sorted(p.name for p in (tmp_path / "uid_1").iterdir()) == [f"{k}.png" for k in range(5)]
-    img = Image.open(tmp_path / "uid_1" / "0.png")
-    assert img.mode == "P" and img.size == (360, 240)
-    values = np.asarray(img)
-    assert values[0, 0] == 7 and values[-1, -1] == 70 and values[0, -1] == 0
-    assert img.getpalette()[7 * 3 : 7 * 3 + 3] == [128, 128, 128]  # VOC palette, class 7
-
-
 def test_test_without_a_trained_model_says_what_to_do(tmp_path, s4_toy, capsys):
-    status = E.main("s4", ["--synthetic", "--data_root", str(s4_toy),
-                           "--train_log_dir", str(tmp_path)])  # fmt: skip
+    status = cmd_test.main("s4", ["--synthetic", "--data_root", str(s4_toy),
+                                  "--train_log_dir", str(tmp_path)])  # fmt: skip
     err = capsys.readouterr().err
     assert status == 2 and "no trained model to test: no S4_best.pth under" in err
     assert "bash train.sh --synthetic" in err and "--weights PATH" in err
@@ -125,7 +80,7 @@ def test_test_without_a_trained_model_says_what_to_do(tmp_path, s4_toy, capsys):
 def _official_from_tsv(model, tsv: Path) -> dict[str, torch.Tensor]:
     """A random official state dict in the exact layout of `tsv` (names, shapes, order),
     with the values of `model` (so BatchNorm statistics are sensible)."""
-    from avsbench.models.checkpoints import to_official_state_dict
+    from avsbench.models.official_names import to_official_state_dict
 
     values = to_official_state_dict(model)
     layout = [line.split("\t") for line in tsv.read_text().splitlines() if line.strip()]
@@ -147,12 +102,13 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     weights = tmp_path / "S4_best.pth"
     torch.save(_official_from_tsv(model, SPEC / "avs_s4_resnet.tsv"), weights)
     out_json = tmp_path / "metrics.json"
-    status = E.main("s4", ["--synthetic", "--data_root", str(s4_toy), "--weights", str(weights),
-                           "--image_size", "64", "--num_workers", "0", "--log_dir",
-                           str(tmp_path / "logs"), "--out_json", str(out_json)])  # fmt: skip
+    status = cmd_test.main("s4", ["--synthetic", "--data_root", str(s4_toy), "--weights",
+                                  str(weights), "--image_size", "64", "--num_workers", "0",
+                                  "--log_dir", str(tmp_path / "logs"), "--out_json",
+                                  str(out_json)])  # fmt: skip
     assert status == 0
     result = json.loads(out_json.read_text())
-    assert result["checkpoint_kind"] == "official" and result["test_batch_size"] == 4
+    assert result["checkpoint_kind"] == "official_tpavi" and result["test_batch_size"] == 4
     cfg = C.from_dict(result["config"])
     assert cfg.model.backbone == "resnet50" and cfg.model.decoder_channels == 256
 
@@ -162,25 +118,3 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     loader = E.build_eval_loader(data, 4, DistInfo(), num_workers=0)
     direct = E.evaluate(model, embedder, loader, "s4", torch.device("cpu"))
     assert result["metrics"] == pytest.approx(direct, abs=1e-9)
-
-
-@pytest.mark.parametrize(
-    "tsv, expected",
-    [
-        ("avs_s4_resnet.tsv", ("resnet50", 256, (0, 1, 2, 3), True, 1)),
-        ("avs_ms3_pvt.tsv", ("pvt_v2_b5", 256, (0, 1, 2, 3), True, 1)),
-        ("avss_resnet.tsv", ("resnet50", 256, (0, 1, 2, 3), False, 71)),
-        ("avss_pvt.tsv", ("pvt_v2_b5", 256, (0, 1, 2, 3), False, 71)),
-    ],
-)
-def test_official_architecture_is_read_off_the_keys(tsv, expected):
-    state = {}
-    for line in require(SPEC / tsv).read_text().splitlines():
-        name, shape = line.split("\t")
-        state["module." + name] = torch.empty(eval(shape), device="meta")  # DataParallel form
-    ch = E.official_architecture(state)
-    fields = ("backbone", "decoder_channels", "tpavi_stages", "align_bias", "num_classes")
-    got = tuple(ch[f"model.{k}"] for k in fields)
-    assert got == expected
-    del_stages = {k: v for k, v in state.items() if not k.startswith("module.tpavi_b2")}
-    assert E.official_architecture(del_stages)["model.tpavi_stages"] == (0, 2, 3)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
 
 from avsbench import config as C
+from avsbench.engine import cmd_train
 from avsbench.engine import options as O
-from avsbench.engine import train
+from avsbench.engine.user_config import REPO_ROOT, UserConfig
 
 
 def _cfg(setting, argv, module=None):
-    user = O.UserConfig(setting, module)
+    user = UserConfig(setting, module)
     args = O.build_train_parser(setting).parse_args(argv)
     base = user.get_config(args.synthetic)
-    cfg = O.apply(base, O.model_overrides(args, user, base))
-    return O.apply(cfg, O.train_overrides(args, setting, cfg))
+    cfg = O.apply(base, O.model_overrides(args, user))
+    return O.apply(cfg, O.train_overrides(args, setting))
 
 
 def test_no_flags_is_the_published_recipe():
@@ -28,7 +30,6 @@ def test_no_flags_is_the_published_recipe():
 
 def test_official_flags_map_onto_the_config():
     module = types.ModuleType("config")
-    module.get_config = lambda synthetic: C.s4()
     module.BACKBONE_WEIGHTS = {"pvt_v2_b5": "/w/pvt_v2_b5.pth"}
     cfg = _cfg(
         "s4",
@@ -100,7 +101,7 @@ def test_bad_flags_are_argparse_errors(argv, message, capsys):
 
 def test_missing_data_is_one_clear_message(tmp_path, capsys):
     missing = tmp_path / "nowhere" / "Single-source"
-    status = train.main("s4", ["--synthetic", "--data_root", str(missing), "--log_dir",
+    status = cmd_train.main("s4", ["--synthetic", "--data_root", str(missing), "--log_dir",
                                str(tmp_path / "logs")])  # fmt: skip
     err = capsys.readouterr().err
     assert status == 2
@@ -114,29 +115,48 @@ def test_missing_data_is_one_clear_message(tmp_path, capsys):
 
 def test_missing_pretrained_file_names_the_config_constant(tmp_path, s4_toy, capsys):
     module = types.ModuleType("config")
-    module.__file__ = str(O.REPO_ROOT / "avs_scripts" / "avs_s4" / "config.py")
-    module.get_config = lambda synthetic: C.override(
-        C.s4(), {"data.root": str(s4_toy), "model.backbone_weights": str(tmp_path / "r50.pth")}
-    )
-    status = train.main("s4", ["--log_dir", str(tmp_path)], user_config=module)
+    module.__file__ = str(REPO_ROOT / "avs_scripts" / "avs_s4" / "config.py")
+    module.DATA_ROOT = str(s4_toy)
+    module.BACKBONE_WEIGHTS = {"resnet50": str(tmp_path / "r50.pth")}
+    status = cmd_train.main("s4", ["--log_dir", str(tmp_path)], user_config=module)
     err = capsys.readouterr().err
     assert status == 2 and f"pretrained file not found: {tmp_path / 'r50.pth'}" in err
     assert "BACKBONE_WEIGHTS['resnet50'] in avs_scripts/avs_s4/config.py" in err
 
 
-def test_the_three_script_configs_build():
+def _script_config(folder):
     import importlib.util
 
-    for setting, folder in O.SCRIPT_FOLDERS.items():
-        path = O.REPO_ROOT / "avs_scripts" / folder / "config.py"
-        spec = importlib.util.spec_from_file_location(f"config_{folder}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        real, toy = module.get_config(False), module.get_config(True)
+    path = REPO_ROOT / "avs_scripts" / folder / "config.py"
+    spec = importlib.util.spec_from_file_location(f"config_{folder}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_three_script_configs_build(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # config.py paths do not depend on the current folder
+    for setting, row in C.SETTINGS.items():
+        module = _script_config(row.script_folder)
+        assert module.SETTING == setting
+        folder = REPO_ROOT / "avs_scripts" / row.script_folder
+        user = UserConfig(setting, module)
+        real, toy = user.get_config(False), user.get_config(True)
         assert real.model.setting == setting == toy.model.setting
-        assert real.model.backbone == "resnet50" and real.data.root == module.DATA_ROOT
-        assert real.model.backbone_weights == module.BACKBONE_WEIGHTS["resnet50"]
-        assert real.model.vggish_weights == module.VGGISH_WEIGHTS
+        here = lambda p, f=folder: os.path.normpath(f / p)  # noqa: E731
+        assert real.model.backbone == "resnet50" and real.data.root == here(module.DATA_ROOT)
+        assert real.data.root == str(REPO_ROOT / "avsbench_data" / row.dataset_folder)
+        assert real.model.backbone_weights == here(module.BACKBONE_WEIGHTS["resnet50"])
+        assert real.model.vggish_weights == here(module.VGGISH_WEIGHTS)
+        assert real.train.log_dir == str(folder / "train_logs")
+        assert user.log_dir("test") == str(folder / "test_logs")
+        # nothing but the paths differs from the preset
+        assert real == C.with_user_paths(
+            C.preset(setting), data_root=here(module.DATA_ROOT),
+            backbone_weights=here(module.BACKBONE_WEIGHTS["resnet50"]),
+            vggish_weights=here(module.VGGISH_WEIGHTS), vggish_pca=None,
+            log_dir=str(folder / "train_logs"),
+        )  # fmt: skip
         assert toy.model.backbone == "resnet18" and toy.data.image_size % 32 == 0
         assert toy.model.backbone_weights is None and toy.model.vggish_weights is None
-        assert toy.model.decoder_channels == 64 and toy.data.root == module.DATA_ROOT
+        assert toy.model.decoder_channels == 64 and toy.data.root == real.data.root

@@ -58,9 +58,3 @@ def test_logging_to_file(tmp_path):
     runs.close_logging()
     assert "INFO hello 42" in (tmp_path / "log" / "train.log").read_text()
     assert logging.getLogger(runs.LOGGER_NAME).handlers == []
-
-
-def test_write_json_is_atomic(tmp_path):
-    runs.write_json({"a": 1.5}, tmp_path / "m.json")
-    assert (tmp_path / "m.json").read_text().strip() == '{\n  "a": 1.5\n}'
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]

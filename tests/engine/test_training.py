@@ -13,7 +13,7 @@ from torch import nn
 
 from avsbench import config as C
 from avsbench.engine import checkpoint as ckpt_io
-from avsbench.engine import runs, train
+from avsbench.engine import cmd_train, runs, train
 from avsbench.engine.distributed import DistInfo
 
 
@@ -26,14 +26,14 @@ def _only_run(log_dir: Path) -> runs.RunDir:
 def test_resume_is_exact_and_the_run_is_laid_out_as_published(tmp_path, s4_toy):
     straight = tmp_path / "straight"
     flags = {"max_steps_per_epoch": 1}
-    assert train.main("s4", tiny_flags(s4_toy, straight, max_epoches=2, **flags)) == 0
+    assert cmd_train.main("s4", tiny_flags(s4_toy, straight, max_epoches=2, **flags)) == 0
     split = tmp_path / "split"
-    assert train.main("s4", tiny_flags(s4_toy, split, max_epoches=1, **flags)) == 0
+    assert cmd_train.main("s4", tiny_flags(s4_toy, split, max_epoches=1, **flags)) == 0
     first = _only_run(split)
     first_epoch = torch.load(first.last, weights_only=True)
     assert first_epoch["epoch"] == 0
     resumed = tiny_flags(s4_toy, split, max_epoches=2, resume="auto", **flags)
-    assert train.main("s4", resumed) == 0
+    assert cmd_train.main("s4", resumed) == 0
     assert _only_run(split) == first  # resumed in place
 
     a = torch.load(_only_run(straight).last, weights_only=True)
@@ -142,10 +142,45 @@ def test_ctrl_c_saves_an_interrupted_checkpoint(monkeypatch, tmp_path, caplog):
     )
 
 
-def test_non_finite_loss_names_the_step():
-    train.check_finite(torch.tensor(1.0), 0, 0)
-    with pytest.raises(FloatingPointError, match="epoch 3, step 8"):
-        train.check_finite(torch.tensor(float("nan")), 2, 7)
+class _ZeroAudio(nn.Module):
+    def forward(self, log_mel):
+        return torch.zeros(log_mel.shape[0], 128)
+
+
+class _NaNModel(nn.Module):
+    """Logits that turn NaN from the second call on (a diverging model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.calls = 0
+
+    def forward(self, frames, audio_emb, frame_valid=None):
+        from avsbench.models.avs import AVSOutput
+
+        self.calls += 1
+        logits = frames.mean(1, keepdim=True) * self.scale
+        if self.calls > 1:
+            logits = logits * float("nan")
+        return AVSOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
+
+
+def test_non_finite_loss_names_the_step(s4_toy):
+    """compute_loss stops on a non-finite loss (the one finite check); the loop names the
+    epoch and step it happened in."""
+    from avsbench.data.datasets import build_dataset
+    from avsbench.engine.embeddings import AudioEmbedder
+
+    cfg = C.override(C.synthetic(C.s4()), {"data.image_size": 64, "train.max_epoches": 3})
+    info = DistInfo()
+    data = build_dataset("s4", s4_toy, "train", image_size=64)
+    loader, _ = train.build_train_loader(data, 1, info, seed=0, num_workers=0)
+    model = _NaNModel()
+    zero_audio = AudioEmbedder(_ZeroAudio(), "cpu")
+    opt = torch.optim.Adam(model.parameters())
+    scaler = train.make_scaler(info.device, "off")
+    with pytest.raises(FloatingPointError, match="epoch 3, step 2: s4 loss is not finite"):
+        train.train_one_epoch(model, zero_audio, loader, opt, scaler, cfg, info, 2)
 
 
 def test_distributed_loss_config_scales_only_the_summed_kl_term():

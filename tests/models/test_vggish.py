@@ -92,8 +92,8 @@ def test_bad_files(tmp_path, official_weights):
     torch.save(broken, path)
     with pytest.raises(
         ValueError,
-        match=r"other.pth.*missing \['features.13.bias'\].*"
-        r"embeddings.4.weight: \(64, 4096\) vs \(128, 4096\)",
+        match=r"(?s)other.pth.*missing 1: features.13.bias\n.*"
+        r"embeddings.4.weight: file \(64, 4096\) vs model \(128, 4096\)",
     ):
         VGGish().load_official_state_dict(path)
     bad_pca = tmp_path / "pca.pth"

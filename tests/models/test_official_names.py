@@ -1,4 +1,5 @@
-"""Official checkpoints <-> project models, both ways, for every published layout."""
+"""Official checkpoints <-> project models, both ways, for every published layout; the
+architecture read off the keys."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 import torch
 
 from avsbench.models.avs import build_model
-from avsbench.models.checkpoints import (
+from avsbench.models.official_names import (
     load_official_state_dict,
     looks_official,
+    official_architecture,
     pvt_original_to_timm,
     pvt_timm_to_original,
     to_official_state_dict,
@@ -169,3 +171,22 @@ def test_other_backbones_have_no_official_layout():
     model = build_model("s4", "convnext_atto", decoder_channels=16, tpavi_stages=())
     with pytest.raises(ValueError, match="ResNet.*PVT-v2.*convnext_atto"):
         to_official_state_dict(model)
+
+
+@pytest.mark.parametrize(
+    "tsv, expected",
+    [
+        ("avs_s4_resnet.tsv", ("resnet50", 256, (0, 1, 2, 3), True, 1)),
+        ("avs_ms3_pvt.tsv", ("pvt_v2_b5", 256, (0, 1, 2, 3), True, 1)),
+        ("avss_resnet.tsv", ("resnet50", 256, (0, 1, 2, 3), False, 71)),
+        ("avss_pvt.tsv", ("pvt_v2_b5", 256, (0, 1, 2, 3), False, 71)),
+    ],
+)
+def test_official_architecture_is_read_off_the_keys(tsv, expected, tsv_rows):
+    state = {"module." + name: torch.empty(shape, device="meta") for name, shape in tsv_rows(tsv)}
+    ch = official_architecture(state)  # DataParallel form
+    fields = ("backbone", "decoder_channels", "tpavi_stages", "align_bias", "num_classes")
+    got = tuple(ch[f"model.{k}"] for k in fields)
+    assert got == expected
+    del_stages = {k: v for k, v in state.items() if not k.startswith("module.tpavi_b2")}
+    assert official_architecture(del_stages)["model.tpavi_stages"] == (0, 2, 3)

@@ -1,0 +1,262 @@
+"""Checkpoints in, models out: the one way a file becomes a model (docs/ARCHITECTURE.md,
+"A checkpoint through checkpoints.load").
+
+    loaded = load("S4_best.pth")            # or an official AVSBench .pth: no flags needed
+    loaded.model, loaded.config, loaded.report, loaded.vggish_state, loaded.raw
+
+`load` reads the file with `safe_torch_load` (weights_only: no code from the file ever
+runs), asks the detectors of `DETECTORS` in table order which kind of file it is, lets that
+detector write the config (a project checkpoint stores its own; an official state dict has
+its architecture read off its keys), builds the model and has the detector copy the
+tensors in, every misfit reported by the one `KeyReport` (`avsbench.state_dicts`). Learnt
+from detectron2's `Checkpointer` (one loader dispatching on the file's format) and
+segment-anything's `build_sam.py` (build, then load), not copied.
+
+Adding a method's checkpoints = adding one detector: a class with `description`,
+`stores_config`, `matches(obj)`, `config(obj, base)`, `load_into(model, obj)` and
+`vggish_state(obj)` (the `Detector` protocol) next to the method's official names (as
+`OfficialTPAVI` in `avsbench/models/official_names.py`), plus one line in `DETECTORS`,
+e.g. `"official_avsegformer": OfficialAVSegFormer()`; and, in `build_model_for`, the line
+that builds that method's model from its config.
+
+Saving (atomic files, RNG states, the "avsbench/1" dict) is `avsbench.engine.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from avsbench import config as C
+from avsbench.models.official_names import OfficialTPAVI
+from avsbench.state_dicts import (
+    CheckpointError,
+    CheckpointNotFound,
+    KeyReport,
+    LoadReport,
+    safe_torch_load,
+)
+
+__all__ = [
+    "DETECTORS",
+    "FORMAT",
+    "CheckpointError",
+    "CheckpointNotFound",
+    "Detector",
+    "KeyReport",
+    "LoadReport",
+    "Loaded",
+    "OfficialTPAVI",
+    "ProjectCheckpoint",
+    "detect",
+    "is_project_checkpoint",
+    "load",
+    "safe_torch_load",
+]
+
+FORMAT = "avsbench/1"  # the "format" entry of the project's checkpoints
+
+# ModelConfig fields a project checkpoint does not fix (the rest is its architecture)
+NOT_ARCHITECTURE = ("tpavi_dense", "backbone_weights", "vggish_weights", "vggish_pca")
+
+
+@dataclass
+class Loaded:
+    """A checkpoint turned into a model (`load`)."""
+
+    model: nn.Module  # weights loaded, in train mode and on the CPU: the caller moves it
+    config: C.Config  # the config the model was built with (backbone_weights None)
+    report: LoadReport
+    vggish_state: dict[str, torch.Tensor] | None  # VGGish tensors in the file, if any
+    raw: Any  # the loaded object (resume reads optimizer, scaler, rng, epoch from it)
+
+
+class Detector(Protocol):
+    """One kind of checkpoint file (a row of `DETECTORS`)."""
+
+    description: str  # what such a file holds, for "not a checkpoint this project reads"
+    stores_config: bool  # the file holds its config: its architecture is fixed
+
+    def matches(self, obj: Any) -> bool: ...
+
+    def config(self, obj: Any, base: C.Config | None) -> C.Config: ...
+
+    def load_into(self, model: nn.Module, obj: Any) -> LoadReport: ...
+
+    def vggish_state(self, obj: Any) -> dict[str, torch.Tensor] | None: ...
+
+
+# ---------------------------------------------------------------------------------------
+# The project's own checkpoints
+# ---------------------------------------------------------------------------------------
+def is_project_checkpoint(obj: Any) -> bool:
+    """True for a dict written by this project (format avsbench/*, model, config)."""
+    return (
+        isinstance(obj, dict)
+        and str(obj.get("format", "")).startswith("avsbench/")
+        and isinstance(obj.get("model"), Mapping)
+        and isinstance(obj.get("config"), Mapping)
+    )
+
+
+class ProjectCheckpoint:
+    """`{"format": "avsbench/1", "model": state dict, "config": to_dict(cfg), ...}`."""
+
+    description = (
+        "a project checkpoint (a dict with 'format': 'avsbench/1', 'model' and 'config', "
+        "e.g. <session>_best.pth or last.pth)"
+    )
+    stores_config = True
+
+    def matches(self, obj: Any) -> bool:
+        return is_project_checkpoint(obj)
+
+    def config(self, obj: Any, base: C.Config | None) -> C.Config:
+        """The stored config. With `base` (the user's config.py): its data root, and its
+        VGGish files when the stored ones are gone (VGGish is not in the checkpoint)."""
+        if obj["format"] != FORMAT:
+            raise ValueError(f"format {obj['format']!r}: this version of avsbench reads {FORMAT}")
+        try:
+            cfg = C.from_dict(dict(obj["config"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"the stored config is not valid ({err})") from err
+        if base is None:
+            return cfg
+        cfg = C.override(cfg, {"data.root": base.data.root})
+        stored = cfg.model.vggish_weights
+        if stored and not Path(stored).is_file() and base.model.vggish_weights:
+            vggish = {"model.vggish_weights": base.model.vggish_weights}
+            cfg = C.override(cfg, {**vggish, "model.vggish_pca": base.model.vggish_pca})
+        return cfg
+
+    def load_into(self, model: nn.Module, obj: Any) -> LoadReport:
+        state = obj["model"]
+        KeyReport.compare(model.state_dict(), state).check(
+            "the checkpoint does not fit this model:",
+            "its architecture is the one in its 'config' entry",
+        )
+        model.load_state_dict(state, strict=True)
+        return LoadReport(loaded=len(state))
+
+    def vggish_state(self, obj: Any) -> None:
+        return None  # trained with a frozen VGGish from its own file
+
+
+# kind -> detector; the first that matches wins
+DETECTORS: dict[str, Detector] = {
+    "project": ProjectCheckpoint(),
+    "official_tpavi": OfficialTPAVI(),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# load
+# ---------------------------------------------------------------------------------------
+def detect(obj: Any, kinds: Sequence[str] | None = None) -> str | None:
+    """The first kind of `DETECTORS` (among `kinds`, if given) whose detector matches."""
+    for kind, detector in DETECTORS.items():
+        if (kinds is None or kind in kinds) and detector.matches(obj):
+            return kind
+    return None
+
+
+def build_model_for(cfg: C.Config) -> nn.Module:
+    """The model of `cfg` (the one place a config chooses its model builder)."""
+    from avsbench.models.avs import build_model_from_config
+
+    return build_model_from_config(cfg.model)
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    base_config: C.Config | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    expect_setting: str | None = None,
+    kinds: Sequence[str] | None = None,
+    into: nn.Module | None = None,
+    what: str = "checkpoint",
+) -> Loaded:
+    """Read any checkpoint kind of `DETECTORS` and return the model with its weights.
+
+    base_config: the user's config (paths, runtime); a project checkpoint keeps its own
+        architecture, an official one has it read off its keys over `base_config` (or
+        over the preset of its setting: no flags are needed).
+    overrides: dotted config changes (flags given). On a file that stores its config (a
+        project checkpoint) a change of its architecture (any model field but
+        NOT_ARCHITECTURE) is refused.
+    expect_setting: refuse a model of another setting (e.g. an S4 model for the MS3 test).
+    kinds: accept only these kinds (e.g. ("project",) for --resume).
+    into: copy the tensors into this model instead of building one (training's --weights:
+        the run's own architecture; the file must fit it). `config` is then the file's.
+    what: how messages name the file ("--weights file").
+    Raises CheckpointError (CheckpointNotFound for a missing file) naming the file.
+    """
+    path = Path(path)
+    obj = safe_torch_load(path, what)
+    kind = detect(obj, kinds)
+    if kind is None:
+        wanted = [DETECTORS[k].description for k in (kinds or DETECTORS)]
+        raise CheckpointError(
+            f"{what} {path} is not a checkpoint this project reads; expected " + " or ".join(wanted)
+        )
+    detector = DETECTORS[kind]
+    if base_config is None and expect_setting is not None and not detector.stores_config:
+        base_config = C.preset(expect_setting)  # keys cannot tell S4 from MS3
+    try:
+        cfg = detector.config(obj, base_config)
+    except ValueError as err:
+        raise CheckpointError(f"{what} {path}: {err}") from err
+    if overrides:
+        fixed = detector.stores_config
+        cfg = _with_overrides(cfg, dict(overrides), fixed=fixed, source=f"{what} {path}")
+    setting = cfg.model.setting
+    if expect_setting is not None and setting != expect_setting:
+        raise CheckpointError(
+            f"{what} {path} holds an {C.SETTINGS[setting].title} model, not "
+            f"{C.SETTINGS[expect_setting].title}: use avs_scripts/"
+            f"{C.SETTINGS[setting].script_folder}/"
+        )
+    model = into
+    if model is None:
+        cfg = C.override(cfg, {"model.backbone_weights": None})  # the file holds every weight
+        try:
+            model = build_model_for(cfg)
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"{what} {path}: cannot build its model ({err})") from err
+    try:
+        report = detector.load_into(model, obj)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{what} {path}: {err}") from err
+    vggish_state = detector.vggish_state(obj)
+    vggish = "checkpoint" if vggish_state else (cfg.model.vggish_weights or "random (no file)")
+    report = dataclasses.replace(report, kind=kind, path=str(path), vggish=str(vggish))
+    return Loaded(model=model, config=cfg, report=report, vggish_state=vggish_state, raw=obj)
+
+
+def _with_overrides(
+    cfg: C.Config, overrides: dict[str, Any], *, fixed: bool, source: str
+) -> C.Config:
+    """`cfg` with `overrides`; with `fixed`, changes of the architecture are refused."""
+    new = C.override(cfg, overrides)
+    if fixed:
+        old_model, new_model = C.to_dict(cfg)["model"], C.to_dict(new)["model"]
+        clash = [
+            f"model.{k}: checkpoint {old_model[k]!r}, asked {new_model[k]!r}"
+            for k in old_model
+            if k not in NOT_ARCHITECTURE and old_model[k] != new_model[k]
+        ]
+        if clash:
+            raise CheckpointError(
+                f"{source} was trained with another architecture than asked for ("
+                + "; ".join(clash)
+                + "): leave those flags out, the model is rebuilt from the checkpoint's config"
+            )
+    return new

@@ -1,0 +1,170 @@
+"""The test command (`avs_scripts/<folder>/test.sh`): find the weights, load them through
+`avsbench.checkpoints.load`, evaluate, write metrics.json (and masks, report), print a table.
+
+Without --weights it tests `<session>_best.pth` of the latest training run. A project
+checkpoint rebuilds its own model; an official AVSBench state dict has its architecture
+read off its keys. Metrics: `evaluate.evaluate`; pictures: `writers.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from avsbench import config as C
+from avsbench.engine import options as O
+from avsbench.engine import runs, setup
+from avsbench.engine.evaluate import SwappedAudio, build_eval_loader, evaluate
+from avsbench.engine.step import to_channels_last
+from avsbench.engine.user_config import UserConfig, check_files
+from avsbench.engine.writers import PredictionWriter, write_class_chart
+from avsbench.fileio import atomic_write_json
+
+logger = logging.getLogger(runs.LOGGER_NAME)
+
+TABLE_ROWS = {
+    "miou": "mIoU (official)",
+    "fscore": "F-score (official, beta^2 = 0.3)",
+    "miou_per_frame": "mIoU, mean over frames",
+    "fscore_dataset_curve": "F-score, one curve over the split",
+    "iou_dataset": "IoU, sum(I) / sum(U) over the split",
+    "miou_official_nobg": "mIoU official 'noBg' (drops class 70)",
+    "fscore_official_nobg": "F-score official 'noBg' (drops class 70)",
+    "miou_no_background": "mIoU without background (class 0)",
+    "fscore_no_background": "F-score without background (class 0)",
+    "miou_present_classes": "mIoU over classes present",
+    "fscore_present_classes": "F-score over classes present",
+}
+
+
+def format_table(metrics: dict[str, Any], header: str) -> str:
+    """A small text table of the scalar metrics."""
+    rows = [(label, metrics[k]) for k, label in TABLE_ROWS.items() if k in metrics]
+    width = max(len(label) for label, _ in rows)
+    lines = [header, "-" * (width + 10)]
+    lines += [f"{label:<{width}}  {value:.4f}" for label, value in rows]
+    return "\n".join(lines)
+
+
+def find_weights(args: argparse.Namespace, base: C.Config) -> Path:
+    """--weights, else `<session>_best.pth` of the latest run under --train_log_dir."""
+    if args.weights:
+        return Path(args.weights)
+
+    def missing(folder: Path, session: str) -> str:
+        return (
+            f"no trained model to test: no {session}_best.pth under "
+            f"{folder}/{session}_*/checkpoints/.\n"
+            f"Train first (bash train.sh{' --synthetic' if args.synthetic else ''}"
+            f"{' --session_name ' + session if args.session_name else ''}), or pass "
+            "--weights PATH (a project checkpoint or an official .pth)"
+        )
+
+    return setup.find_run_checkpoint(
+        base, args.train_log_dir, args.session_name, ["{session}_best.pth"], missing
+    )
+
+
+def _header(setting: str, split: str, clips: int, batch_size: int, swapped: bool) -> str:
+    text = f"AVSBench {C.setting_info(setting).title} {split}: {clips} clips, " + (
+        "all frames accumulated"
+        if C.setting_info(setting).semantic
+        else f"test batch size {batch_size} (the official mIoU and F depend on it)"
+    )
+    return text + (", AUDIO SWAPPED between clips" if swapped else "")
+
+
+def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[str, Any]:
+    """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
+    info = setup.start(args)
+    base = user.get_config(args.synthetic)
+    weights = find_weights(args, base)
+    loaded = setup.load_checkpoint(
+        weights, "--weights file", base_config=base, overrides=O.model_overrides(args, user),
+        expect_setting=setting,
+    )  # fmt: skip
+    cfg, kind = loaded.config, loaded.report.kind
+    O.check_config(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=C.LossConfig()))
+    )
+    check_files(cfg, user, need_backbone=False)
+    batch_size = args.test_batch_size or cfg.eval.test_batch_size
+    (dataset,) = setup.build_datasets(cfg, user, [args.split])
+    if args.swap_audio:
+        dataset = SwappedAudio(dataset)
+
+    session = args.session_name or cfg.train.session_name
+    log_dir = args.log_dir or user.log_dir("test")
+    run_dir = setup.open_run_dir(log_dir, session, info, log_name="test.log", subdirs=("log",))
+    logger.info("testing %s on %s/%s", loaded.report.summary(), cfg.data.root, args.split)
+
+    model = loaded.model.to(info.device)
+    if cfg.train.channels_last:
+        model = to_channels_last(model)
+    embedder = setup.build_embedder(cfg, info)
+    loader = build_eval_loader(dataset, batch_size, info, cfg.data.num_workers)
+    writer = None
+    if args.save_pred_mask or args.report:
+        writer = PredictionWriter(
+            setting,
+            mask_dir=run_dir.root / "pred_masks" if args.save_pred_mask else None,
+            overlay_dir=run_dir.root / "overlays" if args.save_pred_mask else None,
+            report_dir=run_dir.root / "report" if args.report else None,
+            max_videos=args.report_max_videos,
+        )
+    start = time.perf_counter()
+    metrics = evaluate(
+        model, embedder, loader, setting, info.device, amp=cfg.train.amp,
+        channels_last=cfg.train.channels_last, info=info,
+        cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
+        on_batch=writer, desc=args.split,
+    )  # fmt: skip
+    result = {
+        "setting": setting,
+        "split": args.split,
+        "weights": str(Path(weights).resolve()),
+        "checkpoint_kind": kind,
+        "test_batch_size": batch_size,
+        "num_clips": len(dataset),  # type: ignore[arg-type]
+        "world_size": info.world_size,
+        "swap_audio": bool(args.swap_audio),
+        "amp": cfg.train.amp,
+        "seconds": round(time.perf_counter() - start, 3),
+        "metrics": metrics,
+        "config": C.to_dict(cfg),
+    }
+    if info.is_main:
+        _write_outputs(result, args, run_dir, writer is not None)
+    return result
+
+
+def _write_outputs(
+    result: dict[str, Any], args: argparse.Namespace, run_dir: runs.RunDir, pictures: bool
+) -> None:
+    """metrics.json, the AVSS chart (--report), the console table."""
+    setting, metrics = result["setting"], result["metrics"]
+    out_json = Path(args.out_json) if args.out_json else run_dir.root / "metrics.json"
+    atomic_write_json(out_json, result)
+    if args.report and C.setting_info(setting).semantic:
+        write_class_chart(metrics, run_dir.root / "report" / "per_class_iou.png")
+    header = _header(
+        setting, args.split, result["num_clips"], result["test_batch_size"], args.swap_audio
+    )
+    print(format_table(metrics, header))
+    print(f"metrics: {out_json}")
+    if pictures:
+        print(f"pictures: {run_dir.root}")
+
+
+def main(setting: str, argv: list[str] | None = None, user_config: ModuleType | None = None) -> int:
+    """Entry point of `avs_scripts/<folder>/test.py`. Returns the exit status."""
+    import sys
+
+    user = UserConfig(setting, user_config)
+    args = setup.parse_args(O.build_test_parser(setting), sys.argv[1:] if argv is None else argv)
+    return setup.run_command(lambda: run_test(setting, args, user))

@@ -1,0 +1,195 @@
+"""The training command (`avs_scripts/<folder>/train.sh`): config.py + flags -> datasets,
+model, VGGish, optimizer, run folder -> `train.Trainer.fit()`.
+
+`--weights` and MS3's `--trained_s4_model_path` initialise the run's model from any
+checkpoint kind, `--resume` continues a run from its project checkpoint: all three go
+through `avsbench.checkpoints.load` (via `setup.load_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from avsbench import config as C
+from avsbench.checkpoints import Loaded
+from avsbench.engine import checkpoint as ckpt_io
+from avsbench.engine import options as O
+from avsbench.engine import runs, setup
+from avsbench.engine.distributed import DistInfo, per_process_batch_size
+from avsbench.engine.evaluate import build_eval_loader
+from avsbench.engine.train import (
+    Trainer,
+    build_optimizer,
+    build_train_loader,
+    make_scaler,
+    prepare_model,
+)
+from avsbench.engine.user_config import UserConfig, check_files
+from avsbench.fileio import atomic_write_json
+
+logger = logging.getLogger(runs.LOGGER_NAME)
+
+
+def resolve_config(
+    setting: str, args: argparse.Namespace, user: UserConfig
+) -> tuple[C.Config, Loaded | None]:
+    """The run's config: config.py + flags, or, with --resume, the checkpoint's config +
+    the flags given (its architecture cannot change). Returns (config, the loaded resume
+    checkpoint or None)."""
+    base = user.get_config(args.synthetic)
+    flags = {**O.model_overrides(args, user), **O.train_overrides(args, setting)}
+    if args.resume is None:
+        return O.apply(base, flags), None
+
+    if args.weights or getattr(args, "load_s4_params", None):
+        raise O.SetupError("--resume continues a run; it cannot be combined with --weights / "
+                           "--load_s4_params")  # fmt: skip
+    path = Path(args.resume)
+    if args.resume == "auto":
+        path = setup.find_run_checkpoint(
+            base, args.log_dir, args.session_name, ["last.pth", "interrupted.pth"],
+            lambda folder, session: f"--resume auto: no last.pth / interrupted.pth of session "
+            f"{session!r} under {folder}; pass --resume PATH or start a new run",
+        )  # fmt: skip
+    loaded = setup.load_checkpoint(
+        path, "--resume checkpoint", overrides=flags, expect_setting=setting, kinds=("project",)
+    )
+    if "optimizer" not in loaded.raw or "rng" not in loaded.raw:
+        raise O.SetupError(
+            f"--resume {path}: this checkpoint has no optimizer/RNG state (a *_best.pth?); "
+            "resume from checkpoints/last.pth, or use --weights to start a new run from it"
+        )
+    return loaded.config, loaded
+
+
+def _init_flag(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(path, flag) of the checkpoint that initialises a new run, if any."""
+    s4_path = getattr(args, "trained_s4_model_path", None)
+    if getattr(args, "load_s4_params", None) or s4_path:
+        if not s4_path:
+            raise O.SetupError("--load_s4_params needs --trained_s4_model_path PATH")
+        if args.weights:
+            raise O.SetupError("--weights and --load_s4_params both initialise the model: give one")
+        return s4_path, "--trained_s4_model_path"
+    return args.weights, "--weights"
+
+
+def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process: int) -> None:
+    m, t = cfg.model, cfg.train
+    logger.info(
+        "AVSBench %s | backbone %s | TPAVI stages %s (va %s, vv %s) | image %d | device %s x %d",
+        m.setting.upper(), m.backbone, list(m.tpavi_stages), m.tpavi_va, m.tpavi_vv,
+        cfg.data.image_size, info.device, info.world_size,
+    )  # fmt: skip
+    logger.info(
+        "train %d clips, val %d clips | batch %d (global; %d per process) | %d epochs | "
+        "Adam lr %g (wt_dec %g not applied, as published) | amp %s",
+        sizes["train"], sizes["val"], t.train_batch_size, per_process, t.max_epoches, t.lr,
+        t.wt_dec, t.amp,
+    )  # fmt: skip
+
+
+def run_training(
+    setting: str, args: argparse.Namespace, user: UserConfig, argv: list[str]
+) -> dict[str, Any]:
+    """train.py: everything from flags to the finished run. Returns {best_miou, history,
+    run_dir}."""
+    info = setup.start(args)
+    cfg, resume = resolve_config(setting, args, user)
+    O.check_config(cfg)
+    init_path, init_flag = _init_flag(args)
+    if resume is not None or init_path:  # every weight comes from the checkpoint
+        cfg = O.apply(cfg, {"model.backbone_weights": None})
+    check_files(cfg, user)
+    try:
+        per_process = per_process_batch_size(
+            cfg.train.train_batch_size, info.world_size, "--train_batch_size"
+        )
+    except ValueError as err:
+        raise O.SetupError(str(err)) from err
+
+    ckpt_io.seed_everything(cfg.train.seed)
+    train_set, val_set = setup.build_datasets(cfg, user, ["train", "val"])
+    train_loader, sampler = build_train_loader(
+        train_set, per_process, info, seed=cfg.train.seed, num_workers=cfg.data.num_workers
+    )
+    val_loader = build_eval_loader(val_set, cfg.train.val_batch_size, info, cfg.data.num_workers)
+
+    if resume is not None:
+        model = resume.model
+    else:
+        from avsbench.checkpoints import build_model_for
+
+        model = build_model_for(cfg)
+    init = None
+    if init_path:
+        init = setup.load_checkpoint(init_path, f"{init_flag} file", base_config=cfg, into=model)
+    model = prepare_model(model, cfg, info, args.sync_bn)
+    embedder = setup.build_embedder(cfg, info)
+    optimizer = build_optimizer(model, cfg)
+    scaler = make_scaler(info.device, cfg.train.amp)
+
+    start_epoch, best_miou, history = 0, -1.0, []
+    if resume is not None:
+        state = resume.raw
+        optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"]) + 1
+        best_miou, history = float(state["best_miou"]), list(state["history"])
+
+    resume_path = Path(resume.report.path) if resume is not None else None
+    existing = None
+    if resume_path is not None and resume_path.parent.name == "checkpoints":
+        if (resume_path.parent.parent / "config.json").is_file():
+            existing = resume_path.parent.parent  # resumed in place
+    run_dir = setup.open_run_dir(
+        cfg.train.log_dir, cfg.train.session_name, info, log_name="train.log", existing=existing
+    )
+    writer = None
+    if info.is_main:
+        atomic_write_json(
+            run_dir.config_json,
+            {**C.to_dict(cfg), "world_size": info.world_size, "per_process_batch": per_process},
+        )
+        with open(run_dir.root / "command.txt", "a") as f:
+            f.write("python train.py " + shlex.join(argv) + "\n")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(run_dir.log))
+    _log_setup(cfg, info, {"train": len(train_set), "val": len(val_set)}, per_process)
+    logger.info("run folder: %s", run_dir.root.resolve())
+    if init is not None:
+        logger.info("initialised from %s", init.report.summary())
+    if resume is not None:
+        logger.info(
+            "resuming %s at epoch %d (best mIoU %.4f)", resume_path, start_epoch + 1, best_miou
+        )
+        ckpt_io.set_rng_state(resume.raw["rng"])  # last: everything above may draw numbers
+
+    trainer = Trainer(
+        cfg, info, model, embedder, train_loader, sampler, val_loader, optimizer, scaler,
+        run_dir, start_epoch=start_epoch, best_miou=best_miou, history=history, writer=writer,
+    )  # fmt: skip
+    try:
+        result = trainer.fit()
+    finally:
+        if writer is not None:
+            writer.close()
+    best = run_dir.best(cfg.train.session_name)
+    logger.info("done: best validation mIoU %.4f -> %s", result["best_miou"], best)
+    return {**result, "run_dir": run_dir.root}
+
+
+def main(setting: str, argv: list[str] | None = None, user_config: ModuleType | None = None) -> int:
+    """Entry point of `avs_scripts/<folder>/train.py`. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    user = UserConfig(setting, user_config)
+    args = setup.parse_args(O.build_train_parser(setting), argv)
+    return setup.run_command(lambda: run_training(setting, args, user, argv))

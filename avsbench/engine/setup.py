@@ -1,0 +1,136 @@
+"""What `train.sh` and `test.sh` both assemble, written once: the command wrapper, the
+process group and console log, checkpoints through `avsbench.checkpoints.load`, datasets,
+the frozen VGGish, the run folder (docs/ARCHITECTURE.md, "A batch from loader to metric").
+
+`cmd_train.py` and `cmd_test.py` are the two commands built from these parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from avsbench import checkpoints
+from avsbench import config as C
+from avsbench.engine import runs
+from avsbench.engine.distributed import (
+    DistInfo,
+    broadcast_object,
+    cleanup_distributed,
+    init_distributed,
+)
+from avsbench.engine.embeddings import AudioEmbedder
+from avsbench.engine.options import SetupError
+from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
+
+logger = logging.getLogger(runs.LOGGER_NAME)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv`; path flags become absolute against the folder the user typed them in."""
+    return resolve_path_flags(parser.parse_args(list(argv)))
+
+
+def run_command(run: Callable[[], Any]) -> int:
+    """Run a command's body; the exit status of `train.py` / `test.py`.
+
+    SetupError: one message without a traceback (once, from rank 0), status 2; a non-finite
+    loss: logged, 1; Ctrl-C: 130. Logs are closed and the process group is left always."""
+    try:
+        run()
+        return 0
+    except SetupError as err:
+        if os.environ.get("RANK", "0") == "0":  # one message, not one per process
+            print(f"\navsbench: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:
+        logger.error("%s", err)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        runs.close_logging()
+        cleanup_distributed()
+
+
+def start(args: argparse.Namespace) -> DistInfo:
+    """The process group (torchrun) or the single process, and the console log."""
+    info = init_distributed(args.device)
+    runs.setup_logging(None, is_main=info.is_main)
+    return info
+
+
+def load_checkpoint(path: str | os.PathLike, what: str, **kwargs: Any) -> checkpoints.Loaded:
+    """`avsbench.checkpoints.load` with its errors as SetupError (one message)."""
+    try:
+        return checkpoints.load(path, what=what, **kwargs)
+    except checkpoints.CheckpointError as err:
+        raise SetupError(str(err)) from err
+
+
+def find_run_checkpoint(
+    base: C.Config,
+    log_dir: str | None,
+    session: str | None,
+    names: Sequence[str],
+    missing: Callable[[Path, str], str],
+) -> Path:
+    """The newest of `names` ("{session}" filled in) in the latest run of `session` (flag,
+    else the config's) under `log_dir` (flag, else the config's); else
+    SetupError(missing(log folder, session))."""
+    session = session or base.train.session_name
+    folder = Path(log_dir or base.train.log_dir)
+    found = runs.latest_file(folder, session, [n.format(session=session) for n in names])
+    if found is None:
+        raise SetupError(missing(folder.resolve(), session))
+    return found
+
+
+def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> list[Dataset]:
+    """The datasets of `splits` at cfg.data.root; a data problem says where to fix it."""
+    from avsbench.data.datasets import build_dataset
+    from avsbench.data.layouts import AVSDataError
+
+    kwargs = {"image_size": cfg.data.image_size, "frames_per_clip": cfg.data.frames_per_clip}
+    try:
+        return [build_dataset(cfg.model.setting, cfg.data.root, s, **kwargs) for s in splits]
+    except AVSDataError as err:
+        raise explain_data_error(err, cfg, user) from err
+
+
+def build_embedder(cfg: C.Config, info: DistInfo) -> AudioEmbedder:
+    """The frozen VGGish of cfg.model on this process's device, with the configured cache."""
+    from avsbench.models.avs import build_vggish
+
+    return AudioEmbedder(build_vggish(cfg.model), info.device, cfg.data.embedding_cache)
+
+
+def open_run_dir(
+    log_dir: str,
+    session: str,
+    info: DistInfo,
+    *,
+    log_name: str,
+    subdirs: Sequence[str] = ("checkpoints", "log"),
+    existing: Path | None = None,
+) -> runs.RunDir:
+    """The run folder (rank 0 makes `<log_dir>/<session>_<time>/`, or takes `existing`;
+    every process gets its path) with the text log `log/<log_name>` (rank 0)."""
+    run_dir = None
+    if info.is_main:
+        if existing is not None:
+            run_dir = runs.RunDir(existing)
+        else:
+            run_dir = runs.create_run_dir(log_dir, session, subdirs=tuple(subdirs))
+    run_dir = broadcast_object(run_dir, info)
+    assert isinstance(run_dir, runs.RunDir)
+    runs.setup_logging(run_dir.log / log_name, is_main=info.is_main)
+    return run_dir
