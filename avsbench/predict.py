@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avsbench.engine import step
 from avsbench.fileio import atomic_write
 from avsbench.media import inputs, schedule, writers
 from avsbench.media.audio import AudioWindows
@@ -45,219 +46,11 @@ from avsbench.media.video import (
     VideoInfo,
     probe_video,
 )
+from avsbench.predictor import PredictError, Predictor, load_predictor, resolve_device
+
+__all__ = ["PredictError", "PredictionResult", "Predictor", "load_predictor", "predict_video"]
 
 TRUNCATION_TOLERANCE_S = 1.0  # decoded length may fall this short of the header's length
-BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
-
-
-class PredictError(ValueError):
-    """Bad input to `avsbench predict`: the message names the file and the fix."""
-
-
-# ----------------------------------------------------------------------------- the model
-
-
-@dataclass
-class Predictor:
-    """A loaded model ready for `predict_video` (load once, predict many videos).
-
-    model: AVSModel in eval mode; vggish: frozen VGGish; config: the avsbench Config the
-    model was built from; info: what the summary reports about the checkpoint.
-    """
-
-    model: torch.nn.Module
-    vggish: torch.nn.Module
-    config: Any
-    device: torch.device
-    info: dict[str, Any]
-
-    @property
-    def setting(self) -> str:
-        return str(self.config.model.setting)
-
-    @property
-    def semantic(self) -> bool:
-        return self.setting == "avss"
-
-    @property
-    def frames_per_clip(self) -> int:
-        return int(self.config.data.frames_per_clip)
-
-    @property
-    def image_size(self) -> int:
-        return int(self.config.data.image_size)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`device` as a torch.device (None: cuda if available, else cpu); PredictError for a
-    name torch does not know or a CUDA device this machine does not have."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise PredictError(
-            f"--device {device}: not a torch device (cpu, cuda, cuda:1, ...)"
-        ) from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PredictError(
-                f"--device {device}: no CUDA GPU is available here "
-                "(torch.cuda.is_available() is False); use --device cpu"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise PredictError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
-            )
-    return resolved
-
-    @property
-    def image_size(self) -> int:
-        return int(self.config.data.image_size)
-
-
-def _torch_load(path: Path) -> Any:
-    """torch.load restricted to tensors and plain containers (no code from the file)."""
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PredictError(
-            f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc}). Expected a "
-            "project checkpoint (<session>_best.pth) or an official AVSBench state dict"
-        ) from exc
-
-
-def load_predictor(
-    weights: str | os.PathLike[str],
-    *,
-    setting: str | None = None,
-    backbone: str | None = None,
-    vggish_weights: str | os.PathLike[str] | None = None,
-    device: str | torch.device | None = None,
-) -> Predictor:
-    """Build the model of a checkpoint and load its weights.
-
-    Project checkpoints (`{"format": "avsbench/1", "model", "config", ...}`) carry their
-    config; `setting`/`backbone`, if given, must agree with it. Official flat state dicts
-    (detected by their key names) and bare state dicts need `setting` (s4|ms3|avss) and
-    `backbone` (resnet50|pvt_v2_b5, or the official resnet|pvt) and use the preset of the
-    setting. `vggish_weights` (vggish-10086976.pth) overrides the config's VGGish file.
-    """
-    from avsbench import config as config_lib
-    from avsbench.models.avs import build_model_from_config
-    from avsbench.models.checkpoints import load_official_state_dict, looks_official
-
-    path = Path(weights)
-    if not path.is_file():
-        raise PredictError(f"{path}: checkpoint not found (--weights)")
-    obj = _torch_load(path)
-    if backbone is not None:
-        backbone = BACKBONE_ALIASES.get(backbone, backbone)
-    info: dict[str, Any] = {"weights": str(path)}
-
-    if isinstance(obj, dict) and str(obj.get("format", "")).startswith("avsbench/"):
-        if "model" not in obj or "config" not in obj:
-            raise PredictError(f"{path}: project checkpoint without 'model' or 'config' entry")
-        try:
-            cfg = config_lib.from_dict(obj["config"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PredictError(f"{path}: the stored config is not valid ({exc})") from exc
-        for name, given, stored in (
-            ("--setting", setting, cfg.model.setting),
-            ("--backbone", backbone, cfg.model.backbone),
-        ):
-            if given is not None and given != stored:
-                raise PredictError(
-                    f"{path}: {name} {given} contradicts the checkpoint's config ({stored}); "
-                    f"leave {name} out for project checkpoints"
-                )
-        state_dict, kind = obj["model"], "avsbench/1"
-        info.update(
-            {k: obj[k] for k in ("epoch", "best_miou") if isinstance(obj.get(k), int | float)}
-        )
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        if setting is None or backbone is None:
-            raise PredictError(
-                f"{path}: a flat state dict does not say which model it holds; pass "
-                "--setting (s4|ms3|avss) and --backbone (resnet50|pvt_v2_b5)"
-            )
-        cfg = config_lib.override(config_lib.preset(setting), {"model.backbone": backbone})
-        state_dict = obj
-        kind = "official" if looks_official(obj) else "state_dict"
-    else:
-        raise PredictError(
-            f"{path}: not a checkpoint this project can read (expected a dict with "
-            "'format': 'avsbench/1' or a flat state dict of tensors)"
-        )
-    # the checkpoint holds the whole network: the backbone's ImageNet file is not needed
-    cfg = config_lib.override(cfg, {"model.backbone_weights": None})
-    if vggish_weights is not None:
-        cfg = config_lib.override(cfg, {"model.vggish_weights": str(vggish_weights)})
-
-    try:
-        model = build_model_from_config(cfg.model)
-    except (KeyError, ValueError) as exc:
-        raise PredictError(f"{path}: cannot build the model of this checkpoint ({exc})") from exc
-    try:
-        if kind == "official":
-            load_official_state_dict(model, state_dict)
-        else:
-            model.load_state_dict(state_dict, strict=True)
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise PredictError(
-            f"{path}: the weights do not fit a {cfg.model.setting} / {cfg.model.backbone} "
-            f"model ({exc})"
-        ) from exc
-    vggish = _build_vggish(cfg, path)
-    device = resolve_device(device)
-    model.to(device).eval()
-    vggish.to(device).eval()
-    info.update(
-        {
-            "checkpoint_format": kind,
-            "setting": cfg.model.setting,
-            "backbone": cfg.model.backbone,
-            "num_classes": int(cfg.model.num_classes),
-            "image_size": int(cfg.data.image_size),
-            "frames_per_clip": int(cfg.data.frames_per_clip),
-            "vggish_weights": cfg.model.vggish_weights,
-        }
-    )
-    return Predictor(model, vggish, cfg, device, info)
-
-
-def _build_vggish(cfg: Any, path: Path) -> torch.nn.Module:
-    from avsbench.models.avs import build_vggish
-
-    weights = cfg.model.vggish_weights
-    if weights is not None and not Path(weights).is_file():
-        raise PredictError(
-            f"{path}: the checkpoint's VGGish weights {weights!r} are not found here; "
-            "pass --vggish-weights PATH/vggish-10086976.pth"
-        )
-    try:
-        vggish = build_vggish(cfg.model)
-    except (FileNotFoundError, ValueError) as exc:
-        raise PredictError(f"{path}: cannot load the VGGish weights ({exc})") from exc
-    for p in vggish.parameters():
-        p.requires_grad_(False)
-    return vggish
-
-
-FULL_UPSAMPLE_ELEMENTS = 2**25  # TEMPORARY until engine/step.py: see _upsample_mask
-
-
-def _upsample_mask(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """TEMPORARY (moves to engine/step.predicted_masks): logits [K, h, w] -> uint8 [H, W]."""
-    import torch.nn.functional as F
-
-    if logits.shape[0] == 1:
-        up = F.interpolate(logits[None].float(), size, mode="bilinear", align_corners=False)
-        return (up[0, 0] > 0).to(torch.uint8).cpu().numpy()
-    up = F.interpolate(logits[None].float(), size, mode="bilinear", align_corners=False)
-    return up[0].argmax(0).to(torch.uint8).cpu().numpy()
-
-
 # ----------------------------------------------------------------------------- prediction
 
 
@@ -471,11 +264,14 @@ class _Run:
             )
             start += n
         frames, audio_emb, valid = (torch.cat(parts) for parts in zip(*padded))  # [B*T, ...]
-        logits = p.model(frames, audio_emb, valid if p.semantic else None).logits  # [B*T, K, S, S]
+        output = step.forward(p.model, frames, audio_emb, valid if p.semantic else None)
         size = (self.info.height, self.info.width)
         for b, w in enumerate(windows):
+            n = len(w.samples)
+            logits = output.logits[b * per_clip : b * per_clip + n]  # [n, K, S, S]
+            masks = step.predicted_masks(logits, semantic=p.semantic, size=size)  # [n, H, W]
             for i, j in enumerate(w.samples):
-                self._take_mask(w, i, j, _upsample_mask(logits[b * per_clip + i], size))
+                self._take_mask(w, i, j, masks[i])
         if self.overlay is not None:
             self.overlay.pump()
         say(f"predicted {len(self.seconds)} s of video")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -86,6 +86,11 @@ class StubVGGish(nn.Module):
         return emb
 
 
+@dataclass
+class StubOutput:
+    logits: torch.Tensor  # [B*T, K, S, S], as AVSOutput's
+
+
 class StubModel(nn.Module):
     """logits = (red - blue of the normalised frame) where the audio is loud, else -1.
 
@@ -104,10 +109,10 @@ class StubModel(nn.Module):
         loud = (audio_emb[:, 0] > self.threshold).float().view(-1, 1, 1, 1)
         fg = loud * red + (1 - loud) * -1.0
         if self.num_classes == 1:
-            return SimpleNamespace(logits=fg)
+            return StubOutput(logits=fg)
         logits = torch.zeros(frames.shape[0], self.num_classes, *frames.shape[2:])
         logits[:, 7:8] = fg  # class 7 ("bird") where the stub sees a sounding red object
-        return SimpleNamespace(logits=logits)
+        return StubOutput(logits=logits)
 
 
 def loudness_threshold() -> float:
@@ -296,23 +301,6 @@ def test_batching_does_not_change_the_result(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_upsample_mask_classwise_path_equals_argmax(monkeypatch):
-    torch.manual_seed(0)
-    logits = torch.randn(71, 6, 5)
-    direct = predict.upsample_mask(logits, (40, 30))
-    import torch.nn.functional as F
-
-    expected = F.interpolate(logits[None], (40, 30), mode="bilinear")[0].argmax(0).numpy()
-    np.testing.assert_array_equal(direct, expected)
-    # the memory-saving class-by-class path gives the same ids
-    monkeypatch.setattr(predict, "FULL_UPSAMPLE_ELEMENTS", 0)
-    np.testing.assert_array_equal(predict.upsample_mask(logits, (40, 30)), expected)
-    binary = predict.upsample_mask(logits[:1], (12, 10))
-    np.testing.assert_array_equal(
-        binary, (F.interpolate(logits[None, :1], (12, 10), mode="bilinear")[0, 0] > 0).numpy()
-    )
-
-
 # ----------------------------------------------------------------------------- real checkpoints
 
 
@@ -334,7 +322,7 @@ def test_s4_checkpoint_on_a_stereo_44k_video(tmp_path, checkpoints):
         np.testing.assert_array_equal(arr, result.masks[i] * 255)
         assert summary["seconds"][i]["area_fraction"] == pytest.approx((arr > 0).mean())
     frames = read_overlay(out / "overlay.mp4")
-    assert len(frames) == 8 and frames[0].shape == (180, 320, 3)
+    assert len(frames) == 188 and frames[0].shape == (180, 320, 3)  # every source frame
     assert summary["video"] | {"path": None} == summary["video"] | {
         "path": None,
         "width": 320,
@@ -377,13 +365,14 @@ def test_avss_checkpoint_on_a_mono_8k_odd_sized_video(tmp_path, checkpoints):
             totals[c] = totals.get(c, 0) + n
     assert {c["id"]: c["pixels"] for c in summary["classes_present"]} == totals
     frames = read_overlay(out / "overlay.mp4")
-    assert len(frames) == 3 and frames[0].shape == (98, 162, 3)  # padded to even
+    assert len(frames) == 30 and frames[0].shape == (98, 162, 3)  # every frame, padded to even
 
 
 @pytest.mark.slow
 def test_official_state_dict_gives_the_same_masks(tmp_path):
-    """An official flat state dict (needs --setting/--backbone, uses the preset) predicts
-    exactly like the project checkpoint of the same network."""
+    """An official flat state dict (its architecture read off the keys; a ResNet-18 needs
+    --backbone, which the keys read as the published ResNet-50) predicts exactly like the
+    project checkpoint of the same network; --setting is a check."""
     torch.manual_seed(1)
     cfg = C.override(C.s4(), {"model.backbone": "resnet18"})  # preset: decoder 256, 224 px
     model = build_model_from_config(cfg.model)
@@ -391,14 +380,19 @@ def test_official_state_dict_gives_the_same_masks(tmp_path):
     official = tmp_path / "official.pth"
     torch.save(to_official_state_dict(model), official)
     path = make_video(tmp_path / "c.mp4", 1, 10, 64, 48, audio_rate=16000)
-    with pytest.raises(PredictError, match="--setting"):
-        predict_video(path, official)
-    with pytest.raises(PredictError, match="do not fit"):
+    with pytest.raises(PredictError, match="does not fit"):
+        predict_video(path, official)  # read as the published ResNet-50
+    with pytest.raises(PredictError, match="--setting avss contradicts"):
         predict_video(path, official, setting="avss", backbone="resnet18", device="cpu")
+    with pytest.raises(PredictError, match="another architecture"):
+        predict_video(path, project, backbone="resnet50", device="cpu")
     ours = predict_video(path, project, device="cpu")
-    theirs = predict_video(path, official, setting="s4", backbone="resnet18", device="cpu")
+    theirs = predict_video(path, official, backbone="resnet18", device="cpu")
+    checked = predict_video(path, official, setting="s4", backbone="resnet18", device="cpu")
     assert theirs.summary["model"]["checkpoint_format"] == "official"
+    assert theirs.summary["model"]["setting"] == "s4"
     np.testing.assert_array_equal(ours.masks[0], theirs.masks[0])
+    np.testing.assert_array_equal(ours.masks[0], checked.masks[0])
     loaded = predict.load_predictor(official, setting="s4", backbone="resnet18", device="cpu")
     reference = model.state_dict()
     for key, value in loaded.model.state_dict().items():
@@ -518,12 +512,12 @@ def test_no_audio_track_fails_or_runs_with_silence(tmp_path):
 def test_bad_checkpoints(tmp_path, good_video, checkpoints):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00" * 100)
-    expect_failure(tmp_path, good_video, garbage, "cannot read the checkpoint")
-    expect_failure(tmp_path, good_video, tmp_path / "none.pth", "checkpoint not found")
+    expect_failure(tmp_path, good_video, garbage, "cannot read --weights file")
+    expect_failure(tmp_path, good_video, tmp_path / "none.pth", "--weights file not found")
     ckpt = torch.load(checkpoints["s4"], weights_only=True)
     wrong = tmp_path / "wrong.pth"
-    torch.save(ckpt["model"], wrong)  # bare state dict: which model is it?
-    expect_failure(tmp_path, good_video, wrong, "--setting")
+    torch.save(ckpt["model"], wrong)  # bare state dict of project names: which model is it?
+    expect_failure(tmp_path, good_video, wrong, "not a checkpoint this project reads")
     expect_failure(tmp_path, good_video, checkpoints["s4"], "contradicts", setting="ms3")
 
 
@@ -708,7 +702,8 @@ def test_trained_model_tracks_the_sounding_red_square(tmp_path):
     ckpt = save_checkpoint(model, cfg, tmp_path / "trained.pth")
     duration, w, h = 6, 192, 144
     path = make_video(tmp_path / "track.mp4", duration, 10, w, h, audio_rate=22050)
-    result = predict_video(path, ckpt, device="cpu")
+    out = tmp_path / "out"
+    result = predict_video(path, ckpt, device="cpu", out_dir=out, masks_per_second=2)
     assert result.num_seconds == duration
     xs = []
     for i, mask in enumerate(result.masks):
@@ -717,3 +712,24 @@ def test_trained_model_tracks_the_sounding_red_square(tmp_path):
         assert iou > 0.5 and dist < 8.0, (i, iou, dist)
         xs.append(np.nonzero(mask)[1].mean())
     assert xs == sorted(xs)  # the mask moves right with the red square
+    # overlay.mp4, a person's view: every frame at 10 fps with the sound, and on every
+    # frame the outline of the mask of its slot (2 per second) lies on the red square as
+    # it was at that slot's sampled frame
+    with av.open(str(out / "overlay.mp4")) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.average_rate == 10 and audio.codec_context.sample_rate == 22050
+        assert abs(float(audio.duration * audio.time_base) - duration) < 1024 / 22050
+        frames = list(container.decode(video))
+    assert len(frames) == duration * 10
+    for frame in frames:
+        t = Fraction(frame.pts * video.time_base)
+        slot = min(max(math.floor(2 * t - Fraction(15, 16)), 0), 2 * duration - 1)
+        sampled = on_screen_time(Fraction(slot, 2) + Fraction(15, 16), Fraction(10), 60)
+        x0, y0, x1, y1 = red_box(float(sampled), duration, w, h)
+        box = contour_box(frame.to_ndarray(format="rgb24"))
+        assert box is not None, t
+        inter = max(0, min(box[2], x1) - max(box[0], x0)) * max(
+            0, min(box[3], y1) - max(box[1], y0)
+        )
+        union = (box[2] - box[0]) * (box[3] - box[1]) + (x1 - x0) * (y1 - y0) - inter
+        assert inter / union > 0.5, (t, box, (x0, y0, x1, y1))
