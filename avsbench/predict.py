@@ -1,27 +1,16 @@
 """Segment the sounding objects of any video file (`avsbench predict VIDEO --weights CKPT`).
 
-The orchestration of three parts (docs/ARCHITECTURE.md "A video through predict"): the
-media layer (`avsbench.media`: sampling, audio windows, model inputs, writers, the output
-folder), the checkpoint loader and the forward step. docs/PREDICT.md states the rules:
-
-- Samples: with N masks per second (`masks_per_second`, default 1) sample j is the frame
-  on screen at j/N + 15/16 s. Phase k = j mod N gathers the samples of seconds
-  s = j div N into windows of `frames_per_clip` consecutive seconds (5 for S4/MS3, 10 for
-  AVSS): the published window slid by k/N s, with the audio of the seconds from the
-  window's first second + k/N on. Phase 0 is the one-mask-per-second result
-  (masks/<second>.png and `seconds` in the summary).
-- The last window of each phase is padded as the model was trained (`media.inputs`).
-- overlay.mp4 holds every source frame; the frame at time t shows the mask of sample
-  j = floor(N t - 15 (N - 1) / 16), clamped to the samples there are: for N = 1 the mask
-  of second s is held over [s, s + 1), and each sampled frame shows its own mask.
-
-The outputs appear atomically in the output folder (`media.folders.OutputFolder`).
+The orchestration (docs/ARCHITECTURE.md "A video through predict") of the media layer
+(`avsbench.media`: sampling, audio windows, model inputs, the schedule of N masks per
+second, writers, the output folder), the model (`avsbench.predictor`, over
+`avsbench.checkpoints.load`) and the forward step (`avsbench.engine.step`). The rules are
+docs/PREDICT.md's; phase 0 of the schedule gives the per-second outputs (masks/, the
+`seconds` of summary.json), every phase the masks overlay.mp4 shows.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -36,7 +25,7 @@ import torch
 
 from avsbench.engine import step
 from avsbench.fileio import atomic_write
-from avsbench.media import inputs, schedule, writers
+from avsbench.media import describe, inputs, schedule, writers
 from avsbench.media.audio import AudioWindows
 from avsbench.media.folders import OutputFolder
 from avsbench.media.video import (
@@ -51,6 +40,8 @@ from avsbench.predictor import PredictError, Predictor, load_predictor, resolve_
 __all__ = ["PredictError", "PredictionResult", "Predictor", "load_predictor", "predict_video"]
 
 TRUNCATION_TOLERANCE_S = 1.0  # decoded length may fall this short of the header's length
+
+
 # ----------------------------------------------------------------------------- prediction
 
 
@@ -231,7 +222,18 @@ class _Run:
             say(
                 "warning: the audio track ends before the video; the rest is predicted with silence"
             )
-        summary = _summary(self, warnings, overlay_frames, time.perf_counter() - started)
+        summary = describe.prediction_summary(
+            self.info,
+            {"setting": p.setting, "frames_per_clip": p.frames_per_clip, "image_size": p.image_size}
+            | p.info,
+            self.sampler,
+            self.seconds,
+            warnings=warnings,
+            per_second=self.per_second,
+            overlay_frames=overlay_frames,
+            wrote=self.output is not None,
+            elapsed=time.perf_counter() - started,
+        )
         paths: dict[str, Any] = {}
         if self.output is not None:
             text = json.dumps(summary, indent=2) + "\n"
@@ -282,7 +284,7 @@ class _Run:
         if window.phase == 0:
             second = j // self.per_second
             entry = {"second": second, "frame_time": round(window.times[i], 6)}
-            self.seconds.append(entry | writers.mask_summary(mask, semantic=semantic))
+            self.seconds.append(entry | describe.mask_summary(mask, semantic=semantic))
             if self.keep_masks:
                 self.masks.append(mask)
             if window.rgb:
@@ -300,65 +302,6 @@ class _Run:
                 f"{self.info.path}: decoding stopped after {decoded:.2f} s but the header says "
                 f"{header:.2f} s: the file seems truncated or damaged"
             )
-
-
-def _summary(
-    run: _Run, warnings: list[str], overlay_frames: int | None, elapsed: float
-) -> dict[str, Any]:
-    """The content of summary.json (docs/PREDICT.md "Outputs")."""
-    from avsbench import __version__
-
-    info, p, semantic, n = run.info, run.predictor, run.predictor.semantic, run.per_second
-    summary: dict[str, Any] = {
-        "avsbench_version": __version__,
-        "video": {
-            "path": info.path,
-            "width": info.width,
-            "height": info.height,
-            "fps": info.fps,
-            "codec": info.codec,
-            "duration": float(run.sampler.end_time),
-            "decoded_frames": run.sampler.num_frames,
-            "audio": dataclasses.asdict(info.audio) if info.audio else None,
-        },
-        "model": {
-            "setting": p.setting,
-            "frames_per_clip": p.frames_per_clip,
-            "image_size": p.image_size,
-            **p.info,
-        },
-        "sampling": {
-            "frame": "the frame on screen at second + 15/16",
-            "window_seconds": p.frames_per_clip,
-            "padding": "zero frames, frame_valid 0" if semantic else "repeat the last second",
-            "mask": "argmax of bilinear logits" if semantic else "bilinear logit > 0",
-            "masks_per_second": n,
-            "samples": f"sample j: the frame on screen at j/{n} + 15/16 s; phase j mod {n} "
-            f"slides the {p.frames_per_clip}-second window by (j mod {n})/{n} s, with its "
-            "audio; phase 0 gives the per-second masks",
-        },
-        "audio_source": "track" if info.audio else "silence",
-        "warnings": warnings,
-        "num_seconds": len(run.seconds),
-        "seconds": run.seconds,
-    }
-    if semantic:
-        summary["classes_present"] = writers.classes_present(run.seconds)
-    if run.output is not None:
-        summary["outputs"] = {
-            "masks": "masks/<second:05d>.png",
-            "overlay": "overlay.mp4" if overlay_frames is not None else None,
-        }
-    if overlay_frames is not None:
-        summary["overlay"] = {
-            "frames": overlay_frames,
-            "audio": "the source's first audio track, AAC" if info.audio else None,
-            "mask_shown": f"the frame at t shows the mask of sample floor({n} t - 15 ({n} - 1) "
-            "/ 16) (clamped to 0 .. samples - 1): each mask is held 1/N s around its own "
-            "frame, 15/16 of it before",
-        }
-    summary["elapsed_s"] = round(elapsed, 3)
-    return summary
 
 
 # ----------------------------------------------------------------------------- command line

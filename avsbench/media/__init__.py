@@ -8,7 +8,8 @@ Used by `avsbench preprocess` (avsbench.data.preprocess) and `avsbench predict`
     audio.py    AudioWindows (mono windows aligned to the first frame), decode_audio
     inputs.py   frames / log-mel examples as the datasets give them, windows padded as trained
     schedule.py sliding windows for N masks per second; which mask each overlay frame shows
-    writers.py  mask PNGs, summary entries, overlay.mp4 with the source's audio
+    writers.py  mask PNGs, overlay.mp4 with the source's audio
+    describe.py what summary.json says
     folders.py  the output folder: temporary folder, manifest, --overwrite, stale clean-up
 """
 

@@ -2,7 +2,6 @@
 
 - `save_mask`: one mask as the release's PNG (0/255 mode L; AVSS: class ids, mode P with
   the AVSS palette), written atomically (avsbench.fileio).
-- `mask_summary`, `classes_present`: what summary.json says about the masks.
 - `OverlayWriter`: overlay.mp4, H.264 (libx264; MPEG-4 part 2 where FFmpeg lacks it) at
   the source's frame times, so its frame rate and frame count are the source's, with the
   source's first audio track re-encoded to AAC and interleaved as the video is written.
@@ -42,44 +41,6 @@ def save_mask(mask: np.ndarray, path: str | os.PathLike[str], *, semantic: bool)
 
     save = visualize.save_palette_mask if semantic else visualize.save_binary_mask
     return save(mask, path)
-
-
-def mask_summary(mask: np.ndarray, *, semantic: bool) -> dict[str, Any]:
-    """summary.json's entry for a mask [H, W]: `area_fraction` (non-background share) and
-    `pixels` (S4/MS3), or the `classes` present (id, name, pixels, area_fraction; largest
-    first, background left out) (AVSS)."""
-    total = int(mask.size)
-    if not semantic:
-        pixels = int(np.count_nonzero(mask))
-        return {"pixels": pixels, "area_fraction": pixels / total}
-    from avsbench.data.palette import CLASS_NAMES
-
-    counts = np.bincount(mask.reshape(-1), minlength=len(CLASS_NAMES))
-    classes = [
-        {
-            "id": int(c),
-            "name": CLASS_NAMES[c],
-            "pixels": int(counts[c]),
-            "area_fraction": int(counts[c]) / total,
-        }
-        for c in np.argsort(-counts, kind="stable")
-        if c != 0 and counts[c] > 0
-    ]
-    return {"classes": classes, "area_fraction": int(total - counts[0]) / total}
-
-
-def classes_present(entries: list[dict]) -> list[dict]:
-    """AVSS: per class over all `mask_summary` entries, the entries it appears in
-    (`seconds`) and its total pixels, largest first."""
-    totals: dict[int, dict] = {}
-    for entry in entries:
-        for c in entry["classes"]:
-            t = totals.setdefault(
-                c["id"], {"id": c["id"], "name": c["name"], "seconds": 0, "pixels": 0}
-            )
-            t["seconds"] += 1
-            t["pixels"] += c["pixels"]
-    return sorted(totals.values(), key=lambda t: -t["pixels"])
 
 
 def _aac_layout(layout: str, channels: int, rate: int) -> str:

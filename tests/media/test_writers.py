@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from video_fixtures import make_video
 
+from avsbench.media.describe import classes_present, mask_summary
 from avsbench.media.video import VideoFrames
-from avsbench.media.writers import OverlayWriter, classes_present, mask_summary
+from avsbench.media.writers import OverlayWriter
 
 NTSC = Fraction(30000, 1001)
 
