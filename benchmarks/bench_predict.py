@@ -4,7 +4,8 @@ Writes a test video like the ones users bring (default 60 s, 1280 x 720, 29.97 f
 with 5.1 AAC sound at 48 kHz; a red square moving across), then predicts it with the S4
 model (ResNet-50, 224 px, random weights: the speed does not depend on them; `--backbone
 resnet18 --decoder-channels 64` for a lighter one that leaves the media work visible) in a fresh
-subprocess per run, so that each run's peak resident memory (ru_maxrss) is its own. A run
+subprocess per run, so that each run's peak resident memory (VmHWM, which exec resets;
+ru_maxrss would carry the parent's) is its own. A run
 is a variant of this checkout (`--variants`), optionally also of an older checkout
 (`--baseline PATH`, a folder holding that version's `avsbench/` package), interleaved
 over `--repeats` rounds. Results: benchmarks/results/predict_<device>.json.
@@ -53,8 +54,10 @@ kwargs = json.loads(sys.argv[4])
 start = time.perf_counter()
 result = predict_video(sys.argv[2], predictor, out_dir=sys.argv[3], keep_masks=False, **kwargs)
 seconds = time.perf_counter() - start
-peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "num_seconds": result.num_seconds}))
+maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]  # kB, this process
+print(json.dumps({"seconds": seconds, "peak_mib": int(status) / 1024, "maxrss_mib": maxrss_mib,
+                  "num_seconds": result.num_seconds}))
 """
 
 
@@ -107,7 +110,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet50", help="resnet50 (published), resnet18")
     parser.add_argument("--decoder-channels", type=int, default=256)
     parser.add_argument("--baseline", default=None, help="folder with an older avsbench/")
-    parser.add_argument("--video", default=None, help="use this video instead of writing one")
+    parser.add_argument("--video", default=None, help="read (or first write) this video")
+    parser.add_argument("--results", default=None, help="result file name (default: derived)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     runs: list[tuple[str, Path, dict]] = []
@@ -117,7 +121,7 @@ def main() -> None:
             runs.append((f"baseline_{name}", Path(args.baseline), VARIANTS[name]))
     with tempfile.TemporaryDirectory() as folder:
         video = Path(args.video) if args.video else Path(folder) / "long.mp4"
-        if not args.video:
+        if not video.is_file():
             made = time.perf_counter()
             make_video(video, args.seconds, width, height)
             print(f"test video written in {time.perf_counter() - made:.0f} s", file=sys.stderr)
@@ -155,7 +159,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     suffix = f"_{int(args.seconds)}s" if args.seconds != 60 else ""
     suffix += f"_{args.backbone}" if args.backbone != "resnet50" else ""
-    path = RESULTS / f"predict_{args.device}{suffix}.json"
+    path = RESULTS / (args.results or f"predict_{args.device}{suffix}.json")
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(
         json.dumps({k: {m: v[m] for m in v if m != "runs"} for k, v in summary.items()}, indent=1)

@@ -58,7 +58,7 @@ def audio_chunks(
                 drop = min(skip or 0, samples.shape[1])
                 skip = (skip or 0) - drop
                 if samples.shape[1] > drop:
-                    yield samples[:, drop:]  # [C, n]
+                    yield np.ascontiguousarray(samples[:, drop:]) if drop else samples  # [C, n]
 
         try:
             for frame in container.decode(stream):

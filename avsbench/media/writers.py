@@ -32,6 +32,7 @@ AAC_FALLBACK_LAYOUT = "stereo"  # channel layout used when AAC cannot encode the
 # FFmpeg's default layout per channel count, for tracks whose layout has no name
 USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 VIDEO_CRF = "20"  # libx264 constant-quality setting (lower: better, larger)
+VIDEO_PRESET = "veryfast"  # libx264 speed preset
 MPEG4_BIT_RATE = 4_000_000  # bits per second when only MPEG-4 part 2 is available
 
 
@@ -98,7 +99,7 @@ class OverlayWriter:
             self.video.pix_fmt = "yuv420p"
             self.video.time_base = self.time_base
             if self.codec == "libx264":
-                self.video.options = {"crf": VIDEO_CRF, "preset": "veryfast"}
+                self.video.options = {"crf": VIDEO_CRF, "preset": VIDEO_PRESET}
             else:
                 self.video.bit_rate = MPEG4_BIT_RATE
             self.audio, self._chunks = None, None
