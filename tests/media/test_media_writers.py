@@ -1,4 +1,5 @@
-"""Tests of avsbench.media.writers: overlay.mp4 keeps the source's frames, rate and sound."""
+"""Tests of avsbench.media.writers and describe: overlay.mp4 keeps the source's frames,
+rate and sound; what summary.json says of a mask."""
 
 from __future__ import annotations
 
