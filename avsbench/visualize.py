@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from avsbench.fileio import atomic_write
@@ -27,6 +28,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HIGHLIGHT = (255, 48, 48)  # binary masks: fill colour blended over the frame
 CONTOUR = (255, 255, 0)  # binary masks: 1-pixel outline drawn at full strength
 GAP = 2  # pixels of white between the cells of a grid
+LABEL_WIDTH = 96  # pixels of the row-name column on the left of a labelled grid
+HEADER_HEIGHT = 20  # pixels of the "frame k  IoU x" strip above a labelled grid's columns
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -121,6 +124,57 @@ def denormalize(frames: torch.Tensor) -> np.ndarray:
     return rgb.permute(0, 2, 3, 1).contiguous().numpy()  # [T, H, W, 3]
 
 
+class MaskOverlay:
+    """A mask prepared once for blending over many images (the frames of a video).
+
+    mask: [H, W]; binary (bool, 0/1, probabilities or 0/255) when `semantic` is False,
+    integer class ids 0..70 when True. Calling it on an image uint8 [H, W, 3] gives
+    the same picture as `overlay(image, mask, ...)`. legend: (semantic) draw the names and
+    colours of the classes present in the top-left corner.
+    """
+
+    def __init__(
+        self, mask: np.ndarray, *, semantic: bool = False, alpha: float = 0.5, legend: bool = False
+    ) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be [H, W], got {mask.shape}")
+        self.shape, self.alpha = mask.shape, alpha
+        self.legend: np.ndarray | None = None
+        if semantic:
+            ids = _class_ids(mask)
+            fg, edge = ids != 0, _boundary(ids)
+            colours = _palette()[ids]  # [H, W, 3]
+            self.fill_colour = colours[fg].astype(np.float32)  # [n, 3]
+            self.edge_colour = colours[edge]
+            present = [int(c) for c in np.unique(ids) if c != 0]
+            if legend and present:
+                self.legend = legend_image(present, min(mask.shape[0], 18 * len(present) + 2))
+        else:
+            fg = _binary(mask)
+            edge = _boundary(fg.astype(np.uint8))
+            self.fill_colour = np.asarray(HIGHLIGHT, np.float32)
+            self.edge_colour = np.asarray(CONTOUR, np.uint8)
+        self.fg, self.edge = np.flatnonzero(fg), np.flatnonzero(edge)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = _check_image(image)
+        if image.shape[:2] != self.shape:
+            raise ValueError(f"mask has shape {self.shape} but the image {image.shape[:2]}")
+        out = image.copy()
+        flat = out.reshape(-1, 3)
+        inside = flat[self.fg].astype(np.float32)
+        blend = (1.0 - self.alpha) * inside + self.alpha * self.fill_colour
+        flat[self.fg] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+        flat[self.edge] = self.edge_colour
+        if self.legend is not None:
+            h, w = min(self.legend.shape[0], out.shape[0]), min(self.legend.shape[1], out.shape[1])
+            out[:h, :w] = self.legend[:h, :w]
+        return out
+
+
 def overlay(
     image: np.ndarray, mask: np.ndarray, *, semantic: bool = False, alpha: float = 0.5
 ) -> np.ndarray:
@@ -137,19 +191,7 @@ def overlay(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     mask = _check_mask(mask, image.shape[:2])
-    out = image.astype(np.float32)
-    if semantic:
-        ids = _class_ids(mask)
-        colours = _palette()[ids].astype(np.float32)  # [H, W, 3]
-        fg = ids != 0
-        out[fg] = (1.0 - alpha) * out[fg] + alpha * colours[fg]
-        edge = _boundary(ids)
-        out[edge] = colours[edge]
-    else:
-        fg = _binary(mask)
-        out[fg] = (1.0 - alpha) * out[fg] + alpha * np.asarray(HIGHLIGHT, np.float32)
-        out[_boundary(fg.astype(np.uint8))] = CONTOUR
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return MaskOverlay(mask, semantic=semantic, alpha=alpha)(image)
 
 
 def save_binary_mask(
@@ -210,6 +252,34 @@ def _text_strip(text: str, width: int, height: int = 20) -> np.ndarray:
     return np.asarray(strip)
 
 
+def frame_ious(gt: np.ndarray, pred: np.ndarray, *, semantic: bool) -> np.ndarray:
+    """IoU of each frame's prediction with its ground truth, float64 [T].
+
+    gt, pred: [T, H, W]. Binary: the official S4/MS3 per-frame Jaccard
+    (`avsbench.metrics.binary_frame_stats`: |p & g| / (|p | g| + 1e-7), and for an empty
+    ground truth the share of true-negative pixels). Semantic: the mean, over the classes
+    present in the frame's ground truth or prediction (background included), of the
+    official per-class IoU (`avsbench.metrics.semantic_frame_stats`).
+    """
+    from avsbench import metrics
+
+    gt, pred = np.asarray(gt), np.asarray(pred)
+    if gt.shape != pred.shape or gt.ndim != 3:
+        raise ValueError(f"gt and pred must both be [T, H, W], got {gt.shape} and {pred.shape}")
+    if not semantic:
+        logits = torch.where(torch.from_numpy(_binary(pred)), 1.0, -1.0)  # sigmoid > 0.5 = pred
+        stats = metrics.binary_frame_stats(logits, torch.from_numpy(_binary(gt)))
+        return stats["iou"].numpy()
+    num_classes = len(_palette())
+    out = np.zeros(len(gt))
+    for i, (g, p) in enumerate(zip(gt, pred)):  # one frame at a time: K x H x W scores
+        ids = torch.from_numpy(_class_ids(p))
+        scores = F.one_hot(ids, num_classes).permute(2, 0, 1)[None].float()  # [1, K, H, W]
+        stats = metrics.semantic_frame_stats(scores, torch.from_numpy(_class_ids(g))[None])
+        out[i] = stats["iou"][0][stats["present"][0]].mean().item()
+    return out
+
+
 def clip_grid(
     frames: np.ndarray,
     gt: np.ndarray | None,
@@ -217,12 +287,15 @@ def clip_grid(
     *,
     semantic: bool,
     title: str = "",
+    labels: bool = True,
 ) -> np.ndarray:
     """One picture of a clip: rows frames / ground truth / prediction / overlay.
 
     frames: uint8 [T, H, W, 3]; gt: [T, H, W] or None (the row is left out); pred:
     [T, H, W] (binary or class ids, as `semantic` says). Cells are separated by GAP white
-    pixels; a `title` adds a text strip on top. Returns uint8 [rows*H + ..., T*W + ..., 3].
+    pixels; a `title` adds a text strip on top. labels: a LABEL_WIDTH column on the left
+    names the rows, and a HEADER_HEIGHT strip above each column says "frame k" and, with a
+    ground truth, the frame's IoU (`frame_ious`). Returns uint8 [rows*H + ..., T*W + ..., 3].
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
@@ -231,22 +304,33 @@ def clip_grid(
     pred = np.asarray(pred)
     if pred.shape != (t, h, w):
         raise ValueError(f"pred must be [T, H, W] = {(t, h, w)}, got {pred.shape}")
-    rows = [list(frames)]
+    rows = [("frames", list(frames))]
     if gt is not None:
         gt = np.asarray(gt)
         if gt.shape != (t, h, w):
             raise ValueError(f"gt must be [T, H, W] = {(t, h, w)}, got {gt.shape}")
-        rows.append([colorize(m, semantic=semantic) for m in gt])
-    rows.append([colorize(m, semantic=semantic) for m in pred])
-    rows.append([overlay(f, m, semantic=semantic) for f, m in zip(frames, pred)])
+        rows.append(("ground truth", [colorize(m, semantic=semantic) for m in gt]))
+    rows.append(("prediction", [colorize(m, semantic=semantic) for m in pred]))
+    rows.append(("overlay", [overlay(f, m, semantic=semantic) for f, m in zip(frames, pred)]))
 
-    grid_h = len(rows) * h + (len(rows) - 1) * GAP
-    grid_w = t * w + (t - 1) * GAP
+    left, top = (LABEL_WIDTH, HEADER_HEIGHT) if labels else (0, 0)
+    grid_h = top + len(rows) * h + (len(rows) - 1) * GAP
+    grid_w = left + t * w + (t - 1) * GAP
     grid = np.full((grid_h, grid_w, 3), 255, dtype=np.uint8)
-    for r, cells in enumerate(rows):
+    for r, (_, cells) in enumerate(rows):
         for c, cell in enumerate(cells):
-            y, x = r * (h + GAP), c * (w + GAP)
+            y, x = top + r * (h + GAP), left + c * (w + GAP)
             grid[y : y + h, x : x + w] = cell
+    if labels:
+        ious = frame_ious(gt, pred, semantic=semantic) if gt is not None else None
+        for c in range(t):
+            text = f"frame {c + 1}" + (f"  IoU {ious[c]:.3f}" if ious is not None else "")
+            x = left + c * (w + GAP)
+            grid[:top, x : x + w] = _text_strip(text, w, top)
+        for r, (name, _) in enumerate(rows):
+            y = top + r * (h + GAP) + max(h // 2 - HEADER_HEIGHT // 2, 0)
+            fits = min(HEADER_HEIGHT, grid_h - y)
+            grid[y : y + fits, :left] = _text_strip(name, left, HEADER_HEIGHT)[:fits]
     if title:
         grid = np.concatenate([_text_strip(title, grid_w), grid], axis=0)
     return grid

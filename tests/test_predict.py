@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -23,111 +23,29 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from video_fixtures import (
+    BACKGROUND,
+    BLUE,
+    RED,
+    TONE_HZ,
+    grey_index_frame,
+    make_video,
+    no_leftovers,
+    read_overlay,
+    red_box,
+)
 
 import avsbench
 from avsbench import cli, predict, visualize
 from avsbench import config as C
 from avsbench.data.audio import log_mel_examples
 from avsbench.engine.checkpoint import make_checkpoint
+from avsbench.media.folders import MANIFEST
 from avsbench.models.avs import build_model_from_config, build_vggish
-from avsbench.models.checkpoints import to_official_state_dict
+from avsbench.models.official_names import to_official_state_dict
 from avsbench.predict import PredictError, Predictor, predict_video
 
 IMAGE_SIZE = 64  # small model input: fast on a CPU
-BACKGROUND = (40, 40, 40)
-RED = (230, 40, 40)
-BLUE = (40, 40, 230)
-TONE_HZ = 440.0
-
-
-# ----------------------------------------------------------------------------- made-up videos
-
-
-def red_box(t: float, duration: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the red square at time t: moves left -> right in the top half."""
-    side = max(4, height // 4)
-    x0 = int(round(2 + (width - side - 4) * t / duration))
-    y0 = height // 4 - side // 2
-    return x0, y0, x0 + side, y0 + side
-
-
-def blue_centre(t: float, duration: float, width: int, height: int) -> tuple[float, float]:
-    """Centre of the blue (silent) disc: moves right -> left in the bottom half."""
-    r = max(3, height // 8)
-    return width - r - 2 - (width - 2 * r - 4) * t / duration, 3 * height / 4
-
-
-def scene(t: float, duration: float, width: int, height: int) -> np.ndarray:
-    img = np.empty((height, width, 3), np.uint8)
-    img[:] = BACKGROUND
-    yy, xx = np.mgrid[:height, :width]
-    cx, cy = blue_centre(t, duration, width, height)
-    r = max(3, height // 8)
-    img[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = BLUE
-    x0, y0, x1, y1 = red_box(t, duration, width, height)
-    img[y0:y1, x0:x1] = RED
-    return img
-
-
-def make_video(
-    path: Path,
-    seconds: float,
-    fps: float,
-    width: int,
-    height: int,
-    *,
-    audio_rate: int | None = None,
-    channels: int = 1,
-    loud: callable = lambda t: np.ones_like(t),
-    frame: callable | None = None,
-    pix_fmt: str = "yuv420p",
-    audio_seconds: float | None = None,
-    audio_start: float = 0.0,
-) -> Path:
-    """Write an H.264 MP4 of `scene` (or `frame(t)`) with an AAC tone of TONE_HZ scaled by
-    `loud(t)` (0..1) at `audio_rate` (no audio track when None)."""
-    frame = frame or (lambda t: scene(t, seconds, width, height))
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        video.width, video.height, video.pix_fmt = width, height, pix_fmt
-        video.options = {"crf": "10"}
-        layout = "mono" if channels == 1 else "stereo"
-        audio = container.add_stream("aac", rate=audio_rate, layout=layout) if audio_rate else None
-        for i in range(int(round(seconds * fps))):
-            vf = av.VideoFrame.from_ndarray(frame(i / fps), format="rgb24")
-            vf.pts = i
-            for packet in video.encode(vf):
-                container.mux(packet)
-        for packet in video.encode(None):
-            container.mux(packet)
-        if audio is not None:
-            total = int((audio_seconds or seconds) * audio_rate)
-            for start in range(0, total, 1024):
-                t = np.arange(start, min(start + 1024, total)) / audio_rate
-                wave = (0.4 * loud(t) * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
-                af = av.AudioFrame.from_ndarray(
-                    np.repeat(wave[None], channels, 0), format="fltp", layout=layout
-                )
-                af.sample_rate, af.pts = audio_rate, start + int(audio_start * audio_rate)
-                for packet in audio.encode(af):
-                    container.mux(packet)
-            for packet in audio.encode(None):
-                container.mux(packet)
-    return path
-
-
-def grey_index_frame(width: int, height: int, fps: float):
-    """Frames whose grey level encodes their index (index * 4), to check the sampling."""
-
-    def frame(t: float) -> np.ndarray:
-        return np.full((height, width, 3), int(round(t * fps)) * 4, np.uint8)
-
-    return frame
-
-
-def no_leftovers(folder: Path) -> list[str]:
-    """Entries of `folder` left by predict (temporary or output folders)."""
-    return sorted(p for p in os.listdir(folder) if p.startswith((".out", "out")))
 
 
 # ----------------------------------------------------------------------------- models
@@ -168,6 +86,11 @@ class StubVGGish(nn.Module):
         return emb
 
 
+@dataclass
+class StubOutput:
+    logits: torch.Tensor  # [B*T, K, S, S], as AVSOutput's
+
+
 class StubModel(nn.Module):
     """logits = (red - blue of the normalised frame) where the audio is loud, else -1.
 
@@ -186,10 +109,10 @@ class StubModel(nn.Module):
         loud = (audio_emb[:, 0] > self.threshold).float().view(-1, 1, 1, 1)
         fg = loud * red + (1 - loud) * -1.0
         if self.num_classes == 1:
-            return SimpleNamespace(logits=fg)
+            return StubOutput(logits=fg)
         logits = torch.zeros(frames.shape[0], self.num_classes, *frames.shape[2:])
         logits[:, 7:8] = fg  # class 7 ("bird") where the stub sees a sounding red object
-        return SimpleNamespace(logits=logits)
+        return StubOutput(logits=logits)
 
 
 def loudness_threshold() -> float:
@@ -221,33 +144,6 @@ def red_mask_stats(mask: np.ndarray, t: float, duration: float) -> tuple[float, 
     return float(iou), math.hypot(xx.mean() - (x0 + x1 - 1) / 2, yy.mean() - (y0 + y1 - 1) / 2)
 
 
-# ----------------------------------------------------------------------------- sampling
-
-
-@pytest.mark.parametrize("fps", [25, 16, 30])
-def test_frame_sampling_matches_the_published_index(tmp_path, fps):
-    seconds = 2
-    path = make_video(
-        tmp_path / "idx.mp4", seconds, fps, 32, 32, frame=grey_index_frame(32, 32, fps)
-    )
-    sampler = predict.FrameSampler(str(path), 32, 32)
-    got = [(s, round(rgb.mean() / 4)) for s, _, rgb in sampler]
-    expected = [(i, int(i * fps + 15 / 16 * fps)) for i in range(seconds)]
-    assert got == expected
-    assert sampler.num_frames == seconds * fps and float(sampler.end_time) == seconds
-
-
-def test_frame_sampling_partial_last_second_reuses_the_last_frame(tmp_path):
-    # 2.5 s at 10 fps: frames 0..24; seconds 0, 1 take frames 9, 19; second 2 (partial)
-    # takes the last frame, 24.
-    path = make_video(tmp_path / "p.mp4", 2.5, 10, 32, 32, frame=grey_index_frame(32, 32, 10))
-    got = [
-        (s, round(t, 3), round(rgb.mean() / 4))
-        for s, t, rgb in predict.FrameSampler(str(path), 32, 32)
-    ]
-    assert got == [(0, 0.9, 9), (1, 1.9, 19), (2, 2.4, 24)]
-
-
 # ----------------------------------------------------------------------------- stub models
 
 
@@ -260,10 +156,12 @@ def test_masks_follow_the_sounding_red_object_and_the_tone(tmp_path):
     path = make_video(tmp_path / "v.mp4", duration, fps, w, h, audio_rate=22050, loud=loud)
     result = predict_video(path, stub_predictor("s4"), keep_frames=True, out_dir=tmp_path / "o")
     assert result.num_seconds == duration and len(result.masks) == duration
-    # overlay.mp4: frame i = the sampled frame of second i with its mask (H.264 is lossy)
+    # overlay.mp4: every source frame; the sampled frame of second i shows its own mask
+    # (H.264 is lossy)
     overlay = read_overlay(tmp_path / "o" / "overlay.mp4")
-    assert len(overlay) == duration
-    for frame, rgb, mask in zip(overlay, result.frames, result.masks):
+    assert len(overlay) == duration * fps
+    for i, (rgb, mask) in enumerate(zip(result.frames, result.masks)):
+        frame = overlay[int(i * fps + 15 / 16 * fps)]
         expected = visualize.overlay(rgb, mask).astype(float)
         assert np.abs(frame.astype(float) - expected).mean() < 4.0
     for i, mask in enumerate(result.masks):
@@ -281,6 +179,61 @@ def test_masks_follow_the_sounding_red_object_and_the_tone(tmp_path):
     xs = [np.nonzero(m)[1].mean() for m, on in zip(result.masks, sounding) if on]
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
     assert result.out_dir == (tmp_path / "o").absolute()
+
+
+NTSC = Fraction(30000, 1001)  # 29.97 frames per second
+
+
+def contour_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the yellow mask outline an overlay frame shows (None: none)."""
+    r, g, b = (rgb[..., c].astype(int) for c in range(3))
+    ys, xs = np.nonzero((r > 180) & (g > 150) & ((r + g) // 2 - b > 80))
+    if len(xs) < 4:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def on_screen_time(instant: Fraction, fps: Fraction, num_frames: int) -> Fraction:
+    """Time of the frame on screen at `instant` (the last one after the end)."""
+    return min(math.floor(instant * fps), num_frames - 1) / fps
+
+
+@pytest.mark.parametrize("masks_per_second", [1, 5])
+def test_overlay_runs_at_the_source_rate_with_its_sound(tmp_path, masks_per_second):
+    """A 29.97 fps video with 5.1 AAC sound: overlay.mp4 has every source frame at the
+    source's rate and the sound; each frame outlines the mask of its slot, which is the
+    red square where it was at the slot's sampled frame (the stub model's answer)."""
+    duration, w, h, n = 5 if masks_per_second == 1 else 3, 160, 96, masks_per_second
+    source = make_video(tmp_path / "ntsc.mp4", duration, NTSC, w, h, audio_rate=48000, layout="5.1")
+    out = tmp_path / "out"
+    result = predict_video(source, stub_predictor("s4"), out_dir=out, masks_per_second=n)
+    assert result.num_seconds == duration  # 150 frames last 5.005 s: still 5 seconds
+    num_frames = round(duration * NTSC)
+    with av.open(str(out / "overlay.mp4")) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.average_rate == NTSC and audio.codec_context.channels == 6
+        audio_seconds = float(audio.duration * audio.time_base)
+        times = []
+        for i, frame in enumerate(container.decode(video)):
+            t = Fraction(frame.pts * video.time_base)
+            times.append(t)
+            slot = min(max(math.floor(n * t - Fraction(15, 16) * (n - 1)), 0), duration * n - 1)
+            sampled = on_screen_time(Fraction(slot, n) + Fraction(15, 16), NTSC, num_frames)
+            x0, y0, x1, y1 = red_box(float(sampled), duration, w, h)
+            box = contour_box(frame.to_ndarray(format="rgb24"))
+            assert box is not None, (i, t)
+            assert np.abs(np.subtract(box, (x0, y0, x1, y1))).max() <= 2, (i, t, box)
+    assert len(times) == num_frames and times[0] == 0 and times[-1] == (num_frames - 1) / NTSC
+    with av.open(str(source)) as container:
+        stream = container.streams.audio[0]
+        assert abs(audio_seconds - float(stream.duration * stream.time_base)) <= 1024 / 48000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["overlay"]["frames"] == num_frames
+    assert summary["sampling"]["masks_per_second"] == n
+    if n > 1:  # the per-second outputs are those of one mask per second
+        once = predict_video(source, stub_predictor("s4"))
+        for a, b in zip(once.masks, result.masks, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_windows_are_padded_as_in_training(tmp_path):
@@ -348,29 +301,7 @@ def test_batching_does_not_change_the_result(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_upsample_mask_classwise_path_equals_argmax(monkeypatch):
-    torch.manual_seed(0)
-    logits = torch.randn(71, 6, 5)
-    direct = predict.upsample_mask(logits, (40, 30))
-    import torch.nn.functional as F
-
-    expected = F.interpolate(logits[None], (40, 30), mode="bilinear")[0].argmax(0).numpy()
-    np.testing.assert_array_equal(direct, expected)
-    # the memory-saving class-by-class path gives the same ids
-    monkeypatch.setattr(predict, "FULL_UPSAMPLE_ELEMENTS", 0)
-    np.testing.assert_array_equal(predict.upsample_mask(logits, (40, 30)), expected)
-    binary = predict.upsample_mask(logits[:1], (12, 10))
-    np.testing.assert_array_equal(
-        binary, (F.interpolate(logits[None, :1], (12, 10), mode="bilinear")[0, 0] > 0).numpy()
-    )
-
-
 # ----------------------------------------------------------------------------- real checkpoints
-
-
-def read_overlay(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
 @pytest.mark.slow
@@ -391,7 +322,7 @@ def test_s4_checkpoint_on_a_stereo_44k_video(tmp_path, checkpoints):
         np.testing.assert_array_equal(arr, result.masks[i] * 255)
         assert summary["seconds"][i]["area_fraction"] == pytest.approx((arr > 0).mean())
     frames = read_overlay(out / "overlay.mp4")
-    assert len(frames) == 8 and frames[0].shape == (180, 320, 3)
+    assert len(frames) == 188 and frames[0].shape == (180, 320, 3)  # every source frame
     assert summary["video"] | {"path": None} == summary["video"] | {
         "path": None,
         "width": 320,
@@ -434,13 +365,14 @@ def test_avss_checkpoint_on_a_mono_8k_odd_sized_video(tmp_path, checkpoints):
             totals[c] = totals.get(c, 0) + n
     assert {c["id"]: c["pixels"] for c in summary["classes_present"]} == totals
     frames = read_overlay(out / "overlay.mp4")
-    assert len(frames) == 3 and frames[0].shape == (98, 162, 3)  # padded to even
+    assert len(frames) == 30 and frames[0].shape == (98, 162, 3)  # every frame, padded to even
 
 
 @pytest.mark.slow
 def test_official_state_dict_gives_the_same_masks(tmp_path):
-    """An official flat state dict (needs --setting/--backbone, uses the preset) predicts
-    exactly like the project checkpoint of the same network."""
+    """An official flat state dict (its architecture read off the keys; a ResNet-18 needs
+    --backbone, which the keys read as the published ResNet-50) predicts exactly like the
+    project checkpoint of the same network; --setting is a check."""
     torch.manual_seed(1)
     cfg = C.override(C.s4(), {"model.backbone": "resnet18"})  # preset: decoder 256, 224 px
     model = build_model_from_config(cfg.model)
@@ -448,14 +380,19 @@ def test_official_state_dict_gives_the_same_masks(tmp_path):
     official = tmp_path / "official.pth"
     torch.save(to_official_state_dict(model), official)
     path = make_video(tmp_path / "c.mp4", 1, 10, 64, 48, audio_rate=16000)
-    with pytest.raises(PredictError, match="--setting"):
-        predict_video(path, official)
-    with pytest.raises(PredictError, match="do not fit"):
+    with pytest.raises(PredictError, match="does not fit"):
+        predict_video(path, official)  # read as the published ResNet-50
+    with pytest.raises(PredictError, match="--setting avss contradicts"):
         predict_video(path, official, setting="avss", backbone="resnet18", device="cpu")
+    with pytest.raises(PredictError, match="another architecture"):
+        predict_video(path, project, backbone="resnet50", device="cpu")
     ours = predict_video(path, project, device="cpu")
-    theirs = predict_video(path, official, setting="s4", backbone="resnet18", device="cpu")
+    theirs = predict_video(path, official, backbone="resnet18", device="cpu")
+    checked = predict_video(path, official, setting="s4", backbone="resnet18", device="cpu")
     assert theirs.summary["model"]["checkpoint_format"] == "official"
+    assert theirs.summary["model"]["setting"] == "s4"
     np.testing.assert_array_equal(ours.masks[0], theirs.masks[0])
+    np.testing.assert_array_equal(ours.masks[0], checked.masks[0])
     loaded = predict.load_predictor(official, setting="s4", backbone="resnet18", device="cpu")
     reference = model.state_dict()
     for key, value in loaded.model.state_dict().items():
@@ -575,25 +512,99 @@ def test_no_audio_track_fails_or_runs_with_silence(tmp_path):
 def test_bad_checkpoints(tmp_path, good_video, checkpoints):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"\x00" * 100)
-    expect_failure(tmp_path, good_video, garbage, "cannot read the checkpoint")
-    expect_failure(tmp_path, good_video, tmp_path / "none.pth", "checkpoint not found")
+    expect_failure(tmp_path, good_video, garbage, "cannot read --weights file")
+    expect_failure(tmp_path, good_video, tmp_path / "none.pth", "--weights file not found")
     ckpt = torch.load(checkpoints["s4"], weights_only=True)
     wrong = tmp_path / "wrong.pth"
-    torch.save(ckpt["model"], wrong)  # bare state dict: which model is it?
-    expect_failure(tmp_path, good_video, wrong, "--setting")
+    torch.save(ckpt["model"], wrong)  # bare state dict of project names: which model is it?
+    expect_failure(tmp_path, good_video, wrong, "not a checkpoint this project reads")
     expect_failure(tmp_path, good_video, checkpoints["s4"], "contradicts", setting="ms3")
 
 
-def test_existing_output_folder(tmp_path, good_video):
+def test_overwrite_never_deletes_what_predict_did_not_write(tmp_path, good_video):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(PredictError, match="--overwrite"):
+    for overwrite in (False, True):
+        with pytest.raises(PredictError, match="keep.txt") as refusal:
+            predict_video(good_video, stub_predictor(), out_dir=out, overwrite=overwrite)
+        assert "--overwrite" not in str(refusal.value)  # it could not help
+        assert (out / "keep.txt").read_text() == "mine" and no_leftovers(tmp_path) == ["out"]
+
+
+def test_the_input_video_inside_out_survives(tmp_path, good_video):
+    out = tmp_path / "out"
+    out.mkdir()
+    video = out / "clip.mp4"
+    video.write_bytes(good_video.read_bytes())
+    with pytest.raises(PredictError, match="clip.mp4"):
+        predict_video(video, stub_predictor(), out_dir=out, overwrite=True)
+    assert video.read_bytes() == good_video.read_bytes()
+    assert sorted(os.listdir(out)) == ["clip.mp4"] and no_leftovers(tmp_path) == ["out"]
+
+
+def test_out_dot_with_unrelated_files_is_refused(tmp_path, good_video, monkeypatch):
+    work = tmp_path / "work"
+    (work / "notes").mkdir(parents=True)
+    (work / "a.txt").write_text("a")
+    (work / "notes" / "b.txt").write_text("b")
+    monkeypatch.chdir(work)
+    with pytest.raises(PredictError, match=r"a\.txt, notes/"):
+        predict_video(good_video, stub_predictor(), out_dir=".", overwrite=True)
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == [
+        "a.txt",
+        "notes",
+        "notes/b.txt",
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["work"]  # no temporary folder left next to it
+
+
+def test_an_earlier_output_is_replaced_with_overwrite(tmp_path, good_video):
+    out = tmp_path / "out"
+    longer = make_video(tmp_path / "three.mp4", 3, 10, 64, 48, audio_rate=16000)
+    predict_video(longer, stub_predictor(), out_dir=out)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:05d}.png" for i in range(3)]
+    with pytest.raises(PredictError, match="earlier output of predict.*--overwrite"):
         predict_video(good_video, stub_predictor(), out_dir=out)
-    assert (out / "keep.txt").read_text() == "mine" and no_leftovers(tmp_path) == ["out"]
-    predict_video(good_video, stub_predictor(), out_dir=out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["masks", "overlay.mp4", "summary.json"]
+    predict_video(good_video, stub_predictor(), out_dir=out, overwrite=True)  # a 2 s video
+    assert sorted(p.name for p in out.iterdir()) == [
+        MANIFEST,
+        "masks",
+        "overlay.mp4",
+        "summary.json",
+    ]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png", "00001.png"]
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["files"] == [
+        "masks/00000.png",
+        "masks/00001.png",
+        "overlay.mp4",
+        "summary.json",
+    ]
+    assert json.loads((out / "summary.json").read_text())["num_seconds"] == 2
     assert no_leftovers(tmp_path) == ["out"]
+
+
+def test_output_folder_gets_the_usual_permissions(tmp_path, good_video):
+    old = os.umask(0o027)
+    try:
+        predict_video(good_video, stub_predictor(), out_dir=tmp_path / "out")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "out", tmp_path / "out" / "masks"):
+        assert folder.stat().st_mode & 0o777 == 0o750  # 0777 & ~umask, not mkdtemp's 0700
+    assert (tmp_path / "out" / "summary.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_device_cuda_without_a_gpu_is_a_one_line_error(tmp_path, good_video, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PredictError, match="no CUDA GPU"):
+        predict_video(good_video, tmp_path / "never-read.pth", device="cuda")
+    args = ["predict", str(good_video), "--weights", str(tmp_path / "x.pth"), "--device", "cuda"]
+    assert cli.main(args + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --device cuda: no CUDA GPU") and err.count("\n") == 1
+    assert no_leftovers(tmp_path) == []
 
 
 def test_ctrl_c_removes_the_temporary_folder(tmp_path):
@@ -691,7 +702,8 @@ def test_trained_model_tracks_the_sounding_red_square(tmp_path):
     ckpt = save_checkpoint(model, cfg, tmp_path / "trained.pth")
     duration, w, h = 6, 192, 144
     path = make_video(tmp_path / "track.mp4", duration, 10, w, h, audio_rate=22050)
-    result = predict_video(path, ckpt, device="cpu")
+    out = tmp_path / "out"
+    result = predict_video(path, ckpt, device="cpu", out_dir=out, masks_per_second=2)
     assert result.num_seconds == duration
     xs = []
     for i, mask in enumerate(result.masks):
@@ -700,3 +712,24 @@ def test_trained_model_tracks_the_sounding_red_square(tmp_path):
         assert iou > 0.5 and dist < 8.0, (i, iou, dist)
         xs.append(np.nonzero(mask)[1].mean())
     assert xs == sorted(xs)  # the mask moves right with the red square
+    # overlay.mp4, a person's view: every frame at 10 fps with the sound, and on every
+    # frame the outline of the mask of its slot (2 per second) lies on the red square as
+    # it was at that slot's sampled frame
+    with av.open(str(out / "overlay.mp4")) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.average_rate == 10 and audio.codec_context.sample_rate == 22050
+        assert abs(float(audio.duration * audio.time_base) - duration) < 1024 / 22050
+        frames = list(container.decode(video))
+    assert len(frames) == duration * 10
+    for frame in frames:
+        t = Fraction(frame.pts * video.time_base)
+        slot = min(max(math.floor(2 * t - Fraction(15, 16)), 0), 2 * duration - 1)
+        sampled = on_screen_time(Fraction(slot, 2) + Fraction(15, 16), Fraction(10), 60)
+        x0, y0, x1, y1 = red_box(float(sampled), duration, w, h)
+        box = contour_box(frame.to_ndarray(format="rgb24"))
+        assert box is not None, t
+        inter = max(0, min(box[2], x1) - max(box[0], x0)) * max(
+            0, min(box[3], y1) - max(box[1], y0)
+        )
+        union = (box[2] - box[0]) * (box[3] - box[1]) + (x1 - x0) * (y1 - y0) - inter
+        assert inter / union > 0.5, (t, box, (x0, y0, x1, y1))

@@ -140,7 +140,7 @@ def test_clip_grid_rows_hold_the_inputs():
     frames = rng.integers(0, 256, size=(t, h, w, 3), dtype=np.uint8)
     pred = rng.random((t, h, w)) > 0.5
     gt = rng.random((t, h, w)) > 0.5
-    grid = visualize.clip_grid(frames, gt, pred, semantic=False)
+    grid = visualize.clip_grid(frames, gt, pred, semantic=False, labels=False)
     gap = visualize.GAP
     assert grid.shape == (4 * h + 3 * gap, t * w + (t - 1) * gap, 3)
     for c in range(t):
@@ -154,7 +154,7 @@ def test_clip_grid_rows_hold_the_inputs():
             grid[3 * (h + gap) : 4 * h + 3 * gap, x : x + w], visualize.overlay(frames[c], pred[c])
         )
     assert np.all(grid[h : h + gap] == 255)  # white gap between rows
-    titled = visualize.clip_grid(frames, None, pred, semantic=False, title="clip 1")
+    titled = visualize.clip_grid(frames, None, pred, semantic=False, title="clip 1", labels=False)
     assert titled.shape[0] == 3 * h + 2 * gap + 20
     assert titled[:20].min() < 128  # some dark text in the title strip
 
@@ -162,8 +162,63 @@ def test_clip_grid_rows_hold_the_inputs():
 def test_clip_grid_semantic_uses_palette():
     frames = np.zeros((2, 3, 3, 3), np.uint8)
     pred = np.full((2, 3, 3), 5)
-    grid = visualize.clip_grid(frames, None, pred, semantic=True)
+    grid = visualize.clip_grid(frames, None, pred, semantic=True, labels=False)
     np.testing.assert_array_equal(grid[3 + visualize.GAP + 1, 1], voc_colour(5))
+    labelled = visualize.clip_grid(frames, None, pred, semantic=True)
+    top, left = visualize.HEADER_HEIGHT, visualize.LABEL_WIDTH
+    np.testing.assert_array_equal(labelled[top + 3 + visualize.GAP + 1, left + 1], voc_colour(5))
+
+
+def test_labelled_grid_names_rows_and_prints_each_frames_iou():
+    t, h, w = 2, 40, 120
+    frames = np.full((t, h, w, 3), 90, np.uint8)
+    gt = np.zeros((t, h, w), bool)
+    gt[:, 10:30, 20:60] = True
+    pred = gt.copy()
+    pred[1, 10:30, 60:100] = True  # frame 2: IoU 0.5
+    grid = visualize.clip_grid(frames, gt, pred, semantic=False)
+    top, left, gap = visualize.HEADER_HEIGHT, visualize.LABEL_WIDTH, visualize.GAP
+    assert grid.shape == (top + 4 * h + 3 * gap, left + t * w + (t - 1) * gap, 3)
+    for c in range(t):  # the cells moved right by the label column, down by the header
+        x = left + c * (w + gap)
+        np.testing.assert_array_equal(grid[top : top + h, x : x + w], frames[c])
+        np.testing.assert_array_equal(
+            grid[top + 3 * (h + gap) : top + 4 * h + 3 * gap, x : x + w],
+            visualize.overlay(frames[c], pred[c]),
+        )
+    # the header above each column holds its text (frame k and the IoU)
+    for c in range(t):
+        x = left + c * (w + gap)
+        assert grid[:top, x : x + w].min() < 128
+        assert np.array_equal(
+            grid[:top, x : x + w],
+            visualize._text_strip(f"frame {c + 1}  IoU {[1.0, 0.5][c]:.3f}", w, top),
+        )
+    for r, name in enumerate(("frames", "ground truth", "prediction", "overlay")):
+        y = top + r * (h + gap) + h // 2 - top // 2
+        np.testing.assert_array_equal(
+            grid[y : y + top, :left], visualize._text_strip(name, left, top)
+        )
+
+
+def test_frame_ious_follow_the_official_per_frame_definitions():
+    gt = np.zeros((3, 4, 5), np.uint8)
+    pred = np.zeros((3, 4, 5), np.uint8)
+    gt[0, :2], pred[0, :1] = 1, 1  # 5 of 10 foreground pixels found
+    pred[1, 0, 0] = 1  # empty ground truth: share of true-negative pixels, 19 / 20
+    gt[2, 1:3, 1:3] = 1
+    pred[2, 1:3, 2:4] = 1  # |p & g| = 2, |p | g| = 6
+    ious = visualize.frame_ious(gt, pred, semantic=False)
+    np.testing.assert_allclose(ious, [5 / (10 + 1e-7), 19 / (20 + 1e-7), 2 / (6 + 1e-7)])
+    # semantic: the mean over the classes present in ground truth or prediction
+    ids_gt = np.zeros((1, 4, 5), np.int64)
+    ids_pred = np.zeros((1, 4, 5), np.int64)
+    ids_gt[0, :2], ids_pred[0, :1], ids_pred[0, 3, 4] = 7, 7, 9
+    bg = 9 / (15 + 2.220446049250313e-16)  # class 0: 9 shared of 10 + 14 - 9 pixels
+    bird = 5 / (10 + 2.220446049250313e-16)
+    np.testing.assert_allclose(
+        visualize.frame_ious(ids_gt, ids_pred, semantic=True), [(bg + bird + 0.0) / 3]
+    )
 
 
 def test_legend_image_shows_each_class_colour():

@@ -1,8 +1,8 @@
 """Raw AVSBench-object videos -> the official S4 / MS3 layouts (frames, wav, log-mel).
 
 Follows the published preprocessing (preprocess_scripts/preprocess_{s4,ms3}.py of the
-AVSBench release; spec/AVSBENCH_FORMATS.md section 3), decoding with PyAV instead of
-imageio/moviepy:
+AVSBench release; docs/PREDICT.md "How the video is read"), decoding with the media layer
+(avsbench.media, PyAV) instead of imageio/moviepy:
 
 - clip length t = 5 s if start <= 5 else 10 - start (MS3: t = 5);
 - with fps rounded to an integer, frame i (1-based, i = 1..t) is the decoded frame with
@@ -48,10 +48,10 @@ from avsbench.data.layouts import (
     S4Layout,
     read_metadata,
 )
+from avsbench.media.audio import decode_audio
+from avsbench.media.video import FrameSampler, MediaError, published_frame_indices
 
 FRAME_SIZE = 224  # frames are written 224 x 224
-SAMPLES_PER_SECOND = 16  # the published sampler's grid: 16 slots per second ...
-SAMPLE_SLOT = 15  # ... of which slot 15 (15/16 s into each second) is kept
 
 
 def clip_seconds(start: float) -> int:
@@ -61,79 +61,33 @@ def clip_seconds(start: float) -> int:
 
 def frame_indices(fps: float, seconds: int, num_frames: int | None = None) -> list[int]:
     """Indices of the sampled frames, one per second: int((i - 1) * fps + 15/16 * fps),
-    fps rounded to an integer; clamped to num_frames - 1 when num_frames is given."""
-    rate = int(round(fps))
-    indices = [
-        int(s * rate + (SAMPLE_SLOT * 1.0 / SAMPLES_PER_SECOND) * rate) for s in range(seconds)
-    ]
-    if num_frames is not None:
-        indices = [min(i, num_frames - 1) for i in indices]
-    return indices
-
-
-def _open(path: Path):  # -> av.container.InputContainer
-    import av  # imported lazily: only preprocessing needs it
-
-    if not path.is_file():
-        raise AVSDataError(f"{path}: raw video not found")
-    try:
-        return av.open(str(path))
-    except Exception as exc:  # av.error.* (InvalidDataError, ...) and OSError
-        raise AVSDataError(f"{path}: cannot open the video ({exc})") from exc
+    fps rounded to an integer; clamped to num_frames - 1 when given (the media layer's
+    `published_frame_indices`)."""
+    return published_frame_indices(fps, seconds, num_frames)
 
 
 def read_frames(path: Path, seconds: int) -> list[np.ndarray]:
-    """Decode a video and return its sampled frames, RGB uint8 [224, 224, 3] each."""
-    with _open(path) as container:
-        if not container.streams.video:
-            raise AVSDataError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0)
-        if fps <= 0:
-            raise AVSDataError(f"{path}: unknown frame rate")
-        wanted = frame_indices(fps, seconds)
-        kept: dict[int, np.ndarray] = {}
-        last, count = None, 0
-        try:
-            for frame in container.decode(stream):
-                if count in wanted:
-                    kept[count] = frame.to_ndarray(format="rgb24")
-                last = frame
-                count += 1
-                if count > max(wanted):
-                    break
-        except Exception as exc:
-            raise AVSDataError(f"{path}: cannot decode the video ({exc})") from exc
-    if last is None:
+    """Decode a video and return its sampled frames, RGB uint8 [224, 224, 3] each: the
+    published index rule of the media layer's FrameSampler (decoding stops after them)."""
+    if not path.is_file():
+        raise AVSDataError(f"{path}: raw video not found")
+    try:
+        sampler = FrameSampler(path, seconds=seconds, rule="published")
+        frames = [cv2.resize(rgb, (FRAME_SIZE, FRAME_SIZE)) for _, _, rgb in sampler]
+    except MediaError as exc:
+        raise AVSDataError(str(exc)) from exc
+    if not frames:
         raise AVSDataError(f"{path}: the video has no decodable frame")
-    frames = []
-    for index in frame_indices(fps, seconds, num_frames=count):
-        rgb = kept.get(index)
-        if rgb is None:  # clamped to the last decoded frame
-            rgb = last.to_ndarray(format="rgb24")
-        frames.append(cv2.resize(rgb, (FRAME_SIZE, FRAME_SIZE)))
     return frames
 
 
 def read_audio(path: Path) -> np.ndarray:
-    """Decode the audio track -> int16 mono [S] at 16 kHz (channels averaged)."""
-    import av
-
-    with _open(path) as container:
-        if not container.streams.audio:
-            raise AVSDataError(f"{path}: no audio stream")
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
-        chunks = []
-        try:
-            for frame in container.decode(stream):
-                chunks += [f.to_ndarray() for f in resampler.resample(frame)]  # [C, n] each
-            chunks += [f.to_ndarray() for f in resampler.resample(None)]
-        except Exception as exc:
-            raise AVSDataError(f"{path}: cannot decode the audio ({exc})") from exc
-    if not chunks:
-        raise AVSDataError(f"{path}: the audio track is empty")
-    mono = np.concatenate(chunks, axis=1).mean(axis=0)  # [C, S] -> [S]
+    """Decode the audio track -> int16 mono [S] at 16 kHz (channels averaged, FFmpeg's
+    resampler)."""
+    try:
+        mono = decode_audio(path, rate=SAMPLE_RATE)  # float32 [S]
+    except MediaError as exc:
+        raise AVSDataError(str(exc)) from exc
     return np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
 
 

@@ -186,3 +186,19 @@ def test_video_without_audio_fails_clearly(tmp_path):
     assert len(report["failed"]) == 1
     video, reason = report["failed"][0]
     assert video.name == "silentVideo_1.mp4" and "no audio stream" in reason
+
+
+def test_read_frames_keeps_the_published_index_rule_at_29_97_fps(tmp_path):
+    """The release's frames were cut with fps rounded to 30: at 29.97 fps second 5 takes
+    frame int(4 * 30 + 28.125) = 148, not the frame on screen at 4 + 15/16 s (147)."""
+    from fractions import Fraction
+
+    from video_fixtures import frame_index, index_frame
+    from video_fixtures import make_video as make_indexed_video
+
+    ntsc = Fraction(30000, 1001)
+    path = make_indexed_video(tmp_path / "n.mp4", 5, ntsc, 64, 48, frame=index_frame(64, 48, ntsc))
+    frames = preprocess.read_frames(path, 5)
+    assert all(f.shape == (224, 224, 3) for f in frames)
+    assert [frame_index(f) for f in frames] == preprocess.frame_indices(29.97, 5)
+    assert preprocess.frame_indices(29.97, 5) == [28, 58, 88, 118, 148]

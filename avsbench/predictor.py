@@ -1,0 +1,169 @@
+"""A model ready for `avsbench predict`: a checkpoint, its VGGish and a device.
+
+Any checkpoint `avsbench.checkpoints.load` reads (a project checkpoint, an official
+AVSBench state dict whose architecture is read off its keys) becomes a `Predictor`; the
+`--setting` / `--backbone` flags are only checks. docs/PREDICT.md "Command line".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class PredictError(ValueError):
+    """Bad input to `avsbench predict`: the message names the file and the fix."""
+
+
+BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
+# summary.json's name for each kind of checkpoints.DETECTORS
+CHECKPOINT_FORMATS = {"project": "avsbench/1", "official_tpavi": "official"}
+
+
+@dataclass
+class Predictor:
+    """A loaded model ready for `predict_video` (load once, predict many videos).
+
+    model: AVSModel in eval mode; vggish: frozen VGGish; config: the avsbench Config the
+    model was built from; info: what the summary reports about the checkpoint.
+    """
+
+    model: torch.nn.Module
+    vggish: torch.nn.Module
+    config: Any
+    device: torch.device
+    info: dict[str, Any]
+
+    @property
+    def setting(self) -> str:
+        return str(self.config.model.setting)
+
+    @property
+    def semantic(self) -> bool:
+        return self.setting == "avss"
+
+    @property
+    def frames_per_clip(self) -> int:
+        return int(self.config.data.frames_per_clip)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.data.image_size)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device (None: cuda if available, else cpu); PredictError for a
+    name torch does not know or a CUDA device this machine does not have."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise PredictError(
+            f"--device {device}: not a torch device (cpu, cuda, cuda:1, ...)"
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PredictError(
+                f"--device {device}: no CUDA GPU is available here "
+                "(torch.cuda.is_available() is False); use --device cpu"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise PredictError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+    return resolved
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.data.image_size)
+
+
+def load_predictor(
+    weights: str | os.PathLike[str],
+    *,
+    setting: str | None = None,
+    backbone: str | None = None,
+    vggish_weights: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+) -> Predictor:
+    """The model of any checkpoint `avsbench.checkpoints.load` reads, with its VGGish.
+
+    The architecture comes from the file (a project checkpoint's config, or read off an
+    official state dict's keys); `setting` / `backbone`, if given, are checks: a
+    contradiction is an error. Keys cannot tell S4 from MS3 (the same network): an
+    official file counts as S4 unless `setting` says ms3, and a ResNet-18 one needs
+    `backbone`. `vggish_weights` (vggish-10086976.pth) overrides the config's VGGish file.
+    """
+    from avsbench import checkpoints
+    from avsbench import config as config_lib
+
+    resolved = resolve_device(device)
+    path = Path(weights)
+    backbone = BACKBONE_ALIASES.get(backbone, backbone) if backbone else None
+    try:
+        loaded = checkpoints.load(
+            path,
+            base_config=config_lib.preset(setting) if setting else None,
+            overrides={"model.backbone": backbone} if backbone else None,
+            what="--weights file",
+        )
+    except checkpoints.CheckpointError as exc:
+        raise PredictError(str(exc)) from exc
+    cfg = loaded.config
+    if setting is not None and cfg.model.setting != setting:
+        raise PredictError(
+            f"{path}: --setting {setting} contradicts the checkpoint, which holds a "
+            f"{cfg.model.setting} model; leave --setting out (it is read off the checkpoint)"
+        )
+    if vggish_weights is not None:
+        cfg = config_lib.override(cfg, {"model.vggish_weights": str(vggish_weights)})
+    vggish = _build_vggish(cfg, path, loaded.vggish_state)
+    loaded.model.to(resolved).eval()
+    vggish.to(resolved).eval()
+    raw = loaded.raw if isinstance(loaded.raw, dict) else {}
+    info: dict[str, Any] = {
+        "weights": str(path),
+        "checkpoint_format": CHECKPOINT_FORMATS.get(loaded.report.kind, loaded.report.kind),
+        **{k: raw[k] for k in ("epoch", "best_miou") if isinstance(raw.get(k), int | float)},
+        "setting": cfg.model.setting,
+        "backbone": cfg.model.backbone,
+        "num_classes": int(cfg.model.num_classes),
+        "image_size": int(cfg.data.image_size),
+        "frames_per_clip": int(cfg.data.frames_per_clip),
+        "vggish_weights": cfg.model.vggish_weights,
+        "vggish": "checkpoint" if loaded.vggish_state else cfg.model.vggish_weights or "random",
+    }
+    return Predictor(loaded.model, vggish, cfg, resolved, info)
+
+
+def _build_vggish(cfg: Any, path: Path, state: dict[str, torch.Tensor] | None) -> torch.nn.Module:
+    """The frozen VGGish: the checkpoint's own tensors if it has them, else the config's."""
+    from avsbench.models.avs import build_vggish
+
+    weights = cfg.model.vggish_weights
+    if state is None and weights is not None and not Path(weights).is_file():
+        raise PredictError(
+            f"{path}: the checkpoint's VGGish weights {weights!r} are not found here; "
+            "pass --vggish-weights PATH/vggish-10086976.pth"
+        )
+    try:
+        vggish = build_vggish(cfg.model if state is None else _without_vggish_file(cfg))
+        if state is not None:
+            vggish.load_official_state_dict(state, pca=cfg.model.vggish_pca)
+    except (FileNotFoundError, ValueError) as exc:
+        raise PredictError(f"{path}: cannot load the VGGish weights ({exc})") from exc
+    for p in vggish.parameters():
+        p.requires_grad_(False)
+    return vggish
+
+
+def _without_vggish_file(cfg: Any) -> Any:
+    from avsbench import config as config_lib
+
+    changes = {"model.vggish_weights": None, "model.vggish_pca": None}
+    return config_lib.override(cfg, changes).model
