@@ -99,6 +99,7 @@ class LossConfig:
     # AVSS: the class the masked AV loss calls background. "first": class 0, as the published
     # code since 2024-09-06; "last": class 70, as before (docs/DIFFERENCES.md)
     avss_background: str = "first"
+    mix_loss_weight: float = 0.1  # AVSegFormer only: weight of its mix loss (published: 0.1)
 
 
 @dataclass(frozen=True)
