@@ -233,7 +233,13 @@ def build_tpavi_model(
 
 
 def build_model_from_config(model_cfg: ModelConfig) -> AVSModel:
-    """`build_model` with the fields of `avsbench.config.ModelConfig`."""
+    """`build_tpavi_model` with the fields of `avsbench.config.ModelConfig` (method tpavi;
+    `avsbench.checkpoints.build_model_for` builds any method)."""
+    if model_cfg.method != "tpavi":
+        raise ValueError(
+            f"build_model_from_config builds the TPAVI model, not {model_cfg.method!r}: use "
+            "avsbench.checkpoints.build_model_for(cfg)"
+        )
     return build_model(
         model_cfg.setting,
         model_cfg.backbone,
