@@ -82,7 +82,7 @@ def _header(setting: str, split: str, clips: int, batch_size: int, swapped: bool
 def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[str, Any]:
     """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
     info = setup.start(args)
-    base = user.get_config(args.synthetic)
+    base = user.get_config(args.synthetic, args.method)
     weights = find_weights(args, base)
     loaded = setup.load_checkpoint(
         weights, "--weights file", base_config=base, overrides=O.model_overrides(args, user),
@@ -106,7 +106,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     model = loaded.model.to(info.device)
     if cfg.train.channels_last:
         model = to_channels_last(model)
-    embedder = setup.build_embedder(cfg, info)
+    embedder = setup.build_embedder(cfg, info, loaded.vggish_state)
     loader = build_eval_loader(dataset, batch_size, info, cfg.data.num_workers)
     writer = None
     if args.save_pred_mask or args.report:

@@ -114,11 +114,21 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         raise SetupError(str(err)) from err
 
 
-def build_embedder(cfg: C.Config, info: DistInfo) -> AudioEmbedder:
-    """The frozen VGGish of cfg.model on this process's device, with the configured cache."""
+def build_embedder(
+    cfg: C.Config, info: DistInfo, vggish_state: dict[str, Any] | None = None
+) -> AudioEmbedder:
+    """The frozen VGGish on this process's device, with the configured cache: the tensors a
+    checkpoint carries (`vggish_state`: released AVSegFormer files), else cfg.model's file."""
     from avsbench.models.avs import build_vggish
 
-    return AudioEmbedder(build_vggish(cfg.model), info.device, cfg.data.embedding_cache)
+    if vggish_state is None:
+        vggish = build_vggish(cfg.model)
+    else:
+        no_file = C.override(cfg, {"model.vggish_weights": None, "model.vggish_pca": None})
+        vggish = build_vggish(no_file.model)
+        vggish.load_official_state_dict(vggish_state, pca=cfg.model.vggish_pca)
+        vggish.requires_grad_(False)
+    return AudioEmbedder(vggish, info.device, cfg.data.embedding_cache)
 
 
 def open_run_dir(
