@@ -14,10 +14,10 @@ segment-anything's `build_sam.py` (build, then load), not copied.
 
 Adding a method's checkpoints = adding one detector: a class with `description`,
 `stores_config`, `matches(obj)`, `config(obj, base)`, `load_into(model, obj)` and
-`vggish_state(obj)` (the `Detector` protocol) next to the method's official names (as
-`OfficialTPAVI` in `avsbench/models/official_names.py`), plus one line in `DETECTORS`,
-e.g. `"official_avsegformer": OfficialAVSegFormer()`; and, in `build_model_for`, the line
-that builds that method's model from its config.
+`vggish_state(obj)` (the `Detector` protocol) next to the method's official names
+(`OfficialTPAVI` in `avsbench/models/official_names.py`, `OfficialAVSegFormer` in
+`avsbench/models/avsegformer/official_names.py`), plus one line in `DETECTORS`; and, in
+`build_model_for`, the line that builds that method's model from its config.
 
 Saving (atomic files, RNG states, the "avsbench/1" dict) is `avsbench.engine.checkpoint`.
 """
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from avsbench import config as C
+from avsbench.models.avsegformer.official_names import OfficialAVSegFormer
 from avsbench.models.official_names import OfficialTPAVI
 from avsbench.state_dicts import (
     CheckpointError,
@@ -53,6 +54,7 @@ __all__ = [
     "KeyReport",
     "LoadReport",
     "Loaded",
+    "OfficialAVSegFormer",
     "OfficialTPAVI",
     "ProjectCheckpoint",
     "detect",
@@ -153,6 +155,7 @@ class ProjectCheckpoint:
 DETECTORS: dict[str, Detector] = {
     "project": ProjectCheckpoint(),
     "official_tpavi": OfficialTPAVI(),
+    "official_avsegformer": OfficialAVSegFormer(),
 }
 
 
@@ -219,6 +222,12 @@ def load(
         cfg = detector.config(obj, base_config)
     except ValueError as err:
         raise CheckpointError(f"{what} {path}: {err}") from err
+    asked = (overrides or {}).get("model.method")
+    if asked is not None and asked != cfg.model.method:
+        raise CheckpointError(
+            f"{what} {path} holds a {cfg.model.method} model, not {asked}: leave --method "
+            "out (it is read off the checkpoint)"
+        )
     if overrides:
         fixed = detector.stores_config
         cfg = _with_overrides(cfg, dict(overrides), fixed=fixed, source=f"{what} {path}")

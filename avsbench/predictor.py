@@ -21,7 +21,11 @@ class PredictError(ValueError):
 
 BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
 # summary.json's name for each kind of checkpoints.DETECTORS
-CHECKPOINT_FORMATS = {"project": "avsbench/1", "official_tpavi": "official"}
+CHECKPOINT_FORMATS = {
+    "project": "avsbench/1",
+    "official_tpavi": "official",
+    "official_avsegformer": "official AVSegFormer",
+}
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_configs_without_the_method_fields_still_load():
     `optimizer` / `freeze_backbone_epochs` existed: the TPAVI defaults."""
     old = C.to_dict(C.preset("ms3"))
     for key in ("method", "num_queries", "encoder_layers", "decoder_layers", "generator_layers",
-                "ffn_dim", "generator_ffn_dim", "mlp_dim"):  # fmt: skip
+                "num_points", "ffn_dim", "generator_ffn_dim", "mlp_dim"):  # fmt: skip
         del old["model"][key]
     del old["train"]["optimizer"], old["train"]["freeze_backbone_epochs"]
     del old["train"]["loss"]["mix_loss_weight"]

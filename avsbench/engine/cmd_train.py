@@ -9,6 +9,7 @@ through `avsbench.checkpoints.load` (via `setup.load_checkpoint`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shlex
 import sys
@@ -45,6 +46,9 @@ def resolve_config(
     base = user.get_config(args.synthetic, args.method)
     flags = {**O.model_overrides(args, user), **O.train_overrides(args, setting)}
     if args.resume is None:
+        init_path, init_flag = _init_flag(args)
+        if init_path and args.method is None:
+            base = _method_of_file(base, init_path, init_flag, args, user)
         return O.apply(base, flags), None
 
     if args.weights or getattr(args, "load_s4_params", None):
@@ -66,6 +70,32 @@ def resolve_config(
             "resume from checkpoints/last.pth, or use --weights to start a new run from it"
         )
     return loaded.config, loaded
+
+
+def _method_of_file(
+    base: C.Config, path: str, flag: str, args: argparse.Namespace, user: UserConfig
+) -> C.Config:
+    """`base`, or, for an official file of another method (a released AVSegFormer checkpoint
+    given without --method), that method's preset with the file's architecture."""
+    from avsbench import checkpoints
+
+    try:
+        obj = checkpoints.safe_torch_load(Path(path), f"{flag} file")
+    except checkpoints.CheckpointError as err:
+        raise O.SetupError(str(err)) from err
+    kind = checkpoints.detect(obj)
+    if kind is None or checkpoints.DETECTORS[kind].stores_config:
+        return base  # loading says what is wrong / a project file must fit the run
+    try:
+        described = checkpoints.DETECTORS[kind].config(obj, base).model
+    except ValueError as err:
+        raise O.SetupError(f"{flag} file {path}: {err}") from err
+    if described.method == base.model.method:
+        return base
+    logger.info("%s %s holds a %s model: training it with its recipe", flag, path, kind)
+    new = user.get_config(args.synthetic, described.method)
+    paths = {name: getattr(new.model, name) for name in checkpoints.NOT_ARCHITECTURE}
+    return dataclasses.replace(new, model=dataclasses.replace(described, **paths))
 
 
 def _init_flag(args: argparse.Namespace) -> tuple[str | None, str]:

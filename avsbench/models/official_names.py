@@ -251,7 +251,7 @@ class OfficialTPAVI:
             setting = fits[0]
         if base is None or base.model.setting != setting:
             base = C.preset(setting)
-        return C.override(base, changes)
+        return C.override(base, {**changes, "model.method": "tpavi"})
 
     def load_into(self, model: AVSModel, obj: Any) -> LoadReport:
         return load_official_state_dict(model, _official_state(obj))

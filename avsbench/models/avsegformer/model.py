@@ -172,6 +172,7 @@ def build_avsegformer_from_config(model_cfg: ModelConfig) -> AVSegFormer:
         encoder_layers=model_cfg.encoder_layers,
         decoder_layers=model_cfg.decoder_layers,
         generator_layers=model_cfg.generator_layers,
+        num_points=model_cfg.num_points,
         ffn_dim=model_cfg.ffn_dim,
         generator_ffn_dim=model_cfg.generator_ffn_dim,
         mlp_dim=model_cfg.mlp_dim,

@@ -30,8 +30,10 @@ from typing import Any
 
 import torch
 
+from avsbench import config as C
 from avsbench.models.avsegformer.model import AVSegFormer
 from avsbench.models.official_names import pvt_original_to_timm, pvt_timm_to_original
+from avsbench.state_dicts import LoadReport
 
 BACKBONE = "backbone."
 VGGISH = "vggish."
@@ -383,3 +385,68 @@ def _read_backbone(sd: Mapping[str, Any]) -> str:
 def _short(items: list[str], limit: int = 10) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+# -- the checkpoint detector (a row of avsbench.checkpoints.DETECTORS) --------------------------
+def _official_state(obj: Any) -> Any:
+    return obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+
+
+# train fields of the user's config an AVSegFormer file keeps (the rest is its recipe)
+_KEPT_TRAIN_FIELDS = ("session_name", "log_dir", "amp", "channels_last", "seed")
+
+
+class OfficialAVSegFormer:
+    """Detector of a released AVSegFormer checkpoint (flat state dict, the names above; the
+    architecture is read off the keys by `read_architecture`). Its `vggish.*` tensors are
+    the VGGish the model was trained with: `vggish_state` hands them over."""
+
+    description = (
+        "a released AVSegFormer state dict (keys backbone.*, vggish.*, head.query_generator.*, "
+        "head.learnable_query.weight, audio_proj.*; 'module.' prefixes allowed)"
+    )
+    stores_config = False  # the architecture is read off the keys
+
+    def matches(self, obj: Any) -> bool:
+        return is_avsegformer_state_dict(_official_state(obj))
+
+    def config(self, obj: Any, base: C.Config | None) -> C.Config:
+        """`base` (its paths and runtime) with AVSegFormer's recipe and the architecture of the
+        keys. 1 class: S4, or MS3 when `base` is MS3 (the two share one network); 71: AVSS."""
+        arch = read_architecture(_official_state(obj))
+        setting = arch.setting
+        if arch.num_classes == 1 and base is not None and base.model.setting == "ms3":
+            setting = "ms3"
+        recipe = C.avsegformer(setting)
+        if base is None or base.model.setting != setting:
+            base = recipe
+        kept = {name: getattr(base.train, name) for name in _KEPT_TRAIN_FIELDS}
+        train = dataclasses.replace(recipe.train, **kept)
+        model = dataclasses.replace(
+            base.model,
+            method="avsegformer",
+            backbone=arch.backbone,
+            num_classes=arch.num_classes,
+            decoder_channels=arch.embed_dim,
+            num_queries=arch.num_queries,
+            encoder_layers=arch.encoder_layers,
+            decoder_layers=arch.decoder_layers,
+            generator_layers=arch.generator_layers,
+            num_points=arch.num_points,
+            ffn_dim=arch.ffn_dim,
+            generator_ffn_dim=arch.generator_ffn_dim,
+            mlp_dim=arch.mlp_dim,
+        )
+        return dataclasses.replace(base, model=model, train=train)
+
+    def load_into(self, model: AVSegFormer, obj: Any) -> LoadReport:
+        report = load_official_state_dict(model, _official_state(obj))
+        return LoadReport(
+            loaded=report.loaded, dropped=report.dropped, stripped_prefix=report.stripped_prefix
+        )
+
+    def vggish_state(self, obj: Any) -> dict[str, torch.Tensor] | None:
+        """The `vggish.*` tensors under `avsbench.VGGish`'s names (None if there are none)."""
+        state = _strip_module_prefix(_official_state(obj))[0]
+        found = dict(_vggish_name(k, v) for k, v in state.items() if k.startswith(VGGISH))
+        return found or None
