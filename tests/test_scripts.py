@@ -89,6 +89,12 @@ def test_train_then_test(setting, toy, tmp_path):
     assert all(0.0 <= v <= 1.0 for v in metrics.values()), metrics
     again = _scalars(_reevaluate(result, root, batch_size=4))
     assert again == pytest.approx(metrics, abs=1e-9)
+    if setting == "avss":  # the official mIoU and F of each subset, in the JSON and table
+        subsets = result["metrics"]["subsets"]
+        assert set(subsets) == {"v1s", "v1m", "v2"}
+        for name, values in subsets.items():
+            row = next(line for line in proc.stdout.splitlines() if line.startswith(name + " "))
+            assert row.split()[3:5] == [f"{values['miou']:.4f}", f"{values['fscore']:.4f}"]
     (test_run,) = list((tmp_path / "test_logs").iterdir())
     masks = list((test_run / "pred_masks").rglob("*.png"))
     real_frames = 5 * result["num_clips"] if setting != "avss" else None  # AVSS: 5 or 10
