@@ -3,7 +3,6 @@ its run folder, a failed run leaves no run folder behind, bad flags are one-line
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
