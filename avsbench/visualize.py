@@ -2,10 +2,10 @@
 
 Used by the engine (test-time reports, `save_pred_mask`) and by `avsbench predict`.
 Binary masks (S4/MS3) are drawn in one highlight colour with a contour; semantic masks
-(AVSS) in the 71-colour PASCAL VOC palette of the release (spec AVSBENCH_FORMATS.md
-section 4), background untouched. Every file is written atomically: to a temporary file in
-the destination folder first, then moved into place with `os.replace`, so a reader never
-sees a half-written PNG.
+(AVSS) in the 71-colour PASCAL VOC palette of the release (avsbench_data/README.md,
+"Classes and colours"), background untouched. Every file is written atomically: to a
+temporary file in the destination folder first, then moved into place with `os.replace`,
+so a reader never sees a half-written PNG.
 """
 
 from __future__ import annotations

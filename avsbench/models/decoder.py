@@ -10,7 +10,7 @@ Note on the published residual unit: it applies `nn.ReLU(inplace=True)` to its i
 `return out + x`, so the input itself is rectified and the unit computes
 RCU(x) = relu(x) + conv2(relu(conv1(relu(x)))). We reproduce that function (without
 mutating the caller's tensor); `AVSModel` returns the rectified stage maps for the same
-reason (spec MODEL.md, decoder section; AVSBench `ResNet_AVSModel.py`).
+reason (docs/MODEL.md, "Decoder"; AVSBench `ResNet_AVSModel.py`).
 """
 
 from __future__ import annotations
