@@ -19,6 +19,25 @@ from typing import Any
 import numpy as np
 
 
+class OutsideFolderError(ValueError):
+    """A path that would be written outside the folder of its command (docs/RELIABILITY.md)."""
+
+
+def inside(root: str | os.PathLike[str], *parts: str) -> Path:
+    """`root / parts...`, refused (OutsideFolderError) unless it stays inside `root`.
+
+    Every file a command writes under a name taken from data (a clip's name, category,
+    uid) is built with this: absolute parts, '..' and links out of `root` are refused,
+    so that nothing is written outside the run or output folder."""
+    root = Path(root)
+    path = root.joinpath(*parts)
+    if any(Path(p).is_absolute() or ".." in Path(p).parts for p in parts) or not (
+        path.resolve().is_relative_to(root.resolve())
+    ):
+        raise OutsideFolderError(f"refusing to write {path}: it is outside {root}")
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -49,3 +49,16 @@ def test_npy_round_trip_without_pickles(tmp_path):
     with pytest.raises(ValueError, match="pickle"):
         atomic_save_npy(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object))
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_inside_refuses_every_way_out(tmp_path):
+    from avsbench.fileio import OutsideFolderError, inside
+
+    root = tmp_path / "run"
+    root.mkdir()
+    assert inside(root, "cat", "vid", "vid_1.png") == root / "cat" / "vid" / "vid_1.png"
+    assert inside(root, "", "vid.png") == root / "vid.png"  # MS3: no category level
+    (root / "link").symlink_to(tmp_path)
+    for parts in (("/etc", "x.png"), ("..", "x.png"), ("a/../../x.png",), ("link", "x.png")):
+        with pytest.raises(OutsideFolderError, match="outside"):
+            inside(root, *parts)

@@ -261,7 +261,20 @@ def load_log_mel_pkl(path: str | Path) -> np.ndarray:
         raise AVSDataError(f"{path}: not a safe pickled log-mel tensor ({exc})") from exc
     if not isinstance(obj, torch.Tensor) or not obj.is_floating_point():
         raise AVSDataError(f"{path}: expected a float tensor, found {type(obj).__name__}")
-    return obj.detach().to(torch.float32).numpy()
+    return check_finite(obj.detach().to(torch.float32).numpy(), path)
+
+
+def check_finite(examples: np.ndarray, path: str | Path) -> np.ndarray:
+    """`examples` unchanged; AVSDataError naming `path` if it holds NaN or inf (which would
+    otherwise surface much later as non-finite logits)."""
+    finite = np.isfinite(examples)
+    if not finite.all():
+        bad = examples[~finite]
+        raise AVSDataError(
+            f"{path}: the log-mel holds {bad.size} non-finite value(s) (NaN or inf, first "
+            f"{bad.flat[0]}); recompute it from the wav (avsbench preprocess) or remove it"
+        )
+    return examples
 
 
 def save_log_mel_pkl(path: str | Path, examples: np.ndarray) -> None:
@@ -287,9 +300,10 @@ def load_log_mel(pkl_path: str | Path) -> np.ndarray:
     npy_path = pkl_path.with_suffix(".npy")
     if npy_path.is_file():
         try:
-            return np.load(npy_path, allow_pickle=False).astype(np.float32, copy=False)
+            examples = np.load(npy_path, allow_pickle=False).astype(np.float32, copy=False)
         except Exception as exc:
             raise AVSDataError(f"{npy_path}: cannot read the log-mel cache ({exc})") from exc
+        return check_finite(examples, npy_path)
     if not pkl_path.is_file():
         raise AVSDataError(f"{pkl_path}: log-mel file not found (nor {npy_path.name})")
     return load_log_mel_pkl(pkl_path)

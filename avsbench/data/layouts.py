@@ -72,6 +72,9 @@ S4_COLUMNS = {"name": 0, "start": 1, "category": 2, "split": 3}
 MS3_COLUMNS = {"video_id": 0, "split": 1}
 AVSS_COLUMNS = {"vid": 0, "uid": 1, "a_obj": 4, "split": 5, "label": 6}
 
+# Metadata columns that become path components (checked by `check_rows`).
+PATH_COLUMNS = ("name", "category", "video_id", "uid", "label")
+
 # AVSS subsets: label -> number of frames (and of seconds of audio).
 AVSS_SUBSET_FRAMES = {"v1s": 5, "v1m": 5, "v2": 10}
 AVSS_MAX_FRAMES = 10
@@ -96,9 +99,14 @@ def read_metadata(
     if not csv_path.is_file():
         raise AVSDataError(f"{csv_path}: metadata CSV not found; check the dataset root")
     try:
-        df = pd.read_csv(csv_path, sep=",", dtype=str, keep_default_na=False)
+        df = pd.read_csv(
+            csv_path, sep=",", dtype=str, keep_default_na=False, skip_blank_lines=False
+        )
     except Exception as exc:  # pandas raises several types for malformed files
         raise AVSDataError(f"{csv_path}: cannot be read as a CSV ({exc})") from exc
+    blank = (df.apply(lambda col: col.astype(str).str.strip()) == "").all(axis=1)
+    df = df[~blank.to_numpy()]
+    df.index = df.index + 2  # the file's line numbers (line 1 is the header)
     header = [str(c).strip() for c in df.columns]
     df.columns = header
     known = [name for name in columns if name in header]
@@ -127,7 +135,39 @@ def read_metadata(
             out["start"] = out["start"].astype(float)
         except ValueError as exc:
             raise AVSDataError(f"{csv_path}: column 'start' must be numbers ({exc})") from exc
+    check_rows(out, csv_path)
     return out.reset_index(drop=True)
+
+
+def check_rows(meta: pd.DataFrame, csv_path: str | Path) -> None:
+    """AVSDataError naming the CSV file and line (the index of `meta`) for a row whose
+    split is not one of SPLITS, or whose path column (PATH_COLUMNS) is not a plain name:
+    empty, '.' / '..', or holding a path separator (absolute paths included), which would
+    read (and, with --save_pred_mask, write) files outside the dataset."""
+    for line, row in meta.iterrows():
+        where = f"{csv_path}, line {line}"
+        if "split" in row and row["split"] not in SPLITS:
+            raise AVSDataError(
+                f"{where}: unknown split {row['split']!r} (valid: {list(SPLITS)}, lower case); "
+                "fix or remove the row"
+            )
+        for column in PATH_COLUMNS:
+            if column in row and not is_plain_name(row[column]):
+                raise AVSDataError(
+                    f"{where}: {column} {row[column]!r} is not a plain file name (no '/', "
+                    "'\\', '..' or absolute paths: it becomes a path under the dataset root); "
+                    "fix or remove the row"
+                )
+
+
+def is_plain_name(name: str) -> bool:
+    """True for a non-empty name that stays one path component everywhere."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and not (len(name) >= 2 and name[1] == ":")  # a Windows drive, C:...
+    )
 
 
 def select_split(df: pd.DataFrame, split: str, csv_path: str | Path) -> pd.DataFrame:

@@ -4,10 +4,12 @@ VGGish is frozen in every published run (eval mode, no gradients): the same clip
 gives the same embeddings, so they can be computed once per clip and reused across epochs.
 `AudioEmbedder` maps a batch of log-mel examples [B, T, 1, 96, 64] to [B*T, 128]; with a
 cache it runs VGGish only for the clips it has not seen yet. Cache keys are
-`<setting>/<split>/<category>/<video_id>` (audio is never augmented by the datasets);
-the on-disk form is one `.npy` file [T, 128] float32 per clip under
-`<cache_dir>/<vggish fingerprint>/`, where the fingerprint hashes the VGGish weights so that
-changing them never reuses stale embeddings.
+`<setting>/<split>/<category>/<video_id>` followed by a hash of the clip's log-mel array,
+so that a changed log-mel file (or wav) is recomputed, never served stale (docs/
+RELIABILITY.md); the on-disk form is one `.npy` file [T, 128] float32 per clip and content,
+`<cache_dir>/<vggish fingerprint>/<setting>/<split>/<category>/<video_id>-<content>.npy`,
+where the fingerprint hashes the VGGish weights so that changing them never reuses stale
+embeddings either.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ def vggish_fingerprint(vggish: nn.Module) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
+
+
+def content_digest(log_mel: torch.Tensor) -> str:
+    """A short hash of one clip's log-mel examples (shape, dtype and values)."""
+    array = log_mel.detach().cpu().contiguous().numpy()
+    digest = hashlib.sha1(f"{array.shape}{array.dtype}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _safe(part: str) -> str:
@@ -126,6 +136,7 @@ class AudioEmbedder:
             return self.embed(audio).reshape(b * t, -1)
         if keys is None or len(keys) != b:
             raise ValueError(f"the embedding cache needs one key per clip ({b}), got {keys}")
+        keys = [f"{key}-{content_digest(audio[i])}" for i, key in enumerate(keys)]
         found = [self._lookup(k) for k in keys]
         todo = [i for i, e in enumerate(found) if e is None or e.shape[0] != t]
         if todo:

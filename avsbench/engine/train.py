@@ -38,6 +38,7 @@ from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.evaluate import evaluate
 from avsbench.engine.options import SetupError
 from avsbench.engine.step import flat_targets, forward_batch, to_channels_last, unwrap
+from avsbench.engine.target_frames import loss_target_frames
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -207,11 +208,12 @@ def train_one_epoch(
     for step, batch in enumerate(loader):
         if step >= num_steps:
             break
+        masks, gt_valid = flat_targets(batch, device)  # [B*T, S, S], [B*T]
         output = forward_batch(
             model, embedder, batch, device, amp=cfg.train.amp,
             channels_last=cfg.train.channels_last, cache_namespace=f"{setting}/train",
+            target_frames=loss_target_frames(cfg, gt_valid),  # decode what the losses read
         )  # fmt: skip
-        masks, gt_valid = flat_targets(batch, device)  # [B*T, S, S], [B*T]
         try:
             loss, parts = compute_loss(
                 setting, output, masks, gt_valid, loss_cfg, method=cfg.model.method

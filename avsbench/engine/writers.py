@@ -1,7 +1,8 @@
 """What `test.sh` writes besides the metrics: predicted masks as the published test scripts
 write them, overlays, report grids and the AVSS per-class chart (`--save_pred_mask`,
 `--report`). Masks come from `step.predicted_masks`, the one threshold. Pictures are
-drawn by `avsbench.visualize` and written atomically.
+drawn by `avsbench.visualize` and written atomically, every path through `fileio.inside`
+(nothing is written outside the run folder).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from avsbench import config as C
 from avsbench.engine.step import predicted_masks
+from avsbench.fileio import inside
 
 AVSS_SAVE_SIZE = (360, 240)  # (w, h) of the published AVSS predicted masks
 
@@ -47,8 +49,8 @@ class PredictionWriter:
 
     def _mask_path(self, root: Path, category: str, video_id: str, k: int) -> Path:
         if self.semantic:  # AVSS
-            return root / video_id / f"{k}.png"
-        return root / category / video_id / f"{video_id}_{k + 1}.png"
+            return inside(root, video_id, f"{k}.png")
+        return inside(root, category, video_id, f"{video_id}_{k + 1}.png")
 
     def __call__(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
         from avsbench import visualize as V
@@ -78,7 +80,7 @@ class PredictionWriter:
             if want_report and images is not None:
                 title = f"{category}/{video_id}" if category else video_id
                 grid = V.clip_grid(images, gts[i, :n], pred[i, :n], semantic=semantic, title=title)
-                V.save_image(grid, self.report_dir / f"{video_id}.png")
+                V.save_image(grid, inside(self.report_dir, f"{video_id}.png"))
                 self.reported += 1
 
 

@@ -205,3 +205,28 @@ def test_npy_preferred_over_pkl(tmp_path):
     np.testing.assert_array_equal(audio.load_log_mel(tmp_path / "c.pkl"), b)
     with pytest.raises(AVSDataError, match="not found"):
         audio.load_log_mel(tmp_path / "none.pkl")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("fmt", ["pkl", "npy"])
+def test_non_finite_log_mel_is_refused_naming_the_file(tmp_path, bad, fmt):
+    examples = np.zeros((5, 1, 96, 64), dtype=np.float32)
+    examples[3, 0, 10, 7] = bad
+    pkl = tmp_path / "clip.pkl"
+    if fmt == "pkl":
+        audio.save_log_mel_pkl(pkl, examples)
+    else:
+        audio.save_log_mel_npy(pkl, examples)
+    with pytest.raises(AVSDataError, match=rf"clip\.{fmt}: the log-mel holds 1 non-finite"):
+        audio.load_log_mel(pkl)
+
+
+def test_non_finite_log_mel_fails_in_the_dataset(s4_root):
+    from avsbench.data.datasets import S4Dataset
+
+    pkl = next((s4_root / "s4_data" / "audio_log_mel" / "train").rglob("*.pkl"))
+    examples = audio.load_log_mel_pkl(pkl)
+    examples[0, 0, 0, 0] = float("nan")
+    audio.save_log_mel_pkl(pkl, examples)
+    with pytest.raises(AVSDataError, match=rf"{pkl.name}: the log-mel holds"):
+        S4Dataset(s4_root, "train")[0]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from torch import nn
 
-from avsbench.engine.embeddings import AudioEmbedder, clip_keys, vggish_fingerprint
+from avsbench.engine.embeddings import (
+    AudioEmbedder,
+    clip_keys,
+    content_digest,
+    vggish_fingerprint,
+)
 
 
 class TinyAudioNet(nn.Module):
@@ -70,7 +77,8 @@ def test_disk_cache_survives_a_new_process_and_tracks_the_weights(tmp_path):
     out = AudioEmbedder(TinyAudioNet(), "cpu", cache=tmp_path)(batch["audio"], keys)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.npy"))
     fp = vggish_fingerprint(TinyAudioNet())
-    assert files == [f"{fp}/ms3/val/cat/a.npy", f"{fp}/ms3/val/cat/b.npy"]
+    digests = [content_digest(batch["audio"][i]) for i in range(2)]
+    assert files == [f"{fp}/ms3/val/cat/a-{digests[0]}.npy", f"{fp}/ms3/val/cat/b-{digests[1]}.npy"]
 
     fresh = TinyAudioNet()
     again = AudioEmbedder(fresh, "cpu", cache=tmp_path)(batch["audio"], keys)
@@ -87,3 +95,39 @@ def test_clip_keys_follow_swapped_audio():
     assert clip_keys("s4/test", batch) == ["s4/test/_/v1", "s4/test/x/v2"]
     batch.update(audio_id=["v2", "v1"], audio_category=["x", ""])
     assert clip_keys("s4/test", batch) == ["s4/test/x/v2", "s4/test/_/v1"]
+
+
+def test_a_changed_log_mel_is_recomputed_not_served_stale(tmp_path, s4_toy):
+    """Two runs over the same data with --cache_audio_embeddings DIR; between them one
+    log-mel file changes: the second run recomputes that clip (and only that one) and gives
+    the embeddings of the new content."""
+    from avsbench.data import audio as A
+    from avsbench.data.datasets import build_dataset
+
+    data = tmp_path / "data"
+    shutil.copytree(s4_toy, data)
+    cache = tmp_path / "cache"
+
+    def run(net):
+        dataset = build_dataset("s4", data, "train", image_size=32)
+        batch = torch.utils.data.default_collate([dataset[i] for i in range(3)])
+        embedder = AudioEmbedder(net, "cpu", cache=cache)
+        return embedder(batch["audio"], clip_keys("s4/train", batch)), dataset
+
+    first, dataset = run(TinyAudioNet())
+    name, category = dataset.rows[1]
+    log_mel_path = dataset.layout.log_mel("train", category, name)
+    changed = A.load_log_mel(log_mel_path) * 0.5 + 1.0
+    if log_mel_path.with_suffix(".npy").is_file():
+        A.save_log_mel_npy(log_mel_path, changed)
+    else:
+        A.save_log_mel_pkl(log_mel_path, changed)
+
+    net = TinyAudioNet()
+    second, _ = run(net)
+    t = 5
+    assert net.calls == t  # the changed clip only
+    fresh = TinyAudioNet()(torch.from_numpy(changed).float())
+    assert torch.allclose(second[t : 2 * t], fresh, atol=1e-6)
+    assert not torch.allclose(second[t : 2 * t], first[t : 2 * t])
+    assert torch.equal(second[:t], first[:t]) and torch.equal(second[2 * t :], first[2 * t :])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -51,3 +52,20 @@ def test_avss_masks_are_palette_pngs_at_360x240(tmp_path):
     values = np.asarray(img)
     assert values[0, 0] == 7 and values[-1, -1] == 70 and values[0, -1] == 0
     assert img.getpalette()[7 * 3 : 7 * 3 + 3] == [128, 128, 128]  # VOC palette, class 7
+
+
+def test_a_hostile_clip_name_writes_nothing_outside_the_folder(tmp_path):
+    from avsbench.fileio import OutsideFolderError
+
+    run = tmp_path / "run"
+    batch = {
+        "frames": torch.zeros(1, 5, 3, 16, 16),
+        "masks": torch.zeros(1, 5, 16, 16),
+        "frame_valid": torch.ones(1, 5),
+        "video_id": ["../../escaped"],
+        "category": ["dog_barking"],
+    }
+    writer = PredictionWriter("s4", mask_dir=run / "m", report_dir=run / "r")
+    with pytest.raises(OutsideFolderError, match="outside"):
+        writer(batch, torch.zeros(5, 1, 16, 16))
+    assert not any(p.suffix == ".png" for p in tmp_path.rglob("*"))
