@@ -140,6 +140,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     test_batch_size: int = 4  # clips per test batch (official runs: 4; it changes S4/MS3 F)
+    # S4/MS3: the official metrics also at these batch sizes (clips), computed on
+    # sub-batches of each test batch: 4 = AVSBench's protocol, 2 = AVSegFormer's
+    # (docs/METRICS.md, "Comparing the two methods' tables"); sizes must divide the test batch
+    official_batch_sizes: tuple[int, ...] = (4, 2)
 
 
 @dataclass(frozen=True)

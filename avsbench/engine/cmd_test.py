@@ -33,6 +33,10 @@ TABLE_ROWS = {
     "miou_per_frame": "mIoU, mean over frames",
     "fscore_dataset_curve": "F-score, one curve over the split",
     "iou_dataset": "IoU, sum(I) / sum(U) over the split",
+    "miou_test_batch_4": "mIoU (official) at test batch 4 (AVSBench)",
+    "fscore_test_batch_4": "F-score (official) at test batch 4 (AVSBench)",
+    "miou_test_batch_2": "mIoU (official) at test batch 2 (AVSegFormer)",
+    "fscore_test_batch_2": "F-score (official) at test batch 2 (AVSegFormer)",
     "miou_official_nobg": "mIoU official 'noBg' (drops class 70)",
     "fscore_official_nobg": "F-score official 'noBg' (drops class 70)",
     "miou_no_background": "mIoU without background (class 0)",
@@ -112,6 +116,12 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     )
     check_files(cfg, user, need_backbone=False)
     batch_size = args.test_batch_size or cfg.eval.test_batch_size
+    sub_batches = [s for s in cfg.eval.official_batch_sizes if batch_size % s == 0]
+    if len(sub_batches) < len(cfg.eval.official_batch_sizes) and info.is_main:
+        logger.warning(
+            "official metrics at batch sizes %s need a test batch they divide (it is %d): "
+            "computed only at %s", list(cfg.eval.official_batch_sizes), batch_size, sub_batches,
+        )  # fmt: skip
     (dataset,) = setup.build_datasets(cfg, user, [args.split])
     if args.swap_audio:
         dataset = SwappedAudio(dataset)
@@ -140,7 +150,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
         model, embedder, loader, setting, info.device, amp=cfg.train.amp,
         channels_last=cfg.train.channels_last, info=info,
         cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
-        on_batch=writer, desc=args.split, per_subset=True,
+        on_batch=writer, desc=args.split, per_subset=True, official_batch_sizes=sub_batches,
     )  # fmt: skip
     result = {
         "setting": setting,

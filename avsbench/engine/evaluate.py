@@ -11,7 +11,7 @@ one-process numbers. The forward pass is `step.forward_batch`, the same as train
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -53,6 +53,7 @@ def evaluate(
     on_batch: Callable[[dict[str, Any], torch.Tensor], None] | None = None,
     desc: str = "eval",
     per_subset: bool = False,
+    official_batch_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Official metrics and variants of `model` over `loader` (one update per batch).
 
@@ -62,6 +63,10 @@ def evaluate(
     Returns the dict of `BinaryMetrics.compute()` / `SemanticMetrics.compute()`; AVSS with
     `per_subset` adds "subsets" (`SubsetSemanticMetrics`: each subset's clips, from the
     AVSS sample's `category`, the subset label, accumulated alone).
+    S4/MS3 with `official_batch_sizes` (e.g. (4, 2)) add `miou_test_batch_<s>` and
+    `fscore_test_batch_<s>`: the official values as a test run at batch s clips gives them,
+    from consecutive sub-batches of s clips of each batch (exact when s divides the
+    loader's batch size: the batches of s clips then nest in the loader's).
     """
     info = info or DistInfo(device=device)
     model = unwrap(model)
@@ -69,6 +74,9 @@ def evaluate(
     model.eval()
     metric = make_metric(setting, num_classes, per_subset)
     by_subset = per_subset and C.setting_info(setting).semantic
+    at_batch = {} if C.setting_info(setting).semantic else {
+        s: make_metric(setting) for s in official_batch_sizes
+    }  # fmt: skip
     try:
         for batch in tqdm(loader, desc=desc, leave=False, disable=not info.is_main):
             output = forward_batch(
@@ -80,12 +88,32 @@ def evaluate(
                 metric.update(output.logits, masks, list(batch["category"]))
             else:
                 metric.update(output.logits, masks)
+            if at_batch:
+                _update_sub_batches(at_batch, output.logits, masks, batch["frames"].shape[0])
             if on_batch is not None:
                 on_batch(batch, output.logits)
     finally:
         model.train(was_training)
     metric.load_state_tensors(all_reduce_state(metric.state_tensors(), info))
-    return metric.compute()
+    result = metric.compute()
+    for size, sub in at_batch.items():
+        sub.load_state_tensors(all_reduce_state(sub.state_tensors(), info))
+        values = sub.compute()
+        result[f"miou_test_batch_{size}"] = values["miou"]
+        result[f"fscore_test_batch_{size}"] = values["fscore"]
+    return result
+
+
+def _update_sub_batches(
+    metrics: dict[int, Any], logits: torch.Tensor, masks: torch.Tensor, clips: int
+) -> None:
+    """One update per consecutive group of s clips of the batch, for each s of `metrics`.
+    logits [B*T, 1, H, W], masks [B*T, H, W] in clip order; clips = B."""
+    frames = logits.shape[0] // clips  # T
+    for size, metric in metrics.items():
+        step = size * frames
+        for start in range(0, logits.shape[0], step):
+            metric.update(logits[start : start + step], masks[start : start + step])
 
 
 def build_eval_loader(

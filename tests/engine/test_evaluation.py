@@ -179,3 +179,34 @@ def test_avss_console_table_has_a_row_per_subset_and_the_whole_set():
     assert rows["v1s"][:4] == ["1", "10", "0.1250", "0.0625"]
     assert rows["v2"][:4] == ["2", "20", "0.8750", "0.4375"]
     assert rows["all"][:4] == ["3", "30", "0.5000", "0.2500"]
+
+
+def test_official_metrics_at_sub_batches_equal_a_run_at_that_batch(s4_toy):
+    """test batch 4 with official_batch_sizes (4, 2) on 7 clips (batches 4 + 3): the batch-2
+    values equal a test run at batch 2 (batches 2, 2, 2, 1) and a loop over those batches."""
+    from torch.utils.data import ConcatDataset, Subset
+
+    data = build_dataset("s4", s4_toy, "test", image_size=64)
+    clips = Subset(ConcatDataset([data] * 8), range(7))
+    embedder = AudioEmbedder(ZeroAudio(), "cpu")
+    cpu = torch.device("cpu")
+
+    def run(batch_size, sizes=()):
+        loader = E.build_eval_loader(clips, batch_size, DistInfo(), num_workers=0)
+        return E.evaluate(BrightnessModel(), embedder, loader, "s4", cpu,
+                          official_batch_sizes=sizes)  # fmt: skip
+
+    at4 = run(4, (4, 2))
+    at2 = run(2)
+    assert at4["miou_test_batch_2"] == pytest.approx(at2["miou"], abs=1e-12)
+    assert at4["fscore_test_batch_2"] == pytest.approx(at2["fscore"], abs=1e-12)
+    assert at4["miou_test_batch_4"] == at4["miou"] and at4["fscore_test_batch_4"] == at4["fscore"]
+    expected = BinaryMetrics()
+    for start in range(0, 7, 2):
+        group = [clips[i] for i in range(start, min(start + 2, 7))]
+        frames = torch.cat([c["frames"] for c in group])
+        expected.update(frames.mean(1) * 4.0, torch.cat([c["masks"] for c in group]))
+    assert at4["miou_test_batch_2"] == pytest.approx(expected.compute()["miou"], abs=1e-12)
+    assert at4["fscore_test_batch_2"] == pytest.approx(expected.compute()["fscore"], abs=1e-12)
+    assert at2["num_batches"] == 4 and at4["num_batches"] == 2
+    assert not any(key.startswith("miou_test_batch") for key in at2)  # none asked
