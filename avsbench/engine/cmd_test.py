@@ -92,6 +92,8 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     O.check_config(
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=C.LossConfig()))
     )
+    vggish = setup.choose_vggish(loaded, cfg, args)
+    cfg = C.override(cfg, {"model.vggish_weights": vggish.weights, "model.vggish_pca": vggish.pca})
     check_files(cfg, user, need_backbone=False)
     batch_size = args.test_batch_size or cfg.eval.test_batch_size
     (dataset,) = setup.build_datasets(cfg, user, [args.split])
@@ -106,7 +108,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     model = loaded.model.to(info.device)
     if cfg.train.channels_last:
         model = to_channels_last(model)
-    embedder = setup.build_embedder(cfg, info)
+    embedder = setup.build_embedder(cfg, info, vggish)
     loader = build_eval_loader(dataset, batch_size, info, cfg.data.num_workers)
     writer = None
     if args.save_pred_mask or args.report:
@@ -129,6 +131,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
         "split": args.split,
         "weights": str(Path(weights).resolve()),
         "checkpoint_kind": kind,
+        "vggish": vggish.describe(),
         "test_batch_size": batch_size,
         "num_clips": len(dataset),  # type: ignore[arg-type]
         "world_size": info.world_size,

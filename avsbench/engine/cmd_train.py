@@ -106,7 +106,10 @@ def run_training(
     init_path, init_flag = _init_flag(args)
     if resume is not None or init_path:  # every weight comes from the checkpoint
         cfg = O.apply(cfg, {"model.backbone_weights": None})
+    if getattr(args, "vggish_weights", None):  # recorded in the run's config
+        cfg = O.apply(cfg, {"model.vggish_weights": args.vggish_weights})
     check_files(cfg, user)
+    vggish = setup.choose_vggish(resume, cfg, args)
     try:
         per_process = per_process_batch_size(
             cfg.train.train_batch_size, info.world_size, "--train_batch_size"
@@ -131,7 +134,7 @@ def run_training(
     if init_path:
         init = setup.load_checkpoint(init_path, f"{init_flag} file", base_config=cfg, into=model)
     model = prepare_model(model, cfg, info, args.sync_bn)
-    embedder = setup.build_embedder(cfg, info)
+    embedder = setup.build_embedder(cfg, info, vggish)
     optimizer = build_optimizer(model, cfg)
     scaler = make_scaler(info.device, cfg.train.amp)
 

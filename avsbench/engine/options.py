@@ -118,6 +118,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
     )
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: the GPU if there is one)")
     p.add_argument(
+        "--vggish_weights",
+        metavar="FILE",
+        help="vggish-10086976.pth (default: the checkpoint's own, else VGGISH_WEIGHTS of "
+        "config.py; docs/RELIABILITY.md)",
+    )
+    p.add_argument(
         "--tpavi_dense",
         action=argparse.BooleanOptionalAction,
         default=None,

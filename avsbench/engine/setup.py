@@ -114,11 +114,27 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         raise SetupError(str(err)) from err
 
 
-def build_embedder(cfg: C.Config, info: DistInfo) -> AudioEmbedder:
-    """The frozen VGGish of cfg.model on this process's device, with the configured cache."""
-    from avsbench.models.avs import build_vggish
+def choose_vggish(
+    loaded: checkpoints.Loaded | None, cfg: C.Config, args: argparse.Namespace
+) -> checkpoints.VGGishChoice:
+    """`checkpoints.choose_vggish` with the command's flags, errors as SetupError."""
+    try:
+        return checkpoints.choose_vggish(
+            loaded, cfg, flag=getattr(args, "vggish_weights", None), synthetic=args.synthetic
+        )
+    except checkpoints.CheckpointError as err:
+        raise SetupError(str(err)) from err
 
-    return AudioEmbedder(build_vggish(cfg.model), info.device, cfg.data.embedding_cache)
+
+def build_embedder(
+    cfg: C.Config, info: DistInfo, vggish: checkpoints.VGGishChoice
+) -> AudioEmbedder:
+    """The frozen VGGish `vggish` on this process's device, with the configured cache."""
+    try:
+        network = checkpoints.build_chosen_vggish(vggish, cfg)
+    except checkpoints.CheckpointError as err:
+        raise SetupError(str(err)) from err
+    return AudioEmbedder(network, info.device, cfg.data.embedding_cache)
 
 
 def open_run_dir(
