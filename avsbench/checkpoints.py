@@ -318,7 +318,8 @@ def choose_vggish(
     weights = config.model.vggish_weights
     if weights:
         if not Path(weights).is_file():
-            raise CheckpointError(f"{held}VGGish weights not found: {weights}; {_vggish_fix(flag_name)}")
+            fix = _vggish_fix(flag_name)
+            raise CheckpointError(f"{held}VGGish weights not found: {weights}; {fix}")
         return VGGishChoice("config", str(weights), pca)
     trained_random = loaded is not None and loaded.report.kind == "project"
     if trained_random or (loaded is None and synthetic):
