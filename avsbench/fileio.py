@@ -9,6 +9,7 @@ final `os.replace` is atomic), is flushed to disk, and only then replaces the ta
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -17,6 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+class WriteError(OSError):
+    """A file that could not be written (disk full, read-only folder); the message names
+    the file and says that the previous file at that path, if any, is kept."""
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    reason = {
+        errno.ENOSPC: "disk full",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied (a read-only folder?)",
+        errno.EPERM: "permission denied (a read-only folder?)",
+    }.get(err.errno or -1, err.strerror or str(err))
+    kept = "; the previous file is kept" if path.exists() else ""
+    error = WriteError(f"cannot write {path}: {reason}{kept}")
+    error.errno = err.errno
+    return error
 
 
 class OutsideFolderError(ValueError):
@@ -51,12 +71,16 @@ def atomic_write(
 
     The file gets the usual permissions (0666 less the umask; `mkstemp` alone would give
     0600). On any error the temporary file is removed and the error propagates; an existing
-    `path` is left untouched. durable=False skips the fsyncs (for caches, whose files are
+    `path` is left untouched; an OSError (disk full, read-only folder) becomes a WriteError
+    saying so in one line. durable=False skips the fsyncs (for caches, whose files are
     recomputed if a crash loses them; the rename stays atomic).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -66,8 +90,10 @@ def atomic_write(
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise _write_error(path, err) from err
         raise
     if durable:
         _fsync_dir(path.parent)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from avsbench import config as C
 from avsbench.data.datasets import DATA_SOURCES
+from avsbench.engine.runs import check_session_name
 from avsbench.losses import AVSS_BACKGROUND
 
 if TYPE_CHECKING:
@@ -295,6 +296,11 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
     --visual_backbone also sets the backbone's file (BACKBONE_WEIGHTS of config.py; none
     with --synthetic)."""
     ch: dict[str, Any] = {}
+    if args.session_name is not None:  # before any data or model is built
+        try:
+            check_session_name(args.session_name)
+        except ValueError as err:
+            raise SetupError(str(err)) from err
     if args.visual_backbone is not None:
         backbone = resolve_backbone(args.visual_backbone)
         ch["model.backbone"] = backbone

@@ -53,13 +53,20 @@ class RunDir:
         return self.checkpoints / f"{session}_best.pth"
 
 
+def check_session_name(session: str) -> None:
+    """ValueError unless `session` is a plain folder-name part (no path separator, not '..')."""
+    if not session or session in (".", "..") or any(c in session for c in "/\\\0"):
+        raise ValueError(
+            f"--session_name must be a plain name (no '/', '\\' or '..'), got {session!r}"
+        )
+
+
 def create_run_dir(
     log_dir: str | os.PathLike, session: str, *, subdirs=("checkpoints", "log")
 ) -> RunDir:
     """Make `<log_dir>/<session>_<YYYYmmdd-HHMMSS>` (a `_2`, `_3`... suffix if two runs start
     in the same second) and its sub-folders."""
-    if not session or os.sep in session or (os.altsep and os.altsep in session):
-        raise ValueError(f"--session_name must be a plain name without '/', got {session!r}")
+    check_session_name(session)
     base = Path(log_dir) / f"{session}_{time.strftime(TIME_FORMAT)}"
     root, k = base, 1
     while True:
@@ -113,6 +120,13 @@ def find_resume_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | N
 def find_best_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | None:
     """`test.sh` without --weights: `<session>_best.pth` of the latest run that has one."""
     return latest_file(log_dir, session, [f"{session}_best.pth"])
+
+
+def show_progress(is_main: bool = True) -> bool:
+    """Whether to draw progress bars: rank 0 writing to a terminal. In a log file (CI,
+    `> log`, cluster jobs) the bars' redraws would be hundreds of KB of carriage returns;
+    there the log has one line per epoch and per evaluation instead."""
+    return is_main and sys.stderr.isatty()
 
 
 def setup_logging(log_file: str | os.PathLike | None, *, is_main: bool = True) -> logging.Logger:

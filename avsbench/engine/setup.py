@@ -29,6 +29,7 @@ from avsbench.engine.distributed import (
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.options import SetupError
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
+from avsbench.fileio import WriteError
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -42,7 +43,8 @@ def run_command(run: Callable[[], Any]) -> int:
     """Run a command's body; the exit status of `train.py` / `test.py`.
 
     SetupError: one message without a traceback (once, from rank 0), status 2; a non-finite
-    loss: logged, 1; Ctrl-C: 130. Logs are closed and the process group is left always."""
+    loss: logged, 1; a file that cannot be written (fileio.WriteError: disk full, read-only
+    folder): one message, 1; Ctrl-C: 130. Logs are closed and the process group is left always."""
     try:
         run()
         return 0
@@ -52,6 +54,10 @@ def run_command(run: Callable[[], Any]) -> int:
         return 2
     except FloatingPointError as err:
         logger.error("%s", err)
+        return 1
+    except WriteError as err:  # disk full, read-only folder: the previous files are kept
+        if os.environ.get("RANK", "0") == "0":
+            print(f"\navsbench: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -63,7 +69,10 @@ def run_command(run: Callable[[], Any]) -> int:
 
 def start(args: argparse.Namespace) -> DistInfo:
     """The process group (torchrun) or the single process, and the console log."""
-    info = init_distributed(args.device)
+    try:
+        info = init_distributed(args.device)
+    except (RuntimeError, ValueError) as err:  # --device cuda without a GPU, a bad name
+        raise SetupError(str(err).splitlines()[0]) from err
     runs.setup_logging(None, is_main=info.is_main)
     return info
 
@@ -149,12 +158,19 @@ def open_run_dir(
     """The run folder (rank 0 makes `<log_dir>/<session>_<time>/`, or takes `existing`;
     every process gets its path) with the text log `log/<log_name>` (rank 0)."""
     run_dir = None
-    if info.is_main:
-        if existing is not None:
-            run_dir = runs.RunDir(existing)
-        else:
-            run_dir = runs.create_run_dir(log_dir, session, subdirs=tuple(subdirs))
-    run_dir = broadcast_object(run_dir, info)
-    assert isinstance(run_dir, runs.RunDir)
-    runs.setup_logging(run_dir.log / log_name, is_main=info.is_main)
+    try:
+        if info.is_main:
+            if existing is not None:
+                run_dir = runs.RunDir(existing)
+            else:
+                run_dir = runs.create_run_dir(log_dir, session, subdirs=tuple(subdirs))
+        run_dir = broadcast_object(run_dir, info)
+        assert isinstance(run_dir, runs.RunDir)
+        runs.setup_logging(run_dir.log / log_name, is_main=info.is_main)
+    except OSError as err:  # a read-only or missing log folder
+        where = err.filename or (run_dir.root if run_dir else log_dir)
+        raise SetupError(
+            f"cannot write the run folder {where}: {err.strerror or err}; pass --log_dir "
+            "a folder you can write to"
+        ) from err
     return run_dir

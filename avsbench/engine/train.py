@@ -180,7 +180,7 @@ def train_one_epoch(
         total=num_steps,
         desc=f"epoch {epoch + 1}/{cfg.train.max_epoches}",
         leave=False,
-        disable=not info.is_main,
+        disable=not runs.show_progress(info.is_main),
         dynamic_ncols=True,
     )
     step = 0
