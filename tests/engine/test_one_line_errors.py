@@ -16,8 +16,9 @@ from avsbench.engine import cmd_test, cmd_train, setup
 
 
 def _test_flags(root: Path, logs: Path, weights: Path | str, *extra: str) -> list[str]:
-    return ["--synthetic", "--data_root", str(root), "--weights", str(weights), "--image_size",
-            "64", "--num_workers", "0", "--device", "cpu", "--log_dir", str(logs), *extra]  # fmt: skip
+    flags = ["--synthetic", "--data_root", root, "--weights", weights, "--image_size", 64,
+             "--num_workers", 0, "--device", "cpu", "--log_dir", logs, *extra]  # fmt: skip
+    return [str(f) for f in flags]
 
 
 def _one_line_error(capsys, status: int, expected: str, code: int = 2) -> str:
