@@ -171,10 +171,15 @@ def detect(obj: Any, kinds: Sequence[str] | None = None) -> str | None:
 
 
 def build_model_for(cfg: C.Config) -> nn.Module:
-    """The model of `cfg` (the one place a config chooses its model builder)."""
+    """The model of `cfg` (the one place a config chooses its model builder, by
+    `cfg.model.method`)."""
     from avsbench.models.avs import build_model_from_config
+    from avsbench.models.avsegformer.model import build_avsegformer_from_config
 
-    return build_model_from_config(cfg.model)
+    builders = {"tpavi": build_model_from_config, "avsegformer": build_avsegformer_from_config}
+    if cfg.model.method not in builders:
+        raise ValueError(f"unknown model.method {cfg.model.method!r}; valid: {list(builders)}")
+    return builders[cfg.model.method](cfg.model)
 
 
 def load(

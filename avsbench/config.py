@@ -3,7 +3,9 @@ training and evaluation.
 
 `SETTINGS` holds, once, what differs between S4, MS3 and AVSS (classes, TPAVI bias, clip
 length, script and dataset folders). One preset per setting (`s4()`, `ms3()`, `avss()`)
-reproduces the published recipes (docs/ARCHITECTURE.md); `synthetic()` turns any preset
+reproduces the published AVSBench (TPAVI) recipes (docs/ARCHITECTURE.md),
+`avsegformer(setting)` AVSegFormer's (docs/AVSEGFORMER.md); `preset(setting, method)` picks
+one. `synthetic()` turns any preset
 into a small configuration that trains in minutes on a CPU on the project's synthetic
 AVSBench. Overrides go through `dataclasses.replace` or `override(cfg, {"train.lr": 3e-4})`.
 """
@@ -53,12 +55,16 @@ def default_data_root(setting: str) -> str:
     return f"avsbench_data/{setting_info(setting).dataset_folder}"
 
 
+METHODS = ("tpavi", "avsegformer")  # AVSBench's TPAVI model | AVSegFormer (docs/AVSEGFORMER.md)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
+    method: str = "tpavi"  # tpavi | avsegformer: which model (and losses) the run uses
     setting: str = "s4"  # s4 | ms3 | avss: decides the number of output channels
     backbone: str = "resnet50"  # resnet50 | pvt_v2_b5 | any timm model with 4 feature stages
     num_classes: int = 1  # 1 logit channel for S4/MS3, 71 classes for AVSS
-    decoder_channels: int = 256  # width of projections, TPAVI and decoder (published: 256)
+    decoder_channels: int = 256  # model width: TPAVI projections/decoder, AVSegFormer embed (256)
     tpavi_stages: tuple[int, ...] = (0, 1, 2, 3)  # stages (0-based) that get a TPAVI block
     tpavi_va: bool = True  # audio-visual attention (the published training uses this only)
     tpavi_vv: bool = False  # video self-attention; with both on the two results are averaged
@@ -69,6 +75,14 @@ class ModelConfig:
     backbone_weights: str | None = None  # path to resnet50-19c8e357.pth / pvt_v2_b5.pth / timm
     vggish_weights: str | None = None  # path to vggish-10086976.pth (None: random, frozen)
     vggish_pca: str | None = None  # path to vggish_pca_params-970ea276.pth (PCA is off if None)
+    # AVSegFormer only (published values; `build_avsegformer`), smaller for synthetic runs
+    num_queries: int = 300  # learned queries of the query generator and decoder
+    encoder_layers: int = 6  # deformable-attention encoder layers
+    decoder_layers: int = 6  # query decoder layers
+    generator_layers: int = 6  # audio query generator layers
+    ffn_dim: int = 2048  # FFN width of the encoder and decoder layers
+    generator_ffn_dim: int = 1024  # FFN width of the query generator layers
+    mlp_dim: int = 2048  # hidden width of the head's query-to-mask MLP
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,7 @@ class LossConfig:
     # AVSS: the class the masked AV loss calls background. "first": class 0, as the published
     # code since 2024-09-06; "last": class 70, as before (docs/DIFFERENCES.md)
     avss_background: str = "first"
+    mix_loss_weight: float = 0.1  # AVSegFormer only: weight of its mix loss (published: 0.1)
 
 
 @dataclass(frozen=True)
@@ -108,7 +123,9 @@ class TrainConfig:
     max_epoches: int = 15  # (sic) official flag name
     train_batch_size: int = 4  # clips per optimisation step
     val_batch_size: int = 1  # clips per validation batch (matters for the official metric)
-    lr: float = 1e-4  # Adam learning rate
+    lr: float = 1e-4  # learning rate
+    optimizer: str = "adam"  # adam (AVSBench) | adamw (AVSegFormer: torch defaults, decay 0.01)
+    freeze_backbone_epochs: int = 0  # the visual backbone is frozen for the first N epochs
     wt_dec: float = 5e-4  # accepted like the official flag and, like it, not applied
     seed: int = 123
     start_eval_epoch: int = 0  # AVSS: first epoch (0-based) with validation
@@ -164,11 +181,39 @@ def avss() -> Config:
 
 PRESETS = {"s4": s4, "ms3": ms3, "avss": avss}
 
+# AVSegFormer's published recipe per setting (its configs, docs/AVSEGFORMER.md):
+# (batch in clips, epochs, backbone frozen for the first N epochs, validation batch)
+AVSEGFORMER_RECIPES = {"s4": (2, 30, 5, 2), "ms3": (2, 60, 10, 2), "avss": (4, 30, 0, 4)}
 
-def preset(setting: str) -> Config:
-    """The published recipe of `setting` (s4 | ms3 | avss)."""
+
+def avsegformer(setting: str) -> Config:
+    """Published AVSegFormer recipe of `setting`: AdamW lr 2e-5, batch 2 / 2 / 4, epochs
+    30 / 60 / 30, backbone frozen for the first 5 / 10 / 0 epochs, dice (AVSS: CE) + 0.1 x
+    mix loss, validation every epoch. Data and test batch as the AVSBench preset."""
+    batch, epochs, frozen, val_batch = AVSEGFORMER_RECIPES[setting_info(setting).name]
+    cfg = PRESETS[setting]()
+    train = dataclasses.replace(
+        cfg.train,
+        lr=2e-5,
+        optimizer="adamw",
+        train_batch_size=batch,
+        max_epoches=epochs,
+        freeze_backbone_epochs=frozen,
+        val_batch_size=val_batch,
+        start_eval_epoch=0,
+        eval_interval=1,
+        loss=LossConfig(),  # the AVM flags are TPAVI's; mix_loss_weight 0.1
+    )
+    model = dataclasses.replace(cfg.model, method="avsegformer")
+    return dataclasses.replace(cfg, model=model, train=train)
+
+
+def preset(setting: str, method: str = "tpavi") -> Config:
+    """The published recipe of `method` (tpavi | avsegformer) for `setting` (s4 | ms3 | avss)."""
     setting_info(setting)  # an unknown name lists the valid ones
-    return PRESETS[setting]()
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {list(METHODS)}")
+    return avsegformer(setting) if method == "avsegformer" else PRESETS[setting]()
 
 
 def synthetic(cfg: Config) -> Config:
@@ -176,8 +221,23 @@ def synthetic(cfg: Config) -> Config:
 
     ResNet-18 (random init: no weights to download), decoder width 64, 96x96 frames,
     learning rate 1e-3, VGGish embeddings cached. Data root and TPAVI placement are kept
-    from `cfg`.
+    from `cfg`. AVSegFormer (`cfg.model.method`) also gets 2 layers of each kind, 16
+    queries, FFN/MLP width 256/128/256, AdamW at lr 5e-4 and no frozen epochs (the
+    backbone starts random: it must learn from the first step).
     """
+    small = {}
+    if cfg.model.method == "avsegformer":
+        small = {
+            "model.num_queries": 16,
+            "model.encoder_layers": 2,
+            "model.decoder_layers": 2,
+            "model.generator_layers": 2,
+            "model.ffn_dim": 256,
+            "model.generator_ffn_dim": 128,
+            "model.mlp_dim": 256,
+            "train.lr": 5e-4,
+            "train.freeze_backbone_epochs": 0,
+        }
     return override(
         cfg,
         {
@@ -191,6 +251,7 @@ def synthetic(cfg: Config) -> Config:
             "train.train_batch_size": 4,
             "train.start_eval_epoch": 0,
             "train.eval_interval": 1,
+            **small,
         },
     )
 

@@ -6,14 +6,23 @@ TPAVI on the four stages, random weights: speed and memory do not depend on the 
     train   one training step: forward, the S4 loss (BCE on the annotated first frame of each
             clip, `avsbench.losses.compute_loss`), backward and an Adam step (lr 1e-4).
     infer   inference: eval mode, `torch.no_grad()`, reported as clips per second.
+            With --metrics, each batch is also scored (official mIoU and F-measure, 255
+            thresholds): testing a split. The dense (published) variant scores with the
+            published per-frame, per-threshold loop (`bench_metrics.py`), the others with
+            `avsbench.metrics.BinaryMetrics`.
 
 Variants (`--variants`, baseline first):
 
-    dense            the published formulation: N x N TPAVI affinity, float32, NCHW
-    lowrank          the project's exact low-rank TPAVI (the default on every device)
-    lowrank_cl       + channels_last                     (TrainConfig.channels_last)
-    lowrank_bf16     + bfloat16 autocast                 (TrainConfig.amp = "bf16")
-    lowrank_bf16_cl  + both: the project's recommended GPU setting
+    dense            the published formulation: N x N TPAVI affinity, the decoder on every
+                     frame, full dilated 3x3 convs, float32, NCHW
+    lowrank          the exact low-rank TPAVI only (the project before the exact savings)
+    exact            + the exact savings (docs/ARCHITECTURE.md): decode only the frames the
+                     loss reads (train), skip the dilated taps that read only padding;
+                     the project default on CPU
+    exact_cl         + channels_last                     (TrainConfig.channels_last)
+    exact_bf16       + bfloat16 autocast                 (TrainConfig.amp = "bf16")
+    exact_bf16_cl    + both: the project's recommended GPU setting
+    lowrank_cl, lowrank_bf16, lowrank_bf16_cl: the same flags without the exact savings
 
 Method, in one process per run:
 - time: all variants of a configuration are built in this process from the same weights;
@@ -69,11 +78,18 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_metrics import loop_batch_miou_fscore  # noqa: E402
+
+from avsbench import config  # noqa: E402
 from avsbench.config import LossConfig  # noqa: E402
+from avsbench.engine.target_frames import loss_target_frames  # noqa: E402
 from avsbench.losses import compute_loss  # noqa: E402
+from avsbench.metrics import BinaryMetrics  # noqa: E402
 from avsbench.models import build_model  # noqa: E402
 
+S4 = config.s4()
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT_NAMES = {"train": "train_step", "infer": "inference"}
 ALL_CONFIGS = "resnet50:1,resnet50:4,pvt_v2_b5:1,pvt_v2_b5:4"
@@ -87,6 +103,7 @@ class Variant:
     dense: bool
     amp: str  # "off" | "bf16"
     channels_last: bool
+    exact: bool = False  # target frames (train) and dilated-tap skipping
 
 
 VARIANTS: dict[str, Variant] = {
@@ -95,11 +112,15 @@ VARIANTS: dict[str, Variant] = {
     "lowrank_cl": Variant(dense=False, amp="off", channels_last=True),
     "lowrank_bf16": Variant(dense=False, amp="bf16", channels_last=False),
     "lowrank_bf16_cl": Variant(dense=False, amp="bf16", channels_last=True),
+    "exact": Variant(dense=False, amp="off", channels_last=False, exact=True),
+    "exact_cl": Variant(dense=False, amp="off", channels_last=True, exact=True),
+    "exact_bf16": Variant(dense=False, amp="bf16", channels_last=False, exact=True),
+    "exact_bf16_cl": Variant(dense=False, amp="bf16", channels_last=True, exact=True),
 }
 BASELINE = "dense"
 # The project's default per device (what the engine is recommended to run with there).
-PROJECT_DEFAULT = {"cpu": "lowrank", "cuda": "lowrank_bf16_cl"}
-DEFAULT_VARIANTS = {"cpu": "dense,lowrank", "cuda": "dense,lowrank,lowrank_bf16_cl"}
+PROJECT_DEFAULT = {"cpu": "exact", "cuda": "exact_bf16_cl"}
+DEFAULT_VARIANTS = {"cpu": "dense,exact,exact_bf16", "cuda": "dense,exact,exact_bf16_cl"}
 
 
 # -- the model and one step ------------------------------------------------------------------
@@ -116,6 +137,7 @@ class Bench:
     gt_valid: torch.Tensor  # [B*T], S4 train: 1 on the first frame of each clip
     variant: Variant
     device: torch.device
+    metrics: bool = False  # infer: also score the batch (official mIoU and F-measure)
 
 
 def make_inputs(
@@ -139,6 +161,8 @@ def make_model(backbone: str, variant: Variant, device: torch.device, state=None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model("s4", backbone, tpavi_dense=variant.dense)
+        for projection in model.projections:  # full 3x3 convs as published, or not
+            projection.skip_outside_taps = variant.exact
         with torch.no_grad():  # TPAVI starts as the identity (zero BN weight in W_z): make
             for block in model.tpavi_blocks.values():  # it count, or the agreement check
                 block.W_z[1].weight.normal_(1.0, 0.2)  # below would compare LayerNorm(x) only
@@ -171,7 +195,10 @@ def make_bench(
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)  # engine.build_optimizer
     else:
         model.eval()
-    return Bench(model, optimizer, images, audio_emb, frame_valid, masks, gt_valid, variant, device)
+    return Bench(
+        model, optimizer, images, audio_emb, frame_valid, masks, gt_valid, variant, device,
+        metrics=getattr(args, "metrics", False),
+    )  # fmt: skip
 
 
 def autocast(bench: Bench) -> contextlib.AbstractContextManager:
@@ -184,8 +211,10 @@ def train_step(bench: Bench) -> float:
     """One optimisation step as engine.train.train_one_epoch does it; returns the loss."""
     assert bench.optimizer is not None
     bench.optimizer.zero_grad(set_to_none=True)
+    # exact: the frames the S4 loss reads, as engine.train passes them
+    target = loss_target_frames(S4, bench.gt_valid) if bench.variant.exact else None
     with autocast(bench):
-        output = bench.model(bench.frames, bench.audio_emb, bench.frame_valid)
+        output = bench.model(bench.frames, bench.audio_emb, bench.frame_valid, target)
     output.logits = output.logits.float()  # the loss runs in float32 (engine: as_float32)
     loss, _ = compute_loss("s4", output, bench.masks, bench.gt_valid, LossConfig())
     loss.backward()
@@ -195,10 +224,19 @@ def train_step(bench: Bench) -> float:
 
 @torch.no_grad()
 def infer_step(bench: Bench) -> torch.Tensor:
-    """One batch through the model in eval mode; returns the float32 logits [B*T, 1, S, S]."""
+    """One batch through the model in eval mode; returns the float32 logits [B*T, 1, S, S].
+    With `bench.metrics`, the batch's official metrics are computed too (testing a split)."""
     with autocast(bench):
         output = bench.model(bench.frames, bench.audio_emb, bench.frame_valid)
-    return output.logits.float()
+    logits = output.logits.float()
+    if bench.metrics:
+        if bench.variant.dense:
+            loop_batch_miou_fscore(logits[:, 0].cpu(), bench.masks.cpu())
+        else:
+            scores = BinaryMetrics()
+            scores.update(logits[:, 0], bench.masks)
+            scores.compute()
+    return logits
 
 
 def run_step(mode: str, bench: Bench):
@@ -289,7 +327,7 @@ def measure_memory(mode: str, backbone: str, clips: int, name: str, args) -> dic
         str(args.frames),
         "--memory-child",
         f"{backbone}:{clips}:{name}",
-    ]
+    ] + (["--metrics"] if args.metrics else [])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
@@ -501,6 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the per-variant memory subprocesses",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="infer: also compute each batch's official metrics (testing a split)",
+    )
     parser.add_argument("--out", default=None, help="JSON file (default results/<name>_<dev>.json)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     return parser
@@ -532,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     what = (
         "training step: forward + S4 loss (BCE, first frame) + backward + Adam"
         if args.mode == "train"
-        else "inference: eval mode, no_grad"
+        else "inference: eval mode, no_grad" + (" + official metrics" if args.metrics else "")
     )
     document = {
         "benchmark": f"whole S4 model, {what}",

@@ -89,6 +89,12 @@ def test_train_then_test(setting, toy, tmp_path):
     assert all(0.0 <= v <= 1.0 for v in metrics.values()), metrics
     again = _scalars(_reevaluate(result, root, batch_size=4))
     assert again == pytest.approx(metrics, abs=1e-9)
+    if setting == "avss":  # the official mIoU and F of each subset, in the JSON and table
+        subsets = result["metrics"]["subsets"]
+        assert set(subsets) == {"v1s", "v1m", "v2"}
+        for name, values in subsets.items():
+            row = next(line for line in proc.stdout.splitlines() if line.startswith(name + " "))
+            assert row.split()[3:5] == [f"{values['miou']:.4f}", f"{values['fscore']:.4f}"]
     (test_run,) = list((tmp_path / "test_logs").iterdir())
     masks = list((test_run / "pred_masks").rglob("*.png"))
     real_frames = 5 * result["num_clips"] if setting != "avss" else None  # AVSS: 5 or 10
@@ -148,3 +154,51 @@ def test_relative_paths_are_where_the_command_is_typed(toy, tmp_path):
     assert result["checkpoint_kind"] == "project" and result["num_clips"] > 0
     (run,) = list((tmp_path / "logs").iterdir())
     assert (run / "log" / "test.log").is_file()
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh"), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, folder, session",
+    [
+        ((), "avs_s4", "S4_synthetic"),
+        (("--setting", "ms3"), "avs_ms3", "MS3_synthetic"),
+        (("--setting=avss",), "avss", "AVSS_synthetic"),
+    ],
+)
+def test_demo_runs_the_setting_it_is_given(args, folder, session):
+    """`scripts/demo.sh [--setting s]` (dry run): setup, the setting's synthetic data, then
+    train, test with pictures and test with swapped audio in that setting's folder."""
+    setting = folder.removeprefix("avs_")
+    proc = _demo(*args, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    commands = [line[2:] for line in proc.stdout.splitlines() if line.startswith("+ ")]
+    assert commands[0] == "bash scripts/setup.sh"
+    assert commands[1].startswith(
+        f"avsbench make-toy-data --out avsbench_data --settings {setting} "
+    )
+    assert commands[2] == f"cd avs_scripts/{folder}"
+    assert commands[3] == f"bash train.sh --synthetic --session_name {session}"
+    assert commands[4].startswith(f"bash test.sh --synthetic --session_name {session} --save_pred")
+    assert "--report" in commands[4] and "--swap_audio" not in commands[4]
+    assert commands[5].endswith(
+        f"--swap_audio --out_json test_logs/{session}_swapped_audio_metrics.json"
+    )
+    assert len(commands) == 6
+    assert f"avs_scripts/{folder}/test_logs/{session}_metrics.json" in proc.stdout
+
+
+def test_demo_refuses_unknown_arguments():
+    proc = _demo("--setting", "ms4", "--dry-run")
+    assert proc.returncode == 2 and "unknown setting 'ms4'; valid: s4, ms3, avss" in proc.stderr
+    proc = _demo("--fast")
+    assert proc.returncode == 2 and "unknown argument '--fast'" in proc.stderr
+    proc = _demo("--setting")
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+    skip = _demo("--skip-setup", "--dry-run")
+    assert skip.returncode == 0 and "setup.sh" not in skip.stdout

@@ -45,11 +45,29 @@ TABLE_ROWS = {
 
 
 def format_table(metrics: dict[str, Any], header: str) -> str:
-    """A small text table of the scalar metrics."""
+    """A small text table of the scalar metrics; AVSS adds one row per subset."""
     rows = [(label, metrics[k]) for k, label in TABLE_ROWS.items() if k in metrics]
     width = max(len(label) for label, _ in rows)
     lines = [header, "-" * (width + 10)]
     lines += [f"{label:<{width}}  {value:.4f}" for label, value in rows]
+    if "subsets" in metrics:
+        lines += ["", format_subset_table(metrics)]
+    return "\n".join(lines)
+
+
+def format_subset_table(metrics: dict[str, Any]) -> str:
+    """AVSS: the official mIoU and F of each subset (v1s, v1m, v2) and of the whole set,
+    each subset accumulated on its own clips alone (`metrics.subset_rows`)."""
+    from avsbench.metrics import subset_rows
+
+    head = f"{'subset':<7}{'clips':>6}{'frames':>8}{'mIoU':>9}{'F':>9}"
+    head += f"{'mIoU pres.':>12}{'F pres.':>9}"
+    lines = [head, "-" * len(head)]
+    for r in subset_rows(metrics):
+        lines.append(
+            f"{r['subset']:<7}{r['num_clips']:>6}{r['num_frames']:>8}{r['miou']:>9.4f}"
+            f"{r['fscore']:>9.4f}{r['miou_present_classes']:>12.4f}{r['fscore_present_classes']:>9.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -84,7 +102,7 @@ def _header(setting: str, split: str, clips: int, batch_size: int, swapped: bool
 def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[str, Any]:
     """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
     info = setup.start(args)
-    base = user.get_config(args.synthetic)
+    base = user.get_config(args.synthetic, args.method)
     weights = find_weights(args, base)
     loaded = setup.load_checkpoint(
         weights, "--weights file", base_config=base, overrides=O.model_overrides(args, user),
@@ -127,7 +145,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             model, embedder, loader, setting, info.device, amp=cfg.train.amp,
             channels_last=cfg.train.channels_last, info=info,
             cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
-            on_batch=writer, desc=args.split,
+            on_batch=writer, desc=args.split, per_subset=True,
         )  # fmt: skip
         result = {
             "setting": setting,

@@ -42,7 +42,7 @@ def resolve_config(
     """The run's config: config.py + flags, or, with --resume, the checkpoint's config +
     the flags given (its architecture cannot change). Returns (config, the loaded resume
     checkpoint or None)."""
-    base = user.get_config(args.synthetic)
+    base = user.get_config(args.synthetic, args.method)
     flags = {**O.model_overrides(args, user), **O.train_overrides(args, setting)}
     if args.resume is None:
         return O.apply(base, flags), None
@@ -82,16 +82,28 @@ def _init_flag(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process: int) -> None:
     m, t = cfg.model, cfg.train
+    if m.method == "avsegformer":
+        model = (
+            f"AVSegFormer ({m.num_queries} queries, {m.encoder_layers}/{m.decoder_layers} layers)"
+        )
+    else:
+        model = f"TPAVI stages {list(m.tpavi_stages)} (va {m.tpavi_va}, vv {m.tpavi_vv})"
     logger.info(
-        "AVSBench %s | backbone %s | TPAVI stages %s (va %s, vv %s) | image %d | device %s x %d",
-        m.setting.upper(), m.backbone, list(m.tpavi_stages), m.tpavi_va, m.tpavi_vv,
-        cfg.data.image_size, info.device, info.world_size,
+        "AVSBench %s | %s | backbone %s | image %d | device %s x %d",
+        m.setting.upper(), model, m.backbone, cfg.data.image_size, info.device, info.world_size,
     )  # fmt: skip
+    optimizer = (
+        f"AdamW lr {t.lr:g}" if t.optimizer == "adamw"
+        else f"Adam lr {t.lr:g} (wt_dec {t.wt_dec:g} not applied, as published)"
+    )  # fmt: skip
+    frozen = f" | backbone frozen for {t.freeze_backbone_epochs} epochs" * bool(
+        t.freeze_backbone_epochs
+    )
     logger.info(
         "train %d clips, val %d clips | batch %d (global; %d per process) | %d epochs | "
-        "Adam lr %g (wt_dec %g not applied, as published) | amp %s",
-        sizes["train"], sizes["val"], t.train_batch_size, per_process, t.max_epoches, t.lr,
-        t.wt_dec, t.amp,
+        "%s%s | amp %s",
+        sizes["train"], sizes["val"], t.train_batch_size, per_process, t.max_epoches,
+        optimizer, frozen, t.amp,
     )  # fmt: skip
 
 

@@ -26,11 +26,14 @@ from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.step import flat_targets, forward_batch, unwrap
 
 
-def make_metric(setting: str, num_classes: int = 71) -> Any:
-    """The accumulator of `setting`: BinaryMetrics (S4, MS3) or SemanticMetrics (AVSS)."""
-    from avsbench.metrics import BinaryMetrics, SemanticMetrics
+def make_metric(setting: str, num_classes: int = 71, per_subset: bool = False) -> Any:
+    """The accumulator of `setting`: BinaryMetrics (S4, MS3) or SemanticMetrics (AVSS);
+    with `per_subset`, AVSS gets SubsetSemanticMetrics (v1s / v1m / v2 beside the whole set)."""
+    from avsbench.metrics import BinaryMetrics, SemanticMetrics, SubsetSemanticMetrics
 
     if C.setting_info(setting).semantic:
+        if per_subset:
+            return SubsetSemanticMetrics(num_classes=num_classes)
         return SemanticMetrics(num_classes=num_classes)
     return BinaryMetrics()
 
@@ -50,19 +53,23 @@ def evaluate(
     num_classes: int = 71,
     on_batch: Callable[[dict[str, Any], torch.Tensor], None] | None = None,
     desc: str = "eval",
+    per_subset: bool = False,
 ) -> dict[str, Any]:
     """Official metrics and variants of `model` over `loader` (one update per batch).
 
     In a multi-process run, `loader` holds this process's share of whole batches and the
     accumulator states are summed over processes before `compute()`.
     on_batch(batch, logits [B*T, K, S, S]) is called for every batch (masks, reports).
-    Returns the dict of `BinaryMetrics.compute()` / `SemanticMetrics.compute()`.
+    Returns the dict of `BinaryMetrics.compute()` / `SemanticMetrics.compute()`; AVSS with
+    `per_subset` adds "subsets" (`SubsetSemanticMetrics`: each subset's clips, from the
+    AVSS sample's `category`, the subset label, accumulated alone).
     """
     info = info or DistInfo(device=device)
     model = unwrap(model)
     was_training = model.training
     model.eval()
-    metric = make_metric(setting, num_classes)
+    metric = make_metric(setting, num_classes, per_subset)
+    by_subset = per_subset and C.setting_info(setting).semantic
     try:
         for batch in tqdm(
             loader, desc=desc, leave=False, disable=not runs.show_progress(info.is_main)
@@ -72,7 +79,10 @@ def evaluate(
                 cache_namespace=cache_namespace,
             )  # fmt: skip
             masks, _ = flat_targets(batch, device)
-            metric.update(output.logits, masks)
+            if by_subset:
+                metric.update(output.logits, masks, list(batch["category"]))
+            else:
+                metric.update(output.logits, masks)
             if on_batch is not None:
                 on_batch(batch, output.logits)
     finally:

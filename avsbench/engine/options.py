@@ -72,6 +72,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
     g = parser.add_argument_group("official flags")
     g.add_argument("--session_name", help=f"run name (default: {t.session_name})")
     g.add_argument(
+        "--method",
+        choices=C.METHODS,
+        help="tpavi: AVSBench's model and recipe (default); avsegformer: AVSegFormer's "
+        "(docs/AVSEGFORMER.md). test.sh reads it off the checkpoint; giving it there checks it",
+    )
+    g.add_argument(
         "--visual_backbone",
         help="resnet (ResNet-50) | pvt (PVT-v2-b5) | any timm model name with 4 feature "
         f"stages (default: {m.backbone}; --synthetic: resnet18)",
@@ -245,6 +251,12 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
         "value) for the newest last.pth / interrupted.pth of this session under --log_dir",
     )
     p.add_argument("--max_steps_per_epoch", type=_positive_int, help="cap steps (quick runs)")
+    p.add_argument(
+        "--freeze_backbone_epochs",
+        type=_non_negative_int,
+        help=f"keep the visual backbone frozen for the first N epochs (default: "
+        f"{t.freeze_backbone_epochs}; AVSegFormer's recipe: 5 / 10 / 0 for S4 / MS3 / AVSS)",
+    )
     p.add_argument("--seed", type=int, help=f"(default: {t.seed})")
     p.add_argument(
         "--sync_bn",
@@ -301,6 +313,8 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
             check_session_name(args.session_name)
         except ValueError as err:
             raise SetupError(str(err)) from err
+    if getattr(args, "method", None) is not None:
+        ch["model.method"] = args.method
     if args.visual_backbone is not None:
         backbone = resolve_backbone(args.visual_backbone)
         ch["model.backbone"] = backbone
@@ -335,7 +349,8 @@ def train_overrides(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     """Dotted config changes for the training and loss flags that were given."""
     ch: dict[str, Any] = {}
     for flag in ("train_batch_size", "val_batch_size", "max_epoches", "lr", "wt_dec", "seed",
-                 "max_steps_per_epoch", "start_eval_epoch", "eval_interval"):  # fmt: skip
+                 "max_steps_per_epoch", "start_eval_epoch", "eval_interval",
+                 "freeze_backbone_epochs"):  # fmt: skip
         value = getattr(args, flag, None)
         if value is not None:
             ch[f"train.{flag}"] = value
@@ -382,6 +397,11 @@ def check_config(cfg: C.Config) -> None:
     """`check_model_config` plus contradictions of the training / loss settings."""
     check_model_config(cfg)
     loss, m = cfg.train.loss, cfg.model
+    if m.method == "avsegformer" and (loss.sa_loss_flag or loss.masked_av_flag):
+        raise SetupError(
+            "--sa_loss_flag / --masked_av_flag are TPAVI's matching losses; AVSegFormer "
+            "trains with its own (dice or CE + 0.1 x mix loss): leave them out"
+        )
     s4 = m.setting == "s4"
     flag = "--sa_loss_flag" if s4 else "--masked_av_flag"
     stages_flag = "--sa_loss_stages" if s4 else "--masked_av_stages"

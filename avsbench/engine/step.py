@@ -74,14 +74,19 @@ def forward(
     *,
     amp: str = "off",
     channels_last: bool = False,
+    target_frames: torch.Tensor | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """model(frames [B*T, 3, S, S], audio_emb [B*T, 128], frame_valid [B*T] | None,
     **model_kwargs) under autocast (`amp`) with channels-last frames if asked.
 
-    Returns the model's output (AVSOutput: logits [B*T, K, S, S], ...) in float32. Runs
-    with or without gradients as the caller's context says.
+    target_frames: [B*T] bool, the frames whose logits are needed (`engine.target_frames`);
+    passed to the model only when given (None: every frame). Returns the model's output
+    (AVSOutput: logits [B*T, K, S, S], ...) in float32. Runs with or without gradients as
+    the caller's context says.
     """
+    if target_frames is not None:
+        model_kwargs["target_frames"] = target_frames
     if channels_last:
         frames = frames.contiguous(memory_format=torch.channels_last)
     with autocast_context(frames.device, amp):
@@ -98,12 +103,14 @@ def forward_batch(
     amp: str = "off",
     channels_last: bool = False,
     cache_namespace: str = "",
+    target_frames: torch.Tensor | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """One collated loader batch through VGGish (frozen) and `forward`.
 
     batch: frames [B, T, 3, S, S], audio [B, T, 1, 96, 64], frame_valid [B, T], ids.
     cache_namespace: first part of the embedding cache keys, e.g. "s4/train".
+    target_frames: [B*T] bool or None, as in `forward`.
     Returns the model output in float32 with logits [B*T, K, S, S].
     """
     frames = batch["frames"].to(device, non_blocking=True)  # [B, T, 3, S, S]
@@ -114,7 +121,7 @@ def forward_batch(
     frame_valid = batch["frame_valid"].to(device, non_blocking=True).reshape(b * t)  # [B*T]
     return forward(
         model, frames, audio_emb, frame_valid, amp=amp, channels_last=channels_last,
-        **model_kwargs,
+        target_frames=target_frames, **model_kwargs,
     )  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.evaluate import evaluate
 from avsbench.engine.options import SetupError
 from avsbench.engine.step import flat_targets, forward_batch, to_channels_last, unwrap
+from avsbench.engine.target_frames import loss_target_frames
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -75,10 +76,30 @@ def build_train_loader(
     return loader, sampler
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
 def build_optimizer(model: nn.Module, cfg: C.Config) -> torch.optim.Optimizer:
-    """Adam over the trainable parameters; no weight decay (the official `--wt_dec` is unused)."""
+    """`train.optimizer` over the trainable parameters, torch defaults but the lr: adam
+    (AVSBench: no weight decay, the official `--wt_dec` is unused) or adamw (AVSegFormer:
+    weight decay 0.01). Build it before any freezing: a frozen parameter stays in the
+    optimizer and is skipped while it has no gradient."""
+    if cfg.train.optimizer not in OPTIMIZERS:
+        valid = sorted(OPTIMIZERS)
+        raise SetupError(f"unknown train.optimizer {cfg.train.optimizer!r}; valid: {valid}")
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=cfg.train.lr)
+    return OPTIMIZERS[cfg.train.optimizer](params, lr=cfg.train.lr)
+
+
+def set_backbone_trainable(model: nn.Module, epoch: int, cfg: C.Config) -> bool:
+    """Freeze the visual backbone during the first `train.freeze_backbone_epochs` epochs
+    (AVSegFormer's recipe), unfreeze it after; returns True if it is trainable. The state
+    follows from the epoch alone, so a resumed run freezes exactly as an uninterrupted one.
+    As in the published code only requires_grad changes: a ResNet's BatchNorm keeps its
+    train mode (running statistics update) while frozen."""
+    trainable = epoch >= cfg.train.freeze_backbone_epochs
+    unwrap(model).visual.requires_grad_(trainable)
+    return trainable
 
 
 def make_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
@@ -187,13 +208,16 @@ def train_one_epoch(
     for step, batch in enumerate(loader):
         if step >= num_steps:
             break
+        masks, gt_valid = flat_targets(batch, device)  # [B*T, S, S], [B*T]
         output = forward_batch(
             model, embedder, batch, device, amp=cfg.train.amp,
             channels_last=cfg.train.channels_last, cache_namespace=f"{setting}/train",
+            target_frames=loss_target_frames(cfg, gt_valid),  # decode what the losses read
         )  # fmt: skip
-        masks, gt_valid = flat_targets(batch, device)  # [B*T, S, S], [B*T]
         try:
-            loss, parts = compute_loss(setting, output, masks, gt_valid, loss_cfg)
+            loss, parts = compute_loss(
+                setting, output, masks, gt_valid, loss_cfg, method=cfg.model.method
+            )
         except FloatingPointError as err:
             raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {err}") from err
         if info.distributed:
@@ -291,6 +315,12 @@ class Trainer:
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         """Train, maybe validate, keep the best and the last checkpoint. Returns the record."""
         self.sampler.set_epoch(epoch)
+        if self.cfg.train.freeze_backbone_epochs:
+            trainable = set_backbone_trainable(self.model, epoch, self.cfg)
+            if epoch == self.start_epoch or epoch == self.cfg.train.freeze_backbone_epochs:
+                logger.info(
+                    "epoch %d: backbone %s", epoch + 1, "trainable" if trainable else "frozen"
+                )
         global_step = epoch * steps_in_epoch(self.train_loader, self.cfg)
         train_stats = train_one_epoch(
             self.model, self.embedder, self.train_loader, self.optimizer, self.scaler,
@@ -361,6 +391,7 @@ __all__ = [
     "build_train_loader",
     "build_optimizer",
     "make_scaler",
+    "set_backbone_trainable",
     "prepare_model",
     "train_one_epoch",
     "should_validate",

@@ -90,10 +90,11 @@ class UserConfig:
             return value
         return resolve_path(value, self.folder)
 
-    def get_config(self, synthetic: bool) -> C.Config:
-        """The preset of the setting with config.py's paths (`synthetic`: the small CPU
-        configuration of `avsbench.config.synthetic`, no pretrained files)."""
-        cfg = C.preset(self.setting)
+    def get_config(self, synthetic: bool, method: str | None = None) -> C.Config:
+        """The preset of the setting and `method` (default tpavi) with config.py's paths
+        (`synthetic`: the small CPU configuration of `avsbench.config.synthetic`, no
+        pretrained files)."""
+        cfg = C.preset(self.setting, method or "tpavi")
         if self.module is None:
             return C.synthetic(cfg) if synthetic else cfg
         return C.with_user_paths(

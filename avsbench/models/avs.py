@@ -61,8 +61,15 @@ class AVSModel(nn.Module):
         window_frames: T', frames per TPAVI window (5 in every published setting; AVSS
             10-frame clips form two windows).
 
-    forward(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None)
-        -> AVSOutput. H, W divisible by 32; B*T divisible by window_frames when TPAVI is on.
+    forward(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None,
+            target_frames [B*T] bool | None) -> AVSOutput.
+        H, W divisible by 32; B*T divisible by window_frames when TPAVI is on.
+        target_frames: the frames whose logits are wanted (the training step passes the
+        frames its losses read, `avsbench.engine.target_frames`); the per-frame decoder and
+        output head run on those only and the other rows of `.logits` are zeros. The encoder,
+        projections and TPAVI (which mixes the frames of a window) see every frame, so the
+        target rows, `visual_maps` and `audio_maps` equal those of the full computation.
+        None: every frame (docs/ARCHITECTURE.md, "Exact savings").
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class AVSModel(nn.Module):
         frames: torch.Tensor,
         audio_emb: torch.Tensor,
         frame_valid: torch.Tensor | None = None,
+        target_frames: torch.Tensor | None = None,
     ) -> AVSOutput:
         bt = frames.shape[0]
         if audio_emb.ndim != 2 or audio_emb.shape[0] != bt:
@@ -118,9 +126,11 @@ class AVSModel(nn.Module):
         if frame_valid is not None:
             if frame_valid.numel() != bt:
                 raise ValueError(f"frame_valid must be [B*T={bt}], got {tuple(frame_valid.shape)}")
-            valid = frame_valid.reshape(bt).to(frames.dtype)  # [B*T]
-            audio_emb = audio_emb * valid[:, None]  # padding frames carry no audio
+            if not bool((frame_valid == 1).all()):  # all ones (S4, MS3): x * 1 changes nothing
+                valid = frame_valid.reshape(bt).to(frames.dtype)  # [B*T]
+                audio_emb = audio_emb * valid[:, None]  # padding frames carry no audio
         v4 = None if valid is None else valid.reshape(bt, 1, 1, 1)
+        rows = decoded_rows(target_frames, bt, frames.device)  # [F] or None (all frames)
 
         feats = self.visual(frames)  # 4 x [B*T, C_s, H/r, W/r]
         maps = [proj(f) for proj, f in zip(self.projections, feats)]  # 4 x [B*T, C, H_s, W_s]
@@ -145,10 +155,17 @@ class AVSModel(nn.Module):
             maps[s] = results[0] if len(results) == 1 else sum(results) / len(results)
 
         # The published decoder rectifies its inputs in place (see decoder.py), so the stage
-        # maps it returns -- and the AVM losses use -- are relu(m). relu is idempotent: the
-        # decoder gives the same logits on relu(m) as on m.
+        # maps it returns -- and the AVM losses use -- are relu(m). The decoder rectifies
+        # each map first itself, so it is given m (relu is idempotent: the same logits).
         visual_maps = [F.relu(m) for m in maps]
-        logits = self.decoder(visual_maps, valid)  # [B*T, K, H, W]
+        if rows is None:
+            logits = self.decoder(maps, valid)  # [B*T, K, H, W]
+        else:  # per-frame decoder and head on the target frames only; the others stay 0
+            picked = self.decoder(
+                [m.index_select(0, rows) for m in maps],
+                None if valid is None else valid.index_select(0, rows),
+            )  # [F, K, H, W]
+            logits = picked.new_zeros((bt, *picked.shape[1:])).index_copy(0, rows, picked)
         return AVSOutput(logits=logits, visual_maps=visual_maps, audio_maps=audio_maps)
 
     def _to_windows(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,6 +177,21 @@ class AVSModel(nn.Module):
     def _from_windows(x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # [B*T, C, H, W]
+
+
+def decoded_rows(
+    target_frames: torch.Tensor | None, bt: int, device: torch.device
+) -> torch.Tensor | None:
+    """Indices [F] of the True entries of target_frames [B*T] bool; None for all frames."""
+    if target_frames is None:
+        return None
+    if target_frames.dtype != torch.bool or target_frames.numel() != bt:
+        raise ValueError(
+            f"target_frames must be a bool tensor of B*T = {bt} entries, got "
+            f"{target_frames.dtype} {tuple(target_frames.shape)}"
+        )
+    target = target_frames.reshape(bt).to(device)
+    return None if bool(target.all()) else target.nonzero().squeeze(1)
 
 
 def build_model(setting: str, backbone: str, *, method: str = "tpavi", **kwargs: Any) -> nn.Module:
@@ -233,7 +265,13 @@ def build_tpavi_model(
 
 
 def build_model_from_config(model_cfg: ModelConfig) -> AVSModel:
-    """`build_model` with the fields of `avsbench.config.ModelConfig`."""
+    """`build_tpavi_model` with the fields of `avsbench.config.ModelConfig` (method tpavi;
+    `avsbench.checkpoints.build_model_for` builds any method)."""
+    if model_cfg.method != "tpavi":
+        raise ValueError(
+            f"build_model_from_config builds the TPAVI model, not {model_cfg.method!r}: use "
+            "avsbench.checkpoints.build_model_for(cfg)"
+        )
     return build_model(
         model_cfg.setting,
         model_cfg.backbone,

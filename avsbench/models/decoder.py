@@ -1,7 +1,8 @@
 """Decoder of the published AVSBench model: per-stage projections, fusion blocks, output head.
 
 - `DilatedProjection` (the published `Classifier_Module`, from DeepLab-v2's ASPP head):
-  sum of four parallel 3x3 convs with dilation = padding in (3, 6, 12, 18).
+  sum of four parallel 3x3 convs with dilation = padding in (3, 6, 12, 18). Taps that only
+  ever read zero padding for the map at hand are skipped (`used_taps`), an exact saving.
 - `ResidualConvUnit` / `FeatureFusionBlock`: the refinement path of DPT/MiDaS
   (Ranftl et al., 2021), as used by AVSBench.
 - `Decoder`: path4 -> path3 -> path2 -> path1 top-down fusion and the output head.
@@ -24,15 +25,45 @@ from torch import nn
 DILATIONS = (3, 6, 12, 18)
 
 
+def add_into(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """out + other, written into `out` when that keeps the out-of-place result's dtype.
+
+    For tensors no autograd node keeps (conv outputs, sums): saves one map per call. Under
+    autocast the two may differ in dtype; then the promoted out-of-place sum is returned.
+    """
+    if torch.promote_types(out.dtype, other.dtype) == out.dtype:
+        return out.add_(other)
+    return out + other
+
+
+def used_taps(dilation: int, size: int) -> slice:
+    """The kernel rows (or columns) of a 3x3 conv with padding = dilation = d that can touch
+    a map of `size` rows (columns): all three, or only the centre when d >= size.
+
+    Output row i reads input rows i - d, i, i + d; for d >= size both off-centre rows lie
+    outside 0..size-1 for every i, in the zero padding, so those taps add exact zeros.
+    """
+    return slice(1, 2) if dilation >= size else slice(0, 3)
+
+
 class DilatedProjection(nn.Module):
     """Stage projection: y = sum_d conv3x3_d(x), dilation = padding = d in (3, 6, 12, 18).
 
     [B*T, in_channels, H, W] -> [B*T, out_channels, H, W]; conv weights ~ N(0, 0.01), with bias.
     Parameter names `conv2d_list.{0..3}` as published.
+
+    skip_outside_taps (default True): each conv runs with only the kernel rows/columns that
+    reach the map (`used_taps`): at a 224 input, the 14x14 map's d = 18 conv and the 7x7
+    map's d = 12 and 18 convs become 1x1 convs. Exact: the skipped taps multiply zero
+    padding, and their weights get the zero gradient they get in the full conv.
+    False runs the published full 3x3 convs (benchmarks' baseline).
     """
 
-    def __init__(self, in_channels: int, out_channels: int = 256) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int = 256, *, skip_outside_taps: bool = True
+    ) -> None:
         super().__init__()
+        self.skip_outside_taps = skip_outside_taps
         self.conv2d_list = nn.ModuleList(
             nn.Conv2d(in_channels, out_channels, 3, padding=d, dilation=d, bias=True)
             for d in DILATIONS
@@ -41,10 +72,21 @@ class DilatedProjection(nn.Module):
             nn.init.normal_(conv.weight, 0.0, 0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2d_list[0](x)
+        out = self._conv(self.conv2d_list[0], x)
         for conv in self.conv2d_list[1:]:
-            out = out + conv(x)
+            out = add_into(out, self._conv(conv, x))  # conv outputs are not kept for backward
         return out
+
+    def _conv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        if not self.skip_outside_taps:
+            return conv(x)
+        d = conv.dilation[0]
+        rows, cols = used_taps(d, x.shape[-2]), used_taps(d, x.shape[-1])
+        if rows == cols == slice(0, 3):
+            return conv(x)
+        weight = conv.weight[:, :, rows, cols]  # [C_out, C_in, 1 or 3, 1 or 3]
+        padding = (d if rows.stop - rows.start == 3 else 0, d if cols.stop - cols.start == 3 else 0)
+        return F.conv2d(x, weight, conv.bias, padding=padding, dilation=d)
 
 
 class ResidualConvUnit(nn.Module):
@@ -60,7 +102,7 @@ class ResidualConvUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
-        return x + self.conv2(F.relu(self.conv1(x)))
+        return add_into(self.conv2(F.relu(self.conv1(x))), x)  # conv2 keeps its input only
 
 
 class FeatureFusionBlock(nn.Module):
@@ -76,7 +118,7 @@ class FeatureFusionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if skip is not None:
-            x = x + self.resConfUnit1(skip)
+            x = add_into(self.resConfUnit1(skip), x)  # a sum nothing keeps for backward
         x = self.resConfUnit2(x)
         return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 

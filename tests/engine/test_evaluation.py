@@ -120,3 +120,64 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     loader = E.build_eval_loader(data, 4, DistInfo(), num_workers=0)
     direct = E.evaluate(model, embedder, loader, "s4", torch.device("cpu"))
     assert result["metrics"] == pytest.approx(direct, abs=1e-9)
+
+
+class ColourClasses(nn.Module):
+    """AVSS stand-in: a fixed random 1x1 convolution from the frame colours to 71 classes,
+    background (class 0) favoured so that it is often right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(3, 71, 1)
+        with torch.no_grad():
+            self.conv.bias[0] += 1.0
+
+    def forward(self, frames, audio_emb, frame_valid=None):
+        logits = self.conv(frames) * 4.0 + audio_emb[:, :1, None, None] * 0.0
+        return AVSOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
+
+
+def test_avss_per_subset_metrics_equal_each_subset_evaluated_alone(avss_toy):
+    """The test command's AVSS per-subset numbers (v1s, v1m, v2) are those of an
+    evaluation run on that subset's clips alone; the whole-set numbers are unchanged."""
+    data = build_dataset("avss", avss_toy, "test", image_size=64)
+    embedder = AudioEmbedder(ZeroAudio(), "cpu")
+    model = ColourClasses()
+
+    def run(dataset, per_subset):
+        loader = E.build_eval_loader(dataset, 3, DistInfo(), num_workers=0)  # mixes subsets
+        return E.evaluate(model, embedder, loader, "avss", torch.device("cpu"),
+                          per_subset=per_subset)  # fmt: skip
+
+    result = run(data, per_subset=True)
+    whole = run(data, per_subset=False)
+    labels = [label for _, label in data.rows]
+    assert set(labels) == {"v1s", "v1m", "v2"}
+    assert set(result["subsets"]) == {"v1s", "v1m", "v2"}
+    for key in ("miou", "fscore", "miou_present_classes", "per_class_iou", "num_frames"):
+        assert result[key] == pytest.approx(whole[key], abs=1e-12)
+    for subset, got in result["subsets"].items():
+        indices = [i for i, label in enumerate(labels) if label == subset]
+        alone = run(torch.utils.data.Subset(data, indices), per_subset=False)
+        assert got["num_clips"] == len(indices)
+        for key in ("miou", "fscore", "miou_present_classes", "fscore_present_classes"):
+            assert got[key] == pytest.approx(alone[key], abs=1e-12), (subset, key)
+    # the subsets really differ (otherwise the test could not tell them apart)
+    assert len({round(v["miou"], 9) for v in result["subsets"].values()}) > 1
+
+
+def test_avss_console_table_has_a_row_per_subset_and_the_whole_set():
+    metrics = {"miou": 0.5, "fscore": 0.25, "num_frames": 30}
+    metrics |= {"miou_present_classes": 0.75, "fscore_present_classes": 0.5}
+    part = {"miou_present_classes": 0.0, "fscore_present_classes": 0.0}
+    metrics["subsets"] = {
+        "v1s": {"miou": 0.125, "fscore": 0.0625, "num_frames": 10, "num_clips": 1} | part,
+        "v2": {"miou": 0.875, "fscore": 0.4375, "num_frames": 20, "num_clips": 2} | part,
+    }
+    lines = cmd_test.format_table(metrics, "AVSS").splitlines()
+    keep = ("v1s", "v2 ", "all")
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line[:3] in keep}
+    assert rows["v1s"][:4] == ["1", "10", "0.1250", "0.0625"]
+    assert rows["v2"][:4] == ["2", "20", "0.8750", "0.4375"]
+    assert rows["all"][:4] == ["3", "30", "0.5000", "0.2500"]

@@ -157,7 +157,7 @@ class _NaNModel(nn.Module):
         self.scale = nn.Parameter(torch.ones(()))
         self.calls = 0
 
-    def forward(self, frames, audio_emb, frame_valid=None):
+    def forward(self, frames, audio_emb, frame_valid=None, target_frames=None):  # as AVSModel
         from avsbench.models.avs import AVSOutput
 
         self.calls += 1

@@ -18,7 +18,7 @@ import os
 import torch
 from torch import nn
 
-from avsbench.config import setting_info
+from avsbench.config import ModelConfig, setting_info
 from avsbench.models.audio import EMBEDDING_SIZE
 from avsbench.models.avs import AVSOutput
 from avsbench.models.avsegformer.head import GROUP_NORM_GROUPS, AVSegHead
@@ -158,3 +158,22 @@ def build_avsegformer(
         mlp_dim=mlp_dim,
     )
     return AVSegFormer(visual, head, nn.Linear(EMBEDDING_SIZE, embed_dim))
+
+
+def build_avsegformer_from_config(model_cfg: ModelConfig) -> AVSegFormer:
+    """`build_avsegformer` with the fields of `avsbench.config.ModelConfig` (its width is
+    `decoder_channels`)."""
+    return build_avsegformer(
+        model_cfg.setting,
+        model_cfg.backbone,
+        num_classes=model_cfg.num_classes,
+        embed_dim=model_cfg.decoder_channels,
+        num_queries=model_cfg.num_queries,
+        encoder_layers=model_cfg.encoder_layers,
+        decoder_layers=model_cfg.decoder_layers,
+        generator_layers=model_cfg.generator_layers,
+        ffn_dim=model_cfg.ffn_dim,
+        generator_ffn_dim=model_cfg.generator_ffn_dim,
+        mlp_dim=model_cfg.mlp_dim,
+        backbone_weights=model_cfg.backbone_weights,
+    )

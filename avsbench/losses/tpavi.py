@@ -1,4 +1,4 @@
-"""Official AVSBench training losses: segmentation losses and the audio-visual matching (AVM)
+"""The TPAVI method's losses (AVSBench): segmentation losses and the audio-visual matching (AVM)
 losses, with every flag of the published scripts.
 
 Source: the `loss.py` of the published avs_s4, avs_ms3 and avss scripts (Zhou et al., ECCV
@@ -43,7 +43,7 @@ __all__ = [
     "masked_av_loss",
     "avss_masked_av_loss",
     "avss_background_index",
-    "compute_loss",
+    "tpavi_loss",
 ]
 
 MASK_POOLING = {"avg": F.adaptive_avg_pool2d, "max": F.adaptive_max_pool2d}
@@ -375,7 +375,7 @@ def avss_masked_av_loss(
     return total / len(stages)
 
 
-def compute_loss(
+def tpavi_loss(
     setting: str,
     output: ModelOutput,
     masks: torch.Tensor,

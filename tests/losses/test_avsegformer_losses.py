@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from avsbench.models.avsegformer.losses import (
+from avsbench.losses.avsegformer import (
     avsegformer_loss,
     cross_entropy_loss,
     dice_loss,
@@ -160,3 +160,33 @@ def test_gradients_flow_and_errors():
         avsegformer_loss("avss", logits, feature, masks, torch.ones(5))
     with pytest.raises(FloatingPointError, match="not finite"):
         avsegformer_loss("s4", logits.detach() * float("nan"), feature, masks, torch.ones(5))
+
+
+def test_compute_loss_dispatches_by_method():
+    """One entry point: method="avsegformer" gives dice + mix_loss_weight x mix from the
+    output's mask feature; method="tpavi" (the default) the AVSBench BCE; others refused."""
+    from avsbench.config import LossConfig
+    from avsbench.losses import compute_loss
+    from avsbench.models.avs import AVSOutput
+
+    logits, feature, masks = _batch("ms3")
+    gt_valid = torch.ones(10)
+    output = AVSOutput(logits=logits, mask_feature=feature)
+    mix_logits = mask_feature_logits(feature, (8, 8))
+    main = sum(loop_dice(logits[:, 0], masks)) / 10
+    mix = sum(loop_dice(mix_logits[:, 0], masks)) / 10
+    cfg = LossConfig(mix_loss_weight=0.25)
+    total, parts = compute_loss("ms3", output, masks, gt_valid, cfg, method="avsegformer")
+    assert total.item() == pytest.approx(main + 0.25 * mix, rel=1e-6)
+    assert parts["mix_loss"] == pytest.approx(0.25 * mix, rel=1e-6)
+    bce = 0.0
+    for p_logit, g in zip(logits[:, 0].flatten().tolist(), masks.flatten().tolist()):
+        p = 1 / (1 + math.exp(-p_logit))
+        bce -= g * math.log(p) + (1 - g) * math.log(1 - p)
+    total, parts = compute_loss("ms3", output, masks, gt_valid, cfg)
+    assert total.item() == pytest.approx(bce / masks.numel(), rel=1e-5)
+    assert "mix_loss" not in parts
+    with pytest.raises(ValueError, match="unknown method 'detr'; valid"):
+        compute_loss("ms3", output, masks, gt_valid, cfg, method="detr")
+    with pytest.raises(ValueError, match="needs the model's mask_feature"):
+        compute_loss("ms3", AVSOutput(logits=logits), masks, gt_valid, cfg, method="avsegformer")

@@ -15,7 +15,6 @@ sums of squares (not once to their total):
     d = 2 sum(p g) / ((sum(p^2) + 0.001) + (sum(g^2) + 0.001)),   p = sigmoid(logits)
 
 Losses are computed in float32 whatever the autocast dtype of the model outputs.
-(A later phase moves this module beside the TPAVI losses.)
 """
 
 from __future__ import annotations

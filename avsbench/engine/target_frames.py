@@ -1,0 +1,32 @@
+"""Which frames the training losses read: the model decodes only those (an exact saving).
+
+The published S4 recipe supervises only the annotated frame of each training clip (the
+seg loss weights frames by `gt_valid`, docs/TRAINING.md) and has no sa loss: the decoder
+and output head of the other four frames are computed for nothing. `target_frames` tells
+the TPAVI model (`AVSModel.forward(..., target_frames=)`) to decode only the frames the
+losses read; the gradient is the same, because an unread frame contributes an exact zero
+(docs/ARCHITECTURE.md, "Exact savings").
+
+    S4, no sa loss       -> the annotated frames (gt_valid > 0)
+    S4 with the sa loss  -> every frame (it pools the logits of every frame)
+    MS3, AVSS            -> every frame (their losses read every frame's logits)
+    another method       -> every frame (e.g. AVSegFormer: its model decodes all frames)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from avsbench import config as C
+
+
+def loss_target_frames(cfg: C.Config, gt_valid: torch.Tensor) -> torch.Tensor | None:
+    """[B*T] bool of the frames the losses of `cfg` read, or None for every frame.
+
+    gt_valid: [B*T], 1 for annotated frames.
+    """
+    # cfg.model.method arrives with the AVSegFormer engine; until then every model is TPAVI.
+    method = getattr(cfg.model, "method", "tpavi")
+    if method != "tpavi" or cfg.model.setting != "s4" or cfg.train.loss.sa_loss_flag:
+        return None
+    return gt_valid.reshape(-1) > 0  # [B*T]
