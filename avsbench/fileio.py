@@ -4,7 +4,9 @@ a half-written file behind.
 The data goes to a hidden temporary file in the target's folder (same file system, so the
 final `os.replace` is atomic), is flushed to disk, and only then replaces the target.
 `atomic_write` takes any writer (checkpoints, pictures); `atomic_write_json` and
-`atomic_save_npy` are the two formats the engine writes itself.
+`atomic_save_npy` are the two formats the engine writes itself. The temporary file's name
+holds the writer's pid, `.<name>.<pid>-<token>.tmp`, so that `remove_stale_temporaries`
+can tell those of dead processes (kill -9) from those being written (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +81,8 @@ def atomic_write(
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        prefix = f".{path.name}.{os.getpid()}-"  # the pid: `remove_stale_temporaries`
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise _write_error(path, err) from err
     os.close(fd)
@@ -115,6 +119,36 @@ def atomic_save_npy(path: str | os.PathLike[str], array: Any, *, durable: bool =
             np.save(f, data, allow_pickle=False)
 
     return atomic_write(path, write, durable=durable)
+
+
+_TEMPORARY = re.compile(r"\.(.+)\.(\d+)-[A-Za-z0-9_]+\.tmp")  # .<name>.<pid>-<token>.tmp
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (someone else's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files `atomic_write` left in `folder` (not below) when its
+    process died before the rename (kill -9, power loss): `.<name>.<pid>-<token>.tmp` whose
+    pid no longer runs on this machine. Those of live processes are left alone."""
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and entry.is_file() and not entry.is_symlink():
+            if not pid_alive(int(match.group(2))):
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

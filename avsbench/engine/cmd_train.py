@@ -165,7 +165,12 @@ def run_training(
         if (resume_path.parent.parent / "config.json").is_file():
             existing = resume_path.parent.parent  # resumed in place
     run_dir = setup.open_run_dir(
-        cfg.train.log_dir, cfg.train.session_name, info, log_name="train.log", existing=existing
+        cfg.train.log_dir,
+        cfg.train.session_name,
+        info,
+        log_name="train.log",
+        existing=existing,
+        lock=True,
     )
     writer = None
     if info.is_main:

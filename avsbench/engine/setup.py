@@ -29,7 +29,7 @@ from avsbench.engine.distributed import (
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.options import SetupError
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
-from avsbench.fileio import WriteError
+from avsbench.fileio import WriteError, remove_stale_temporaries
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -64,6 +64,7 @@ def run_command(run: Callable[[], Any]) -> int:
         return 130
     finally:
         runs.close_logging()
+        runs.release_locks()
         cleanup_distributed()
 
 
@@ -146,6 +147,20 @@ def build_embedder(
     return AudioEmbedder(network, info.device, cfg.data.embedding_cache)
 
 
+def _lock_and_clean(run_dir: runs.RunDir) -> tuple[runs.RunDir | str, list[str]]:
+    """Rank 0's part of `open_run_dir(lock=True)`: (run_dir, log lines) or (the message
+    that another run holds the lock, [])."""
+    try:
+        dead = runs.lock_run(run_dir.root)
+    except runs.RunLockError as err:
+        return str(err), []
+    notes = [f"took over the lock of process {dead}, which no longer runs"] if dead else []
+    for folder in (run_dir.root, run_dir.checkpoints):
+        for path in remove_stale_temporaries(folder):
+            notes.append(f"removed {path}, left by a process that no longer runs")
+    return run_dir, notes
+
+
 def open_run_dir(
     log_dir: str,
     session: str,
@@ -154,19 +169,31 @@ def open_run_dir(
     log_name: str,
     subdirs: Sequence[str] = ("checkpoints", "log"),
     existing: Path | None = None,
+    lock: bool = False,
 ) -> runs.RunDir:
     """The run folder (rank 0 makes `<log_dir>/<session>_<time>/`, or takes `existing`;
-    every process gets its path) with the text log `log/<log_name>` (rank 0)."""
-    run_dir = None
+    every process gets its path) with the text log `log/<log_name>` (rank 0).
+
+    lock (training): rank 0 takes the folder's lock (`runs.lock_run`; another live run
+    in it is a SetupError on every process) and removes the temporary files that dead
+    processes left in it (`fileio.remove_stale_temporaries`)."""
+    run_dir: runs.RunDir | str | None = None
     try:
         if info.is_main:
             if existing is not None:
                 run_dir = runs.RunDir(existing)
             else:
                 run_dir = runs.create_run_dir(log_dir, session, subdirs=tuple(subdirs))
+            if lock:
+                run_dir, notes = _lock_and_clean(run_dir)
         run_dir = broadcast_object(run_dir, info)
+        if isinstance(run_dir, str):  # the lock is held by another run
+            raise SetupError(run_dir)
         assert isinstance(run_dir, runs.RunDir)
         runs.setup_logging(run_dir.log / log_name, is_main=info.is_main)
+        if lock and info.is_main:
+            for note in notes:
+                logger.info("%s", note)
     except OSError as err:  # a read-only or missing log folder
         where = err.filename or (run_dir.root if run_dir else log_dir)
         raise SetupError(
