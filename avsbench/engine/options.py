@@ -148,6 +148,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
         "files under DIR",
     )
     p.add_argument(
+        "--strict_masks",
+        action="store_true",
+        default=None,
+        help="stop on a ground-truth mask in another encoding than 0/255 grey (0/1 values, "
+        "colour, alpha) instead of warning once per file",
+    )
+    p.add_argument(
         "--frame_cache",
         metavar="DIR",
         help="decode frames, masks and log-mels once into memory maps under DIR and load "
@@ -334,6 +341,7 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
         ("num_workers", "data.num_workers"),
         ("cache_audio_embeddings", "data.embedding_cache"),
         ("frame_cache", "data.frame_cache"),
+        ("strict_masks", "data.strict_masks"),
         ("amp", "train.amp"),
         ("channels_last", "train.channels_last"),
         ("log_dir", "train.log_dir"),

@@ -115,6 +115,7 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         "frames_per_clip": cfg.data.frames_per_clip,
         "source": cfg.data.source,
         "frame_cache": cfg.data.frame_cache,
+        "strict_masks": cfg.data.strict_masks,
     }
     try:
         return [build_dataset(cfg.model.setting, cfg.data.root, s, **kwargs) for s in splits]
