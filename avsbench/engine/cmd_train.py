@@ -150,7 +150,7 @@ def run_training(
     optimizer = build_optimizer(model, cfg)
     scaler = make_scaler(info.device, cfg.train.amp)
 
-    start_epoch, best_miou, history = 0, -1.0, []
+    start_epoch, best_miou, history, position = 0, -1.0, [], None
     if resume is not None:
         state = resume.raw
         optimizer.load_state_dict(state["optimizer"])
@@ -158,6 +158,7 @@ def run_training(
             scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"]) + 1
         best_miou, history = float(state["best_miou"]), list(state["history"])
+        position = state.get("position")  # interrupted.pth: inside its epoch (resume.py)
 
     resume_path = Path(resume.report.path) if resume is not None else None
     existing = None
@@ -189,13 +190,15 @@ def run_training(
         logger.info("initialised from %s", init.report.summary())
     if resume is not None:
         logger.info(
-            "resuming %s at epoch %d (best mIoU %.4f)", resume_path, start_epoch + 1, best_miou
-        )
+            "resuming %s at epoch %d%s (best mIoU %.4f)", resume_path, start_epoch + 1,
+            f", step {position['step'] + 1}" if position else "", best_miou,
+        )  # fmt: skip
         ckpt_io.set_rng_state(resume.raw["rng"])  # last: everything above may draw numbers
 
     trainer = Trainer(
         cfg, info, model, embedder, train_loader, sampler, val_loader, optimizer, scaler,
         run_dir, start_epoch=start_epoch, best_miou=best_miou, history=history, writer=writer,
+        position=position, rng_at_stop=resume.raw["rng"] if resume is not None else None,
     )  # fmt: skip
     try:
         result = trainer.fit()
