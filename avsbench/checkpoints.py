@@ -55,9 +55,12 @@ __all__ = [
     "LoadReport",
     "Loaded",
     "OfficialAVSegFormer",
+    "VGGishChoice",
     "OfficialTPAVI",
     "ProjectCheckpoint",
     "detect",
+    "build_chosen_vggish",
+    "choose_vggish",
     "is_project_checkpoint",
     "load",
     "safe_torch_load",
@@ -274,3 +277,81 @@ def _with_overrides(
                 + "): leave those flags out, the model is rebuilt from the checkpoint's config"
             )
     return new
+
+
+# ---------------------------------------------------------------------------------------
+# Which VGGish (docs/RELIABILITY.md, "VGGish weights")
+# ---------------------------------------------------------------------------------------
+def _vggish_fix(flag_name: str) -> str:
+    config_py = ", or set VGGISH_WEIGHTS in config.py" if flag_name == "--vggish_weights" else ""
+    return (
+        f"pass {flag_name} PATH/vggish-10086976.pth{config_py} (see pretrained_backbones/"
+        "README.md). A random VGGish gives meaningless audio features: it is used only with "
+        "--synthetic or for a checkpoint trained with one"
+    )
+
+
+@dataclass(frozen=True)
+class VGGishChoice:
+    """Where the frozen VGGish of a command comes from (`choose_vggish`)."""
+
+    source: str  # "flag" | "checkpoint" | "config" | "random"
+    weights: str | None = None  # the file (flag, config); None for checkpoint / random
+    pca: str | None = None  # the PCA file of the config, if any
+    state: dict[str, torch.Tensor] | None = None  # the checkpoint's VGGish tensors
+
+    def describe(self) -> dict[str, Any]:
+        """What metrics.json / summary.json record."""
+        return {"source": self.source, "weights": self.weights, "pca": self.pca}
+
+
+def choose_vggish(
+    loaded: Loaded | None,
+    config: C.Config,
+    *,
+    flag: str | os.PathLike | None = None,
+    synthetic: bool = False,
+    flag_name: str = "--vggish_weights",
+) -> VGGishChoice:
+    """The VGGish weights of test.sh, train.sh and predict, in this order: the flag, the
+    checkpoint's own tensors, the config's file (config.py's, or the one a project
+    checkpoint was trained with). Without any: a random VGGish if the checkpoint itself was
+    trained with one (a project checkpoint whose config has no VGGish file) or, for a new
+    training run (`loaded` None), with `synthetic`; else CheckpointError saying what to
+    pass. A file that is named but missing is an error too.
+
+    config: `loaded.config` for a checkpoint, the run's config for a new training run."""
+    pca = config.model.vggish_pca
+    if flag is not None:
+        if not Path(flag).is_file():
+            raise CheckpointError(f"{flag_name} {flag}: VGGish weights not found")
+        return VGGishChoice("flag", str(flag), pca)
+    if loaded is not None and loaded.vggish_state:
+        return VGGishChoice("checkpoint", None, pca, loaded.vggish_state)
+    held = f"{loaded.report.path}: the checkpoint holds no VGGish weights and " if loaded else ""
+    weights = config.model.vggish_weights
+    if weights:
+        if not Path(weights).is_file():
+            fix = _vggish_fix(flag_name)
+            raise CheckpointError(f"{held}VGGish weights not found: {weights}; {fix}")
+        return VGGishChoice("config", str(weights), pca)
+    trained_random = loaded is not None and loaded.report.kind == "project"
+    if trained_random or (loaded is None and synthetic):
+        return VGGishChoice("random")
+    raise CheckpointError(f"{held}no VGGish weights are configured; {_vggish_fix(flag_name)}")
+
+
+def build_chosen_vggish(choice: VGGishChoice, config: C.Config) -> nn.Module:
+    """The frozen VGGish of `choice` (architecture of `config.model`)."""
+    from avsbench.models.avs import build_vggish
+
+    files = {"model.vggish_weights": choice.weights, "model.vggish_pca": choice.pca}
+    if choice.state is not None:
+        files = {"model.vggish_weights": None, "model.vggish_pca": None}
+    try:
+        vggish = build_vggish(C.override(config, files).model)
+        if choice.state is not None:
+            vggish.load_official_state_dict(choice.state, pca=choice.pca)
+    except (FileNotFoundError, ValueError) as err:
+        raise CheckpointError(f"cannot load the VGGish weights ({err})") from err
+    return vggish.requires_grad_(False).eval()

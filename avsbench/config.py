@@ -97,6 +97,9 @@ class DataConfig:
     # S4/MS3 only: "object" reads the AVSBench-object release (Single-source, Multi-sources);
     # "semantic" its v1s / v1m copies inside AVSBench-semantic (root = AVSBench_semantic)
     source: str = "object"
+    # S4/MS3 masks in another encoding than 0/255 grey (0/1, colour, alpha): an error, not a
+    # warning (docs/RELIABILITY.md)
+    strict_masks: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,42 @@ a half-written file behind.
 The data goes to a hidden temporary file in the target's folder (same file system, so the
 final `os.replace` is atomic), is flushed to disk, and only then replaces the target.
 `atomic_write` takes any writer (checkpoints, pictures); `atomic_write_json` and
-`atomic_save_npy` are the two formats the engine writes itself.
+`atomic_save_npy` are the two formats the engine writes itself. The temporary file's name
+holds the writer's pid, `.<name>.<pid>-<token>.tmp`, so that `remove_stale_temporaries`
+can tell those of dead processes (kill -9) from those being written (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+class WriteError(OSError):
+    """A file that could not be written (disk full, read-only folder); the message names
+    the file and says that the previous file at that path, if any, is kept."""
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    reason = {
+        errno.ENOSPC: "disk full",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied (a read-only folder?)",
+        errno.EPERM: "permission denied (a read-only folder?)",
+    }.get(err.errno or -1, err.strerror or str(err))
+    kept = "; the previous file is kept" if path.exists() else ""
+    error = WriteError(f"cannot write {path}: {reason}{kept}")
+    error.errno = err.errno
+    return error
 
 
 class OutsideFolderError(ValueError):
@@ -51,12 +74,17 @@ def atomic_write(
 
     The file gets the usual permissions (0666 less the umask; `mkstemp` alone would give
     0600). On any error the temporary file is removed and the error propagates; an existing
-    `path` is left untouched. durable=False skips the fsyncs (for caches, whose files are
+    `path` is left untouched; an OSError (disk full, read-only folder) becomes a WriteError
+    saying so in one line. durable=False skips the fsyncs (for caches, whose files are
     recomputed if a crash loses them; the rename stays atomic).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = f".{path.name}.{os.getpid()}-"  # the pid: `remove_stale_temporaries`
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -66,8 +94,10 @@ def atomic_write(
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise _write_error(path, err) from err
         raise
     if durable:
         _fsync_dir(path.parent)
@@ -89,6 +119,36 @@ def atomic_save_npy(path: str | os.PathLike[str], array: Any, *, durable: bool =
             np.save(f, data, allow_pickle=False)
 
     return atomic_write(path, write, durable=durable)
+
+
+_TEMPORARY = re.compile(r"\.(.+)\.(\d+)-[A-Za-z0-9_]+\.tmp")  # .<name>.<pid>-<token>.tmp
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (someone else's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files `atomic_write` left in `folder` (not below) when its
+    process died before the rename (kill -9, power loss): `.<name>.<pid>-<token>.tmp` whose
+    pid no longer runs on this machine. Those of live processes are left alone."""
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and entry.is_file() and not entry.is_symlink():
+            if not pid_alive(int(match.group(2))):
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -82,10 +82,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             )
     return resolved
 
-    @property
-    def image_size(self) -> int:
-        return int(self.config.data.image_size)
-
 
 def load_predictor(
     weights: str | os.PathLike[str],
@@ -124,9 +120,16 @@ def load_predictor(
             f"{path}: --setting {setting} contradicts the checkpoint, which holds a "
             f"{cfg.model.setting} model; leave --setting out (it is read off the checkpoint)"
         )
-    if vggish_weights is not None:
-        cfg = config_lib.override(cfg, {"model.vggish_weights": str(vggish_weights)})
-    vggish = _build_vggish(cfg, path, loaded.vggish_state)
+    try:
+        choice = checkpoints.choose_vggish(
+            loaded, cfg, flag=vggish_weights, flag_name="--vggish-weights"
+        )
+        vggish = checkpoints.build_chosen_vggish(choice, cfg)
+    except checkpoints.CheckpointError as exc:
+        raise PredictError(str(exc)) from exc
+    cfg = config_lib.override(
+        cfg, {"model.vggish_weights": choice.weights, "model.vggish_pca": choice.pca}
+    )
     loaded.model.to(resolved).eval()
     vggish.to(resolved).eval()
     raw = loaded.raw if isinstance(loaded.raw, dict) else {}
@@ -139,35 +142,7 @@ def load_predictor(
         "num_classes": int(cfg.model.num_classes),
         "image_size": int(cfg.data.image_size),
         "frames_per_clip": int(cfg.data.frames_per_clip),
-        "vggish_weights": cfg.model.vggish_weights,
-        "vggish": "checkpoint" if loaded.vggish_state else cfg.model.vggish_weights or "random",
+        "vggish_weights": choice.weights,
+        "vggish": choice.source,  # flag | checkpoint | config | random
     }
     return Predictor(loaded.model, vggish, cfg, resolved, info)
-
-
-def _build_vggish(cfg: Any, path: Path, state: dict[str, torch.Tensor] | None) -> torch.nn.Module:
-    """The frozen VGGish: the checkpoint's own tensors if it has them, else the config's."""
-    from avsbench.models.avs import build_vggish
-
-    weights = cfg.model.vggish_weights
-    if state is None and weights is not None and not Path(weights).is_file():
-        raise PredictError(
-            f"{path}: the checkpoint's VGGish weights {weights!r} are not found here; "
-            "pass --vggish-weights PATH/vggish-10086976.pth"
-        )
-    try:
-        vggish = build_vggish(cfg.model if state is None else _without_vggish_file(cfg))
-        if state is not None:
-            vggish.load_official_state_dict(state, pca=cfg.model.vggish_pca)
-    except (FileNotFoundError, ValueError) as exc:
-        raise PredictError(f"{path}: cannot load the VGGish weights ({exc})") from exc
-    for p in vggish.parameters():
-        p.requires_grad_(False)
-    return vggish
-
-
-def _without_vggish_file(cfg: Any) -> Any:
-    from avsbench import config as config_lib
-
-    changes = {"model.vggish_weights": None, "model.vggish_pca": None}
-    return config_lib.override(cfg, changes).model

@@ -53,8 +53,11 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", *, fix: s
         raise fail("it is a folder; expected a file written by torch.save (.pth)")
     if path.stat().st_size == 0:
         raise fail("the file is empty (0 bytes: an interrupted download or copy?)")
-    with open(path, "rb") as f:
-        head = f.read(256)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as err:
+        raise fail(f"the file cannot be read ({err.strerror or err})") from err
     if head.startswith(b"version https://git-lfs"):
         raise fail("it is a Git LFS pointer, not the weights (run `git lfs pull`)")
     text = _as_text(head)

@@ -62,3 +62,22 @@ def test_inside_refuses_every_way_out(tmp_path):
     for parts in (("/etc", "x.png"), ("..", "x.png"), ("a/../../x.png",), ("link", "x.png")):
         with pytest.raises(OutsideFolderError, match="outside"):
             inside(root, *parts)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path):
+    import errno
+
+    from avsbench.fileio import WriteError, atomic_write
+
+    target = tmp_path / "last.pth"
+    target.write_bytes(b"previous")
+
+    def full(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(WriteError) as info:
+        atomic_write(target, full)
+    assert str(info.value) == f"cannot write {target}: disk full; the previous file is kept"
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"previous" and list(tmp_path.iterdir()) == [target]

@@ -382,18 +382,27 @@ def test_official_state_dict_gives_the_same_masks(tmp_path):
     path = make_video(tmp_path / "c.mp4", 1, 10, 64, 48, audio_rate=16000)
     with pytest.raises(PredictError, match="does not fit"):
         predict_video(path, official)  # read as the published ResNet-50
+    with pytest.raises(PredictError, match="holds no VGGish weights.*--vggish-weights"):
+        predict_video(path, official, backbone="resnet18", device="cpu")  # never a random one
+    # the random VGGish the project checkpoint was trained with, as a VGGish file
+    vggish_file = tmp_path / "vggish.pth"
+    torch.save(build_vggish(cfg.model).state_dict(), vggish_file)
+    ours = predict_video(path, project, device="cpu")
+    assert ours.summary["model"]["vggish"] == "random"  # recorded: trained with one
+    official_run = dict(backbone="resnet18", device="cpu", vggish_weights=vggish_file)
     with pytest.raises(PredictError, match="--setting avss contradicts"):
         predict_video(path, official, setting="avss", backbone="resnet18", device="cpu")
     with pytest.raises(PredictError, match="another architecture"):
         predict_video(path, project, backbone="resnet50", device="cpu")
-    ours = predict_video(path, project, device="cpu")
-    theirs = predict_video(path, official, backbone="resnet18", device="cpu")
-    checked = predict_video(path, official, setting="s4", backbone="resnet18", device="cpu")
+    theirs = predict_video(path, official, **official_run)
+    checked = predict_video(path, official, setting="s4", **official_run)
     assert theirs.summary["model"]["checkpoint_format"] == "official"
+    assert theirs.summary["model"]["vggish"] == "flag"
+    assert theirs.summary["model"]["vggish_weights"] == str(vggish_file)
     assert theirs.summary["model"]["setting"] == "s4"
     np.testing.assert_array_equal(ours.masks[0], theirs.masks[0])
     np.testing.assert_array_equal(ours.masks[0], checked.masks[0])
-    loaded = predict.load_predictor(official, setting="s4", backbone="resnet18", device="cpu")
+    loaded = predict.load_predictor(official, setting="s4", **official_run)
     reference = model.state_dict()
     for key, value in loaded.model.state_dict().items():
         torch.testing.assert_close(value, reference[key], rtol=0, atol=0)

@@ -19,6 +19,7 @@ the file and the problem; no sample is silently made up.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,51 @@ def binary_mask_image(image: Image.Image) -> Image.Image:
     else:
         fg = np.asarray(image.convert("L")) >= 128
     return Image.fromarray(fg.astype(np.uint8) * 255, mode="L")
+
+
+def mask_encoding_problem(image: Image.Image) -> str | None:
+    """Why a binary mask's encoding looks like another convention than the published 0/255
+    grey (so that the grey >= 128 threshold may read it as empty), or None.
+
+    Caught: colour (R, G and B differ), a mask in the alpha channel (transparency varies
+    while the grey is all below 128), and a non-zero mask whose maximum is below 128 (0/1
+    values). Modes 1 and P are read by their own rules and never flagged."""
+    if image.mode in ("1", "P"):
+        return None
+    grey = np.asarray(image.convert("L"))
+    if "A" in image.getbands():
+        alpha = np.asarray(image.getchannel("A"))
+        if alpha.min() != alpha.max() and grey.max() < 128:
+            return "the mask seems to be in the alpha channel (transparency varies, grey < 128)"
+    if image.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(image.convert("RGB")).astype(np.int16)
+        if (rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any():
+            return "the mask is coloured (R, G and B differ), not grey"
+    top = int(grey.max())
+    if 0 < top < 128:
+        return f"the mask is not all zero but its maximum is {top} < 128 (0/1 values?)"
+    return None
+
+
+_warned_masks: set[str] = set()  # files already warned about (once per file and process)
+
+
+def check_mask_encoding(image: Image.Image, path: Path, *, strict: bool) -> None:
+    """Warn once per file (strict: AVSDataError) when `mask_encoding_problem` finds one; the
+    mask is still read with the published threshold, grey >= 128."""
+    problem = mask_encoding_problem(image)
+    if problem is None:
+        return
+    message = (
+        f"{path}: {problem}; read with the published threshold (grey >= 128), it gives "
+        f"{int((np.asarray(binary_mask_image(image)) > 0).sum())} foreground pixels. "
+        "Re-encode the masks as 0/255 grey"
+    )
+    if strict:
+        raise AVSDataError(message + " (an error because of --strict_masks)")
+    if str(path) not in _warned_masks:
+        _warned_masks.add(str(path))
+        logging.getLogger("avsbench").warning("%s, or pass --strict_masks to stop on it", message)
 
 
 def check_same_size(mask: Image.Image, frame: Image.Image, mask_path: Path) -> None:
@@ -151,6 +197,7 @@ class _AVSDataset(Dataset):
         image_size: int = 224,
         frames_per_clip: int | None = None,
         embedding_cache: str | Path | None = None,
+        strict_masks: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -167,6 +214,7 @@ class _AVSDataset(Dataset):
         self.frames_per_clip = self.native_frames
         # Frozen VGGish embeddings are cached by the engine; kept here for the contract.
         self.embedding_cache = embedding_cache
+        self.strict_masks = strict_masks  # a mask in another encoding: error, not warning
 
     def _frame(self, path: Path) -> tuple[Image.Image, np.ndarray]:
         """Read a frame -> (original PIL image, normalised float32 [3, S, S])."""
@@ -175,7 +223,9 @@ class _AVSDataset(Dataset):
 
     def _binary_mask(self, path: Path, frame: Image.Image) -> np.ndarray:
         """Read a 0/255 mask of `frame` -> float32 [S, S] in {0, 1}."""
-        mask = binary_mask_image(open_image(path, "mask"))
+        image = open_image(path, "mask")
+        check_mask_encoding(image, path, strict=self.strict_masks)
+        mask = binary_mask_image(image)
         check_same_size(mask, frame, path)
         mask = resize_square(mask, self.image_size, is_mask=True)
         return (np.asarray(mask) > 0).astype(np.float32)

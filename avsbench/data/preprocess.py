@@ -23,6 +23,7 @@ that fails is reported with its file and the reason, and the others go on.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +193,12 @@ def preprocess(
         raise ValueError(f"unknown setting {setting!r}; valid: {sorted(JOB_BUILDERS)}")
     jobs = JOB_BUILDERS[setting](Path(root), tuple(splits))
     report: dict[str, list] = {"done": [], "skipped": [], "failed": []}
-    for job in tqdm(jobs, desc=f"preprocess {setting}", unit="clip", disable=not progress):
+    for job in tqdm(
+        jobs,
+        desc=f"preprocess {setting}",
+        unit="clip",
+        disable=not (progress and sys.stderr.isatty()),
+    ):
         if not overwrite and job.done():
             report["skipped"].append(job.video)
             continue

@@ -1,7 +1,8 @@
 """The test command (`avs_scripts/<folder>/test.sh`): find the weights, load them through
 `avsbench.checkpoints.load`, evaluate, write metrics.json (and masks, report), print a table.
 
-Without --weights it tests `<session>_best.pth` of the latest training run. A project
+Without --weights it tests `<session>_best.pth` of the latest training run. A run that
+fails leaves no run folder behind (docs/RELIABILITY.md). A project
 checkpoint rebuilds its own model; an official AVSBench state dict has its architecture
 read off its keys. Metrics: `evaluate.evaluate`; pictures: `writers.py`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import time
 from pathlib import Path
 from types import ModuleType
@@ -114,6 +116,8 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     O.check_config(
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=C.LossConfig()))
     )
+    vggish = setup.choose_vggish(loaded, cfg, args)
+    cfg = C.override(cfg, {"model.vggish_weights": vggish.weights, "model.vggish_pca": vggish.pca})
     check_files(cfg, user, need_backbone=False)
     batch_size = args.test_batch_size or cfg.eval.test_batch_size
     sub_batches = [s for s in cfg.eval.official_batch_sizes if batch_size % s == 0]
@@ -129,45 +133,53 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     session = args.session_name or cfg.train.session_name
     log_dir = args.log_dir or user.log_dir("test")
     run_dir = setup.open_run_dir(log_dir, session, info, log_name="test.log", subdirs=("log",))
-    logger.info("testing %s on %s/%s", loaded.report.summary(), cfg.data.root, args.split)
+    try:
+        logger.info("testing %s on %s/%s", loaded.report.summary(), cfg.data.root, args.split)
 
-    model = loaded.model.to(info.device)
-    if cfg.train.channels_last:
-        model = to_channels_last(model)
-    embedder = setup.build_embedder(cfg, info, loaded.vggish_state)
-    loader = build_eval_loader(dataset, batch_size, info, cfg.data.num_workers)
-    writer = None
-    if args.save_pred_mask or args.report:
-        writer = PredictionWriter(
-            setting,
-            mask_dir=run_dir.root / "pred_masks" if args.save_pred_mask else None,
-            overlay_dir=run_dir.root / "overlays" if args.save_pred_mask else None,
-            report_dir=run_dir.root / "report" if args.report else None,
-            max_videos=args.report_max_videos,
-        )
-    start = time.perf_counter()
-    metrics = evaluate(
-        model, embedder, loader, setting, info.device, amp=cfg.train.amp,
-        channels_last=cfg.train.channels_last, info=info,
-        cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
-        on_batch=writer, desc=args.split, per_subset=True, official_batch_sizes=sub_batches,
-    )  # fmt: skip
-    result = {
-        "setting": setting,
-        "split": args.split,
-        "weights": str(Path(weights).resolve()),
-        "checkpoint_kind": kind,
-        "test_batch_size": batch_size,
-        "num_clips": len(dataset),  # type: ignore[arg-type]
-        "world_size": info.world_size,
-        "swap_audio": bool(args.swap_audio),
-        "amp": cfg.train.amp,
-        "seconds": round(time.perf_counter() - start, 3),
-        "metrics": metrics,
-        "config": C.to_dict(cfg),
-    }
-    if info.is_main:
-        _write_outputs(result, args, run_dir, writer is not None)
+        model = loaded.model.to(info.device)
+        if cfg.train.channels_last:
+            model = to_channels_last(model)
+        embedder = setup.build_embedder(cfg, info, vggish)
+        loader = build_eval_loader(dataset, batch_size, info, cfg.data.num_workers)
+        writer = None
+        if args.save_pred_mask or args.report:
+            writer = PredictionWriter(
+                setting,
+                mask_dir=run_dir.root / "pred_masks" if args.save_pred_mask else None,
+                overlay_dir=run_dir.root / "overlays" if args.save_pred_mask else None,
+                report_dir=run_dir.root / "report" if args.report else None,
+                max_videos=args.report_max_videos,
+            )
+        start = time.perf_counter()
+        metrics = evaluate(
+            model, embedder, loader, setting, info.device, amp=cfg.train.amp,
+            channels_last=cfg.train.channels_last, info=info,
+            cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
+            on_batch=writer, desc=args.split, per_subset=True,
+            official_batch_sizes=sub_batches,
+        )  # fmt: skip
+        result = {
+            "setting": setting,
+            "split": args.split,
+            "weights": str(Path(weights).resolve()),
+            "checkpoint_kind": kind,
+            "vggish": vggish.describe(),
+            "test_batch_size": batch_size,
+            "num_clips": len(dataset),  # type: ignore[arg-type]
+            "world_size": info.world_size,
+            "swap_audio": bool(args.swap_audio),
+            "amp": cfg.train.amp,
+            "seconds": round(time.perf_counter() - start, 3),
+            "metrics": metrics,
+            "config": C.to_dict(cfg),
+        }
+        if info.is_main:
+            _write_outputs(result, args, run_dir, writer is not None)
+    except BaseException:
+        if info.is_main:  # the folder is this run's own (made above): nothing is left of it
+            runs.close_logging()
+            shutil.rmtree(run_dir.root, ignore_errors=True)
+        raise
     return result
 
 

@@ -148,7 +148,10 @@ def run_training(
     init_path, init_flag = _init_flag(args)
     if resume is not None or init_path:  # every weight comes from the checkpoint
         cfg = O.apply(cfg, {"model.backbone_weights": None})
+    if getattr(args, "vggish_weights", None):  # recorded in the run's config
+        cfg = O.apply(cfg, {"model.vggish_weights": args.vggish_weights})
     check_files(cfg, user)
+    vggish = setup.choose_vggish(resume, cfg, args)
     try:
         per_process = per_process_batch_size(
             cfg.train.train_batch_size, info.world_size, "--train_batch_size"
@@ -173,11 +176,11 @@ def run_training(
     if init_path:
         init = setup.load_checkpoint(init_path, f"{init_flag} file", base_config=cfg, into=model)
     model = prepare_model(model, cfg, info, args.sync_bn)
-    embedder = setup.build_embedder(cfg, info)
+    embedder = setup.build_embedder(cfg, info, vggish)
     optimizer = build_optimizer(model, cfg)
     scaler = make_scaler(info.device, cfg.train.amp)
 
-    start_epoch, best_miou, history = 0, -1.0, []
+    start_epoch, best_miou, history, position = 0, -1.0, [], None
     if resume is not None:
         state = resume.raw
         optimizer.load_state_dict(state["optimizer"])
@@ -185,6 +188,7 @@ def run_training(
             scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"]) + 1
         best_miou, history = float(state["best_miou"]), list(state["history"])
+        position = state.get("position")  # interrupted.pth: inside its epoch (resume.py)
 
     resume_path = Path(resume.report.path) if resume is not None else None
     existing = None
@@ -192,7 +196,12 @@ def run_training(
         if (resume_path.parent.parent / "config.json").is_file():
             existing = resume_path.parent.parent  # resumed in place
     run_dir = setup.open_run_dir(
-        cfg.train.log_dir, cfg.train.session_name, info, log_name="train.log", existing=existing
+        cfg.train.log_dir,
+        cfg.train.session_name,
+        info,
+        log_name="train.log",
+        existing=existing,
+        lock=True,
     )
     writer = None
     if info.is_main:
@@ -211,13 +220,15 @@ def run_training(
         logger.info("initialised from %s", init.report.summary())
     if resume is not None:
         logger.info(
-            "resuming %s at epoch %d (best mIoU %.4f)", resume_path, start_epoch + 1, best_miou
-        )
+            "resuming %s at epoch %d%s (best mIoU %.4f)", resume_path, start_epoch + 1,
+            f", step {position['step'] + 1}" if position else "", best_miou,
+        )  # fmt: skip
         ckpt_io.set_rng_state(resume.raw["rng"])  # last: everything above may draw numbers
 
     trainer = Trainer(
         cfg, info, model, embedder, train_loader, sampler, val_loader, optimizer, scaler,
         run_dir, start_epoch=start_epoch, best_miou=best_miou, history=history, writer=writer,
+        position=position, rng_at_stop=resume.raw["rng"] if resume is not None else None,
     )  # fmt: skip
     try:
         result = trainer.fit()

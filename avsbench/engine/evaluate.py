@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from avsbench import config as C
+from avsbench.engine import runs
 from avsbench.engine.distributed import DistInfo, ShardedBatchSampler, all_reduce_state
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.step import flat_targets, forward_batch, unwrap
@@ -78,7 +79,9 @@ def evaluate(
         s: make_metric(setting) for s in official_batch_sizes
     }  # fmt: skip
     try:
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not info.is_main):
+        for batch in tqdm(
+            loader, desc=desc, leave=False, disable=not runs.show_progress(info.is_main)
+        ):
             output = forward_batch(
                 model, embedder, batch, device, amp=amp, channels_last=channels_last,
                 cache_namespace=cache_namespace,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from avsbench import config as C
 from avsbench.data.datasets import DATA_SOURCES
+from avsbench.engine.runs import check_session_name
 from avsbench.losses import AVSS_BACKGROUND
 
 if TYPE_CHECKING:
@@ -124,6 +125,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
     )
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: the GPU if there is one)")
     p.add_argument(
+        "--vggish_weights",
+        metavar="FILE",
+        help="vggish-10086976.pth (default: the checkpoint's own, else VGGISH_WEIGHTS of "
+        "config.py; docs/RELIABILITY.md)",
+    )
+    p.add_argument(
         "--tpavi_dense",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -139,6 +146,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
         metavar="DIR",
         help="compute the frozen VGGish embeddings once per clip: in memory, or as .npy "
         "files under DIR",
+    )
+    p.add_argument(
+        "--strict_masks",
+        action="store_true",
+        default=None,
+        help="stop on a ground-truth mask in another encoding than 0/255 grey (0/1 values, "
+        "colour, alpha) instead of warning once per file",
     )
     p.add_argument(
         "--frame_cache",
@@ -301,6 +315,11 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
     --visual_backbone also sets the backbone's file (BACKBONE_WEIGHTS of config.py; none
     with --synthetic)."""
     ch: dict[str, Any] = {}
+    if args.session_name is not None:  # before any data or model is built
+        try:
+            check_session_name(args.session_name)
+        except ValueError as err:
+            raise SetupError(str(err)) from err
     if getattr(args, "method", None) is not None:
         ch["model.method"] = args.method
     if args.visual_backbone is not None:
@@ -322,6 +341,7 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
         ("num_workers", "data.num_workers"),
         ("cache_audio_embeddings", "data.embedding_cache"),
         ("frame_cache", "data.frame_cache"),
+        ("strict_masks", "data.strict_masks"),
         ("amp", "train.amp"),
         ("channels_last", "train.channels_last"),
         ("log_dir", "train.log_dir"),

@@ -3,16 +3,19 @@
 Training: `<log_dir>/<session>_<YYYYmmdd-HHMMSS>/` with
     `checkpoints/` (`last.pth`, `<session>_best.pth`, `interrupted.pth`),
     `log/` (`train.log` text log, TensorBoard event files),
-    `config.json` (the full configuration) and `command.txt` (the command line).
+    `config.json` (the full configuration) and `command.txt` (the command line),
+    `.lock` (held by the training process: `lock_run`).
 Testing: `<log_dir>/<session>_<YYYYmmdd-HHMMSS>/` with `metrics.json`, `log/test.log`,
     `pred_masks/` (with --save_pred_mask) and `report/` (with --report).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -53,13 +56,20 @@ class RunDir:
         return self.checkpoints / f"{session}_best.pth"
 
 
+def check_session_name(session: str) -> None:
+    """ValueError unless `session` is a plain folder-name part (no path separator, not '..')."""
+    if not session or session in (".", "..") or any(c in session for c in "/\\\0"):
+        raise ValueError(
+            f"--session_name must be a plain name (no '/', '\\' or '..'), got {session!r}"
+        )
+
+
 def create_run_dir(
     log_dir: str | os.PathLike, session: str, *, subdirs=("checkpoints", "log")
 ) -> RunDir:
     """Make `<log_dir>/<session>_<YYYYmmdd-HHMMSS>` (a `_2`, `_3`... suffix if two runs start
     in the same second) and its sub-folders."""
-    if not session or os.sep in session or (os.altsep and os.altsep in session):
-        raise ValueError(f"--session_name must be a plain name without '/', got {session!r}")
+    check_session_name(session)
     base = Path(log_dir) / f"{session}_{time.strftime(TIME_FORMAT)}"
     root, k = base, 1
     while True:
@@ -72,6 +82,53 @@ def create_run_dir(
     for sub in subdirs:
         (root / sub).mkdir(exist_ok=True)
     return RunDir(root)
+
+
+class RunLockError(Exception):
+    """The run folder is in use by another live process."""
+
+
+LOCK_NAME = ".lock"
+_held: list[int] = []  # file descriptors of the locks this process holds
+
+
+def lock_run(root: str | os.PathLike) -> int | None:
+    """Lock the run folder `root` for this process (a training run writes its last.pth).
+
+    The lock is an `flock` on `<root>/.lock`, which holds the owner's pid and host: the
+    kernel releases it when the process ends in any way (kill -9 included), so a lock file
+    left by a dead process is simply taken over. Returns the pid of that dead process
+    (None if there was none). RunLockError, naming the live holder, if another process
+    holds it. Released by `release_locks` (at the end of every command)."""
+    path = Path(root) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+        os.close(fd)
+        who = f"process {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+        raise RunLockError(
+            f"the run folder {root} is in use by {who} (lock {path}): two runs must not train "
+            "into the same folder. Wait for it to finish or stop it; or start a new run "
+            "without --resume"
+        ) from None
+    previous = os.pread(fd, 200, 0).decode(errors="replace").split()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    _held.append(fd)
+    if previous and previous[0].isdigit() and int(previous[0]) != os.getpid():
+        return int(previous[0])
+    return None
+
+
+def release_locks() -> None:
+    """Release the run locks of this process: the file is emptied (a clean end leaves no
+    owner to take over from) and closed, which releases the flock."""
+    while _held:
+        fd = _held.pop()
+        os.ftruncate(fd, 0)
+        os.close(fd)
 
 
 def list_runs(log_dir: str | os.PathLike, session: str) -> list[Path]:
@@ -113,6 +170,13 @@ def find_resume_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | N
 def find_best_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | None:
     """`test.sh` without --weights: `<session>_best.pth` of the latest run that has one."""
     return latest_file(log_dir, session, [f"{session}_best.pth"])
+
+
+def show_progress(is_main: bool = True) -> bool:
+    """Whether to draw progress bars: rank 0 writing to a terminal. In a log file (CI,
+    `> log`, cluster jobs) the bars' redraws would be hundreds of KB of carriage returns;
+    there the log has one line per epoch and per evaluation instead."""
+    return is_main and sys.stderr.isatty()
 
 
 def setup_logging(log_file: str | os.PathLike | None, *, is_main: bool = True) -> logging.Logger:

@@ -29,6 +29,7 @@ from avsbench.engine.distributed import (
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.options import SetupError
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
+from avsbench.fileio import WriteError, remove_stale_temporaries
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -42,7 +43,8 @@ def run_command(run: Callable[[], Any]) -> int:
     """Run a command's body; the exit status of `train.py` / `test.py`.
 
     SetupError: one message without a traceback (once, from rank 0), status 2; a non-finite
-    loss: logged, 1; Ctrl-C: 130. Logs are closed and the process group is left always."""
+    loss: logged, 1; a file that cannot be written (fileio.WriteError: disk full, read-only
+    folder): one message, 1; Ctrl-C: 130. Logs are closed and the process group is left always."""
     try:
         run()
         return 0
@@ -53,17 +55,25 @@ def run_command(run: Callable[[], Any]) -> int:
     except FloatingPointError as err:
         logger.error("%s", err)
         return 1
+    except WriteError as err:  # disk full, read-only folder: the previous files are kept
+        if os.environ.get("RANK", "0") == "0":
+            print(f"\navsbench: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         runs.close_logging()
+        runs.release_locks()
         cleanup_distributed()
 
 
 def start(args: argparse.Namespace) -> DistInfo:
     """The process group (torchrun) or the single process, and the console log."""
-    info = init_distributed(args.device)
+    try:
+        info = init_distributed(args.device)
+    except (RuntimeError, ValueError) as err:  # --device cuda without a GPU, a bad name
+        raise SetupError(str(err).splitlines()[0]) from err
     runs.setup_logging(None, is_main=info.is_main)
     return info
 
@@ -105,6 +115,7 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         "frames_per_clip": cfg.data.frames_per_clip,
         "source": cfg.data.source,
         "frame_cache": cfg.data.frame_cache,
+        "strict_masks": cfg.data.strict_masks,
     }
     try:
         return [build_dataset(cfg.model.setting, cfg.data.root, s, **kwargs) for s in splits]
@@ -114,21 +125,41 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         raise SetupError(str(err)) from err
 
 
-def build_embedder(
-    cfg: C.Config, info: DistInfo, vggish_state: dict[str, Any] | None = None
-) -> AudioEmbedder:
-    """The frozen VGGish on this process's device, with the configured cache: the tensors a
-    checkpoint carries (`vggish_state`: released AVSegFormer files), else cfg.model's file."""
-    from avsbench.models.avs import build_vggish
+def choose_vggish(
+    loaded: checkpoints.Loaded | None, cfg: C.Config, args: argparse.Namespace
+) -> checkpoints.VGGishChoice:
+    """`checkpoints.choose_vggish` with the command's flags, errors as SetupError."""
+    try:
+        return checkpoints.choose_vggish(
+            loaded, cfg, flag=getattr(args, "vggish_weights", None), synthetic=args.synthetic
+        )
+    except checkpoints.CheckpointError as err:
+        raise SetupError(str(err)) from err
 
-    if vggish_state is None:
-        vggish = build_vggish(cfg.model)
-    else:
-        no_file = C.override(cfg, {"model.vggish_weights": None, "model.vggish_pca": None})
-        vggish = build_vggish(no_file.model)
-        vggish.load_official_state_dict(vggish_state, pca=cfg.model.vggish_pca)
-        vggish.requires_grad_(False)
-    return AudioEmbedder(vggish, info.device, cfg.data.embedding_cache)
+
+def build_embedder(
+    cfg: C.Config, info: DistInfo, vggish: checkpoints.VGGishChoice
+) -> AudioEmbedder:
+    """The frozen VGGish `vggish` on this process's device, with the configured cache."""
+    try:
+        network = checkpoints.build_chosen_vggish(vggish, cfg)
+    except checkpoints.CheckpointError as err:
+        raise SetupError(str(err)) from err
+    return AudioEmbedder(network, info.device, cfg.data.embedding_cache)
+
+
+def _lock_and_clean(run_dir: runs.RunDir) -> tuple[runs.RunDir | str, list[str]]:
+    """Rank 0's part of `open_run_dir(lock=True)`: (run_dir, log lines) or (the message
+    that another run holds the lock, [])."""
+    try:
+        dead = runs.lock_run(run_dir.root)
+    except runs.RunLockError as err:
+        return str(err), []
+    notes = [f"took over the lock of process {dead}, which no longer runs"] if dead else []
+    for folder in (run_dir.root, run_dir.checkpoints):
+        for path in remove_stale_temporaries(folder):
+            notes.append(f"removed {path}, left by a process that no longer runs")
+    return run_dir, notes
 
 
 def open_run_dir(
@@ -139,16 +170,35 @@ def open_run_dir(
     log_name: str,
     subdirs: Sequence[str] = ("checkpoints", "log"),
     existing: Path | None = None,
+    lock: bool = False,
 ) -> runs.RunDir:
     """The run folder (rank 0 makes `<log_dir>/<session>_<time>/`, or takes `existing`;
-    every process gets its path) with the text log `log/<log_name>` (rank 0)."""
-    run_dir = None
-    if info.is_main:
-        if existing is not None:
-            run_dir = runs.RunDir(existing)
-        else:
-            run_dir = runs.create_run_dir(log_dir, session, subdirs=tuple(subdirs))
-    run_dir = broadcast_object(run_dir, info)
-    assert isinstance(run_dir, runs.RunDir)
-    runs.setup_logging(run_dir.log / log_name, is_main=info.is_main)
+    every process gets its path) with the text log `log/<log_name>` (rank 0).
+
+    lock (training): rank 0 takes the folder's lock (`runs.lock_run`; another live run
+    in it is a SetupError on every process) and removes the temporary files that dead
+    processes left in it (`fileio.remove_stale_temporaries`)."""
+    run_dir: runs.RunDir | str | None = None
+    try:
+        if info.is_main:
+            if existing is not None:
+                run_dir = runs.RunDir(existing)
+            else:
+                run_dir = runs.create_run_dir(log_dir, session, subdirs=tuple(subdirs))
+            if lock:
+                run_dir, notes = _lock_and_clean(run_dir)
+        run_dir = broadcast_object(run_dir, info)
+        if isinstance(run_dir, str):  # the lock is held by another run
+            raise SetupError(run_dir)
+        assert isinstance(run_dir, runs.RunDir)
+        runs.setup_logging(run_dir.log / log_name, is_main=info.is_main)
+        if lock and info.is_main:
+            for note in notes:
+                logger.info("%s", note)
+    except OSError as err:  # a read-only or missing log folder
+        where = err.filename or (run_dir.root if run_dir else log_dir)
+        raise SetupError(
+            f"cannot write the run folder {where}: {err.strerror or err}; pass --log_dir "
+            "a folder you can write to"
+        ) from err
     return run_dir

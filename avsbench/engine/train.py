@@ -12,8 +12,9 @@ seed 123, VGGish frozen (eval mode, no_grad; `embeddings.AudioEmbedder`), the fo
 non-finite loss). Runs are laid out as published (`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/
 {checkpoints,log}`, see `runs.py`); checkpoints are written atomically and resume is exact
 (model, optimizer, scaler, RNG states, sampler epoch). Multi-process runs (torchrun) follow
-`distributed.py`: `train_batch_size` is the global batch. Ctrl-C saves
-`checkpoints/interrupted.pth`.
+`distributed.py`: `train_batch_size` is the global batch. Ctrl-C stops at the next step
+boundary and saves `checkpoints/interrupted.pth` with the position inside the epoch, from
+which `--resume` continues exactly (`resume.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,12 @@ from avsbench.engine.distributed import DistInfo, all_reduce_mean
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.evaluate import evaluate
 from avsbench.engine.options import SetupError
+from avsbench.engine.resume import (
+    DeferredInterrupt,
+    Progress,
+    ResumableSampler,
+    start_epoch_iterator,
+)
 from avsbench.engine.step import flat_targets, forward_batch, to_channels_last, unwrap
 from avsbench.engine.target_frames import loss_target_frames
 
@@ -48,7 +56,7 @@ logger = logging.getLogger(runs.LOGGER_NAME)
 # ---------------------------------------------------------------------------------------
 def build_train_loader(
     dataset: Dataset, batch_size: int, info: DistInfo, *, seed: int, num_workers: int
-) -> tuple[DataLoader, DistributedSampler]:
+) -> tuple[DataLoader, ResumableSampler]:
     """Shuffled training batches of `batch_size` clips PER PROCESS.
 
     The same sampler serves one and many processes: a permutation seeded with
@@ -64,16 +72,17 @@ def build_train_loader(
         seed=seed,
         drop_last=True,
     )
+    resumable = ResumableSampler(sampler)  # can start inside an epoch (resume.py)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=sampler,
+        sampler=resumable,
         num_workers=num_workers,
         pin_memory=info.device.type == "cuda",
         drop_last=False,
         persistent_workers=num_workers > 0,
     )
-    return loader, sampler
+    return loader, resumable
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -185,29 +194,46 @@ def train_one_epoch(
     *,
     writer: Any = None,
     global_step: int = 0,
+    progress: Progress | None = None,
+    resume: Progress | None = None,
+    rng_at_stop: dict[str, Any] | None = None,
+    at_boundary: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """One pass over `loader` (capped at max_steps_per_epoch). Returns mean losses (over
-    steps and processes), the number of steps and clips, seconds and clips per second."""
+    steps and processes), the number of steps and clips, seconds and clips per second.
+
+    progress: kept up to date after every step (what an interrupted.pth stores); resume
+    (with rng_at_stop): continue this epoch after the steps it records (resume.py);
+    at_boundary(steps done): called after each step (Ctrl-C is raised there)."""
     from avsbench.losses import compute_loss
 
     setting, device = cfg.model.setting, info.device
     loss_cfg = distributed_loss_config(cfg, info.world_size)
     model.train()
     num_steps = steps_in_epoch(loader, cfg)
-    sums: dict[str, float] = defaultdict(float)
-    clips = 0
+    progress = progress if progress is not None else Progress(epoch=epoch)
+    if isinstance(loader.sampler, ResumableSampler):
+        iterator = start_epoch_iterator(
+            loader, loader.sampler, progress, resume, loader.batch_size or 1, rng_at_stop
+        )
+    else:
+        iterator = iter(loader)
+    sums: dict[str, float] = defaultdict(float, progress.sums)
+    clips, first = progress.clips, progress.step
     start = time.perf_counter()
     bar = tqdm(
         total=num_steps,
+        initial=first,
         desc=f"epoch {epoch + 1}/{cfg.train.max_epoches}",
         leave=False,
-        disable=not info.is_main,
+        disable=not runs.show_progress(info.is_main),
         dynamic_ncols=True,
     )
-    step = 0
-    for step, batch in enumerate(loader):
+    step = first - 1
+    for step, batch in enumerate(iterator, start=first):
         if step >= num_steps:
             break
+        progress.in_step = True
         masks, gt_valid = flat_targets(batch, device)  # [B*T, S, S], [B*T]
         output = forward_batch(
             model, embedder, batch, device, amp=cfg.train.amp,
@@ -238,6 +264,10 @@ def train_one_epoch(
             writer.add_scalar("train/loss_step", value, global_step + step)
         bar.set_postfix(loss=f"{value:.4f}")
         bar.update(1)
+        progress.step, progress.sums, progress.clips = step + 1, dict(sums), clips
+        progress.in_step = False
+        if at_boundary is not None:
+            at_boundary(step + 1)
     bar.close()
     done = min(step + 1, num_steps) if num_steps else 0
     seconds = time.perf_counter() - start
@@ -271,6 +301,8 @@ class Trainer:
         best_miou: float = -1.0,
         history: list[dict[str, Any]] | None = None,
         writer: Any = None,
+        position: dict[str, Any] | None = None,
+        rng_at_stop: dict[str, Any] | None = None,
     ) -> None:
         self.cfg, self.info = cfg, info
         self.model, self.embedder = model, embedder
@@ -281,6 +313,11 @@ class Trainer:
         self.history = list(history or [])
         self.writer = writer
         self.session = cfg.train.session_name
+        # an interrupted.pth's position inside its epoch, and its RNG states (resume.py)
+        self.resume = Progress.from_dict(position) if position else None
+        self.rng_at_stop = rng_at_stop
+        self.progress = Progress(epoch=start_epoch)
+        self.interrupt = DeferredInterrupt()
 
     # checkpoints ---------------------------------------------------------------------
     def checkpoint(self, epoch: int, *, full: bool = True, **extra: Any) -> dict[str, Any]:
@@ -322,9 +359,14 @@ class Trainer:
                     "epoch %d: backbone %s", epoch + 1, "trainable" if trainable else "frozen"
                 )
         global_step = epoch * steps_in_epoch(self.train_loader, self.cfg)
+        self.progress = Progress(epoch=epoch)
+        resume = self.resume if self.resume is not None and self.resume.epoch == epoch else None
+        self.resume = None
         train_stats = train_one_epoch(
             self.model, self.embedder, self.train_loader, self.optimizer, self.scaler,
             self.cfg, self.info, epoch, writer=self.writer, global_step=global_step,
+            progress=self.progress, resume=resume, rng_at_stop=self.rng_at_stop,
+            at_boundary=lambda steps: self.step_boundary(epoch, steps),
         )  # fmt: skip
         record: dict[str, Any] = {"epoch": epoch, "train": train_stats}
         message = (
@@ -347,7 +389,25 @@ class Trainer:
         self.save("last.pth", epoch)
         logger.info(message)
         self.log_scalars(record)
+        self.progress = Progress(epoch=epoch + 1)  # a boundary: last.pth is this state
+        self.stop_if_interrupted()
         return record
+
+    def after_step(self, epoch: int, steps: int) -> None:
+        """Called after each training step (`steps` of `epoch` done); a hook for tests."""
+
+    def step_boundary(self, epoch: int, steps: int) -> None:
+        self.after_step(epoch, steps)
+        self.stop_if_interrupted()
+
+    def stop_if_interrupted(self) -> None:
+        """Raise KeyboardInterrupt here, between steps, if Ctrl-C was pressed (every process
+        stops at the same step: the request is shared)."""
+        requested = float(self.interrupt.requested)
+        if self.info.distributed:
+            requested = all_reduce_mean(requested, self.info)
+        if requested > 0:
+            raise KeyboardInterrupt
 
     def log_scalars(self, record: dict[str, Any]) -> None:
         if self.writer is None:
@@ -361,21 +421,14 @@ class Trainer:
         self.writer.flush()
 
     def fit(self) -> dict[str, Any]:
-        """The loop. Ctrl-C saves `interrupted.pth` and re-raises KeyboardInterrupt."""
-        epoch = self.start_epoch
+        """The loop. Ctrl-C stops at the next step boundary, saves `interrupted.pth` (with
+        the position inside the epoch, resume.py) and re-raises KeyboardInterrupt."""
         try:
-            for epoch in range(self.start_epoch, self.cfg.train.max_epoches):
-                self.run_epoch(epoch)
+            with self.interrupt.installed():
+                for epoch in range(self.start_epoch, self.cfg.train.max_epoches):
+                    self.run_epoch(epoch)
         except KeyboardInterrupt:
-            path = self.save("interrupted.pth", epoch - 1, interrupted_in_epoch=epoch)
-            if path is not None:
-                logger.warning(
-                    "interrupted in epoch %d: saved %s (weights of the interrupted epoch; "
-                    "resuming repeats that epoch). Resume with:\n  bash train.sh --resume %s",
-                    epoch + 1,
-                    path,
-                    path,
-                )
+            self.save_interrupted()
             raise
         if not any("val" in r for r in self.history):
             logger.warning(
@@ -385,6 +438,27 @@ class Trainer:
                 self.cfg.train.max_epoches,
             )
         return {"best_miou": self.best_miou, "history": self.history}
+
+    def save_interrupted(self) -> None:
+        """interrupted.pth at the step boundary where the run stopped; nothing after a
+        second Ctrl-C inside a step (the weights would be half-way through an update)."""
+        p = self.progress
+        if p.in_step or self.interrupt.forced:
+            logger.warning(
+                "interrupted inside a step: no checkpoint written; resume from last.pth "
+                "(bash train.sh --resume auto)"
+            )
+            return
+        position = {"position": p.to_dict()} if p.step > 0 else {}
+        path = self.save("interrupted.pth", p.epoch - 1, interrupted_in_epoch=p.epoch, **position)
+        if path is not None:
+            logger.warning(
+                "interrupted in epoch %d after %d steps: saved %s; resuming continues from "
+                "the next step exactly. Resume with:\n  bash train.sh --resume auto",
+                p.epoch + 1,
+                p.step,
+                path,
+            )
 
 
 __all__ = [

@@ -27,6 +27,7 @@ CWD_ENV = "AVSBENCH_CWD"  # the folder the command was typed in (set by avs_scri
 # flags holding a path, and the literal values of them that are not paths
 PATH_FLAGS = {
     "weights": (),
+    "vggish_weights": (),
     "data_root": (),
     "resume": ("auto",),
     "trained_s4_model_path": (),

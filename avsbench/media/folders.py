@@ -24,7 +24,7 @@ import secrets
 import shutil
 from pathlib import Path, PurePosixPath
 
-from avsbench.fileio import atomic_write
+from avsbench.fileio import atomic_write, pid_alive
 from avsbench.media.video import MediaError
 
 MANIFEST = ".avsbench-predict.json"  # lists the files predict wrote into its output folder
@@ -34,17 +34,6 @@ SHOWN_ENTRIES = 5  # entries named in a refusal message
 
 def _temporary_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(name)}\.(?:tmp|old)-(\d+)-[0-9a-f]+")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this machine (someone else's counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:

@@ -102,10 +102,12 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     weights = tmp_path / "S4_best.pth"
     torch.save(_official_from_tsv(model, SPEC / "avs_s4_resnet.tsv"), weights)
     out_json = tmp_path / "metrics.json"
+    vggish_file = tmp_path / "vggish.pth"  # official checkpoints hold no VGGish
+    torch.save(build_vggish(C.preset("s4").model).state_dict(), vggish_file)
     status = cmd_test.main("s4", ["--synthetic", "--data_root", str(s4_toy), "--weights",
                                   str(weights), "--image_size", "64", "--num_workers", "0",
                                   "--log_dir", str(tmp_path / "logs"), "--out_json",
-                                  str(out_json)])  # fmt: skip
+                                  str(out_json), "--vggish_weights", str(vggish_file)])  # fmt: skip
     assert status == 0
     result = json.loads(out_json.read_text())
     assert result["checkpoint_kind"] == "official_tpavi" and result["test_batch_size"] == 4

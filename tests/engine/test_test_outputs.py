@@ -3,6 +3,7 @@ its run folder, a failed run leaves no run folder behind, bad flags are one-line
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from avsbench.engine import checkpoint as ckpt_io
 from avsbench.engine import cmd_test
 
 TINY = ["--image_size", "64", "--num_workers", "0", "--device", "cpu"]
+OFFICIAL = ["--visual_backbone", "resnet18"]  # keys read as the published ResNet-50
 
 
 def tiny_config(**changes: object) -> C.Config:
@@ -54,3 +56,59 @@ def test_every_file_test_sh_writes_is_inside_its_run_folder(tmp_path, s4_toy, pr
     new = (_files(tmp_path) | _files(s4_toy)) - before
     assert new and all(p.is_relative_to(run) for p in new), sorted(new - _files(run))
     assert (run / "metrics.json") in new and any(p.parent.name == "report" for p in new)
+
+
+@pytest.fixture(scope="module")
+def official_ckpt(tmp_path_factory) -> Path:
+    """The same kind of tiny model as an official flat state dict (holds no VGGish)."""
+    from avsbench.models.official_names import to_official_state_dict
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("official") / "official.pth"
+    torch.save(to_official_state_dict(build_model_for(tiny_config())), path)
+    return path
+
+
+def _test(s4_toy, weights, logs, *extra) -> int:
+    return cmd_test.main("s4", ["--synthetic", "--data_root", str(s4_toy), "--weights",
+                                str(weights), *TINY, "--log_dir", str(logs), *extra])  # fmt: skip
+
+
+def test_an_official_checkpoint_never_runs_with_a_random_vggish(tmp_path, s4_toy, official_ckpt,
+                                                                capsys):  # fmt: skip
+    logs = tmp_path / "logs"
+    assert _test(s4_toy, official_ckpt, logs, *OFFICIAL) == 2
+    err = capsys.readouterr().err
+    assert "the checkpoint holds no VGGish weights" in err and "--vggish_weights PATH" in err
+    assert "Traceback" not in err
+    assert not logs.exists() or not any(logs.iterdir())  # no run folder left behind
+
+    vggish_file = tmp_path / "vggish.pth"
+    from avsbench.models.avs import build_vggish
+
+    torch.save(build_vggish(tiny_config().model).state_dict(), vggish_file)
+    out = tmp_path / "m.json"
+    status = _test(s4_toy, official_ckpt, logs, *OFFICIAL, "--vggish_weights", str(vggish_file),
+                   "--out_json", str(out))  # fmt: skip
+    assert status == 0
+    assert json.loads(out.read_text())["vggish"] == {
+        "source": "flag", "weights": str(vggish_file), "pca": None
+    }  # fmt: skip
+
+
+def test_metrics_say_a_checkpoint_trained_with_a_random_vggish_used_one(tmp_path, s4_toy,
+                                                                        project_ckpt):  # fmt: skip
+    out = tmp_path / "m.json"
+    assert _test(s4_toy, project_ckpt, tmp_path / "logs", "--out_json", str(out)) == 0
+    assert json.loads(out.read_text())["vggish"]["source"] == "random"
+
+
+def test_a_new_training_run_needs_vggish_weights_unless_synthetic():
+    from avsbench.checkpoints import CheckpointError, choose_vggish
+
+    cfg = C.preset("s4")  # VGGish file None
+    assert choose_vggish(None, cfg, synthetic=True).source == "random"
+    with pytest.raises(CheckpointError, match="no VGGish weights are configured"):
+        choose_vggish(None, cfg)
+    with pytest.raises(CheckpointError, match="VGGish weights not found: /nowhere/v.pth"):
+        choose_vggish(None, C.override(cfg, {"model.vggish_weights": "/nowhere/v.pth"}))
