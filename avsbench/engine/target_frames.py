@@ -25,8 +25,6 @@ def loss_target_frames(cfg: C.Config, gt_valid: torch.Tensor) -> torch.Tensor | 
 
     gt_valid: [B*T], 1 for annotated frames.
     """
-    # cfg.model.method arrives with the AVSegFormer engine; until then every model is TPAVI.
-    method = getattr(cfg.model, "method", "tpavi")
-    if method != "tpavi" or cfg.model.setting != "s4" or cfg.train.loss.sa_loss_flag:
+    if cfg.model.method != "tpavi" or cfg.model.setting != "s4" or cfg.train.loss.sa_loss_flag:
         return None
     return gt_valid.reshape(-1) > 0  # [B*T]
