@@ -30,7 +30,7 @@ def _losses(history: list[dict]) -> list[dict]:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="merge regression 2026-12-02: exact resume (reliability) vs target_frames training step (speed) disagree; to fix next session",  # noqa: E501
+    reason="known defect 2026-12-02: loss history and val metrics equal, but 178/258 weight tensors differ by 1-2 ulp (max 1.2e-7) after resume; also on the reliability branch alone, so not a merge regression",  # noqa: E501
 )
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_epoch,stop_step", [(0, 2), (1, 1)])
