@@ -93,10 +93,6 @@ def _official_from_tsv(model, tsv: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="merge regression 2026-12-02: test.sh metrics gained batch-4/2 keys; comparison to be restricted to shared keys",  # noqa: E501
-)
 @pytest.mark.slow
 def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     from avsbench.models.avs import build_model, build_vggish
@@ -122,7 +118,8 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     data = build_dataset("s4", s4_toy, "test", image_size=64)
     embedder = AudioEmbedder(build_vggish(cfg.model), "cpu")
     loader = E.build_eval_loader(data, 4, DistInfo(), num_workers=0)
-    direct = E.evaluate(model, embedder, loader, "s4", torch.device("cpu"))
+    direct = E.evaluate(model, embedder, loader, "s4", torch.device("cpu"),
+                        official_batch_sizes=cfg.eval.official_batch_sizes)  # fmt: skip
     assert result["metrics"] == pytest.approx(direct, abs=1e-9)
 
 
