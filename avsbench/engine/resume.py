@@ -118,7 +118,8 @@ def start_epoch_iterator(
 
 class DeferredInterrupt:
     """Ctrl-C (SIGINT) sets `requested`; the loop raises KeyboardInterrupt at the next step
-    boundary (`check`). A second Ctrl-C raises at once. Only in the main thread."""
+    boundary (`Trainer.stop_if_interrupted`). A second Ctrl-C raises at once. Only in the
+    main thread."""
 
     def __init__(self) -> None:
         self.requested = False
