@@ -42,6 +42,17 @@ def _write_error(path: Path, err: OSError) -> WriteError:
     return error
 
 
+def is_plain_name(name: str) -> bool:
+    """True for a non-empty name that stays one path component everywhere (a data row's
+    name, a --session_name): no separator, NUL, '.' / '..' or drive letter."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and not (len(name) >= 2 and name[1] == ":")  # a Windows drive, C:...
+    )
+
+
 class OutsideFolderError(ValueError):
     """A path that would be written outside the folder of its command (docs/RELIABILITY.md)."""
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from avsbench.fileio import is_plain_name
+
 
 class AVSDataError(ValueError):
     """Bad or missing AVSBench input; the message names the file and the problem."""
@@ -158,16 +160,6 @@ def check_rows(meta: pd.DataFrame, csv_path: str | Path) -> None:
                     "'\\', '..' or absolute paths: it becomes a path under the dataset root); "
                     "fix or remove the row"
                 )
-
-
-def is_plain_name(name: str) -> bool:
-    """True for a non-empty name that stays one path component everywhere."""
-    return (
-        bool(name)
-        and name not in (".", "..")
-        and not any(c in name for c in ("/", "\\", "\0"))
-        and not (len(name) >= 2 and name[1] == ":")  # a Windows drive, C:...
-    )
 
 
 def select_split(df: pd.DataFrame, split: str, csv_path: str | Path) -> pd.DataFrame:

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from avsbench.fileio import is_plain_name
+
 LOGGER_NAME = "avsbench"
 TIME_FORMAT = "%Y%m%d-%H%M%S"
 _RUN_SUFFIX = re.compile(r"_(\d{8}-\d{6})(?:_\d+)?$")
@@ -58,7 +60,7 @@ class RunDir:
 
 def check_session_name(session: str) -> None:
     """ValueError unless `session` is a plain folder-name part (no path separator, not '..')."""
-    if not session or session in (".", "..") or any(c in session for c in "/\\\0"):
+    if not is_plain_name(session):
         raise ValueError(
             f"--session_name must be a plain name (no '/', '\\' or '..'), got {session!r}"
         )
