@@ -67,7 +67,8 @@ def evaluate(
     S4/MS3 with `official_batch_sizes` (e.g. (4, 2)) add `miou_test_batch_<s>` and
     `fscore_test_batch_<s>`: the official values as a test run at batch s clips gives them,
     from consecutive sub-batches of s clips of each batch (exact when s divides the
-    loader's batch size: the batches of s clips then nest in the loader's).
+    loader's batch size: the batches of s clips then nest in the loader's). At s equal to
+    the loader's batch size those are the batches themselves: `miou` / `fscore` are used.
     """
     info = info or DistInfo(device=device)
     model = unwrap(model)
@@ -75,9 +76,9 @@ def evaluate(
     model.eval()
     metric = make_metric(setting, num_classes, per_subset)
     by_subset = per_subset and C.setting_info(setting).semantic
-    at_batch = {} if C.setting_info(setting).semantic else {
-        s: make_metric(setting) for s in official_batch_sizes
-    }  # fmt: skip
+    sizes = () if C.setting_info(setting).semantic else tuple(official_batch_sizes)
+    loader_batch = getattr(loader.batch_sampler, "batch_size", None)  # clips per batch
+    at_batch = {s: make_metric(setting) for s in sizes if s != loader_batch}
     try:
         for batch in tqdm(
             loader, desc=desc, leave=False, disable=not runs.show_progress(info.is_main)
@@ -99,9 +100,12 @@ def evaluate(
         model.train(was_training)
     metric.load_state_tensors(all_reduce_state(metric.state_tensors(), info))
     result = metric.compute()
-    for size, sub in at_batch.items():
-        sub.load_state_tensors(all_reduce_state(sub.state_tensors(), info))
-        values = sub.compute()
+    for size in sizes:
+        values = result
+        if size in at_batch:
+            sub = at_batch[size]
+            sub.load_state_tensors(all_reduce_state(sub.state_tensors(), info))
+            values = sub.compute()
         result[f"miou_test_batch_{size}"] = values["miou"]
         result[f"fscore_test_batch_{size}"] = values["fscore"]
     return result
