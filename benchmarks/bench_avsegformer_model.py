@@ -1,0 +1,396 @@
+"""Benchmark: the whole AVSegFormer, project deformable attention vs the published formulation.
+
+One model, built once from a seed; the two variants differ only in the multi-scale
+deformable attention its encoder calls: the project's `multi_scale_deformable_attention`
+or `published_formulation` of bench_avsegformer.py (the published code's PyTorch
+reference: per-level grid_sample, stack of all samples, weight, sum). Same weights, same
+inputs, one process.
+
+Tasks:
+    train   a training step as the engine runs it (`engine.step.forward`, the method's loss
+            `avsbench.losses.compute_loss(..., method="avsegformer")`, backward), without
+            the optimizer step (identical for both variants; leaving it out keeps the
+            weights equal between them). Train mode (dropout 0.1, BatchNorm batch stats).
+    infer   inference: eval mode, no_grad forward.
+
+Configurations (`--configs`):
+    official  S4, ResNet-50 (random init), the published widths (6+6+6 layers, 300 queries),
+              224 x 224, 1 clip of 5 frames (the S4 loss reads the annotated first frame)
+    small     S4 as `avsbench.config.synthetic` builds AVSegFormer (ResNet-18, width 64,
+              2 layers of each kind, 16 queries) at its 64 x 64 frames, 1 clip
+
+Measured per (configuration, task):
+- agreement: outputs (logits, mask feature) and, for train, the loss and every parameter
+  gradient of the two variants from the same RNG state; max relative difference, asserted
+  below 1e-5;
+- time: one warm-up each, then `--repeats` rounds running both variants in alternating
+  order; medians and minima (wall and process CPU time) and the ratios published / project;
+- peak memory: CPU, the rise of the peak RSS over one call in a fresh subprocess
+  (bench_avsegformer.py's method); CUDA, torch.cuda.max_memory_allocated over one call;
+- breakdown (separate, untimed-by-the-above rounds): forward wall time of the parts, by
+  forward pre/post hooks on the submodules (median over the rounds): backbone
+  (`visual`), input projections (`head.in_proj`), transformer encoder (`head.encoder`;
+  inside it, the deformable-attention core), decoder (`head.query_generator` +
+  `head.decoder`), mask head (the rest of `head`: positions, lateral/out convs, `mixer`,
+  the query-pixel product, `mlp`, `fc`); train also gives the backward as a whole
+  (autograd runs the parts' backward interleaved, so it is not split).
+
+Usage: python benchmarks/bench_avsegformer_model.py [--configs official,small]
+       [--tasks train,infer] [--repeats 3] [--device cuda] [--no-memory]
+Results: benchmarks/results/avsegformer_model_<device>.json (a run replaces the
+configurations it measured and keeps the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_avsegformer import _status_kb, published_formulation, rel, sync  # noqa: E402
+
+from avsbench import config  # noqa: E402
+from avsbench.config import LossConfig  # noqa: E402
+from avsbench.engine.step import forward  # noqa: E402
+from avsbench.losses import compute_loss  # noqa: E402
+from avsbench.models.avsegformer import deform_attn  # noqa: E402
+from avsbench.models.avsegformer.model import AVSegFormer, build_avsegformer_from_config  # noqa: E402
+
+PROJECT_CORE = deform_attn.multi_scale_deformable_attention
+CORES = {"published": published_formulation, "project": PROJECT_CORE}
+NAMES = list(CORES)  # baseline first
+TASKS = ("train", "infer")
+FRAMES_PER_CLIP = 5
+TOLERANCE = 1e-5
+
+
+def model_config(name: str) -> tuple[config.ModelConfig, int]:
+    """(ModelConfig, image size) of a configuration name."""
+    cfg = config.avsegformer("s4")
+    if name == "official":
+        return dataclasses.replace(cfg.model, backbone="resnet50"), 224
+    if name == "small":
+        small = config.synthetic(cfg)
+        return small.model, small.data.image_size
+    raise ValueError(f"unknown configuration {name!r}; valid: official, small")
+
+
+def build(name: str, device: str) -> tuple[AVSegFormer, dict[str, torch.Tensor]]:
+    """The model (seed 0) and its inputs (seed 1) for configuration `name`, 1 clip."""
+    model_cfg, size = model_config(name)
+    torch.manual_seed(0)
+    model = build_avsegformer_from_config(model_cfg).to(device)
+    gen = torch.Generator().manual_seed(1)
+    n = FRAMES_PER_CLIP
+    gt_valid = torch.zeros(n)
+    gt_valid[0] = 1.0  # S4 training clips: the first frame is annotated
+    inputs = {
+        "frames": torch.randn(n, 3, size, size, generator=gen),
+        "audio": torch.randn(n, 128, generator=gen),
+        "masks": (torch.rand(n, size, size, generator=gen) > 0.5).float(),
+        "gt_valid": gt_valid,
+    }
+    return model, {k: v.to(device) for k, v in inputs.items()}
+
+
+@contextlib.contextmanager
+def core(name: str, timer: dict[str, list[float]] | None = None) -> Iterator[None]:
+    """Run the model's deformable attention with formulation `name` (optionally timed)."""
+    fn = CORES[name]
+    if timer is not None:
+        inner = fn
+
+        def fn(*args):  # noqa: F811
+            start = time.perf_counter()
+            out = inner(*args)
+            sync_of(out)
+            timer["deform_attn_core"][-1] += time.perf_counter() - start
+            return out
+
+    deform_attn.multi_scale_deformable_attention = fn
+    try:
+        yield
+    finally:
+        deform_attn.multi_scale_deformable_attention = PROJECT_CORE
+
+
+def sync_of(t: torch.Tensor) -> None:
+    sync(t.device.type)
+
+
+def step(model: AVSegFormer, task: str, inputs: dict[str, torch.Tensor]) -> dict:
+    """One train step (forward, loss, backward; grads left in the parameters) or inference."""
+    if task == "infer":
+        model.eval()
+        with torch.no_grad():
+            out = forward(model, inputs["frames"], inputs["audio"])
+        return {"logits": out.logits, "mask_feature": out.mask_feature}
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = forward(model, inputs["frames"], inputs["audio"])
+    loss, _ = compute_loss("s4", out, inputs["masks"], inputs["gt_valid"], LossConfig(),
+                           method="avsegformer")  # fmt: skip
+    loss.backward()
+    return {"loss": loss.detach(), "logits": out.logits.detach(),
+            "mask_feature": out.mask_feature.detach()}  # fmt: skip
+
+
+def agreement(model: AVSegFormer, task: str, inputs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Max relative differences project vs published (outputs, loss, each gradient)."""
+    results = {}
+    for name in NAMES:
+        torch.manual_seed(2)  # the same dropout masks
+        with core(name):
+            res = step(model, task, inputs)
+        if task == "train":
+            res.update({f"grad.{k}": p.grad.clone() for k, p in model.named_parameters()
+                        if p.grad is not None})  # fmt: skip
+        results[name] = res
+    pub, proj = results["published"], results["project"]
+    assert pub.keys() == proj.keys(), "the variants produced different gradients"
+    diffs = {k: rel(proj[k], pub[k]) for k in pub}
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] < TOLERANCE, f"{task}: formulations disagree, {worst}: {diffs[worst]:.2e}"
+    model.zero_grad(set_to_none=True)
+    summary = {k: v for k, v in diffs.items() if not k.startswith("grad.")}
+    grads = {k: v for k, v in diffs.items() if k.startswith("grad.")}
+    if grads:
+        summary["grad_max"] = max(grads.values())
+        summary["grad_max_at"] = max(grads, key=grads.get)[len("grad.") :]
+        summary["grads_compared"] = len(grads)
+    return summary
+
+
+PARTS = {
+    "backbone": ["visual"],
+    "input_projections": ["head.in_proj"],
+    "encoder": ["head.encoder"],
+    "decoder": ["head.query_generator", "head.decoder"],
+}
+MASK_HEAD_PIECES = ["head.mixer", "head.mlp", "head.fc"]  # shown inside the mask head
+
+
+@contextlib.contextmanager
+def part_hooks(model: nn.Module, timer: dict[str, list[float]]) -> Iterator[None]:
+    """Accumulate each hooked submodule's forward wall time into timer[label][-1]."""
+    modules = dict(model.named_modules())
+    handles = []
+    starts: dict[str, float] = {}
+
+    def add(label: str, module: nn.Module) -> None:
+        def pre(_m, args):
+            if isinstance(args[0], torch.Tensor):
+                sync_of(args[0])
+            starts[label] = time.perf_counter()
+
+        def post(_m, _args, out):
+            tensor = out if isinstance(out, torch.Tensor) else out[0]
+            sync_of(tensor)
+            timer[label][-1] += time.perf_counter() - starts[label]
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+
+    for label, names in {**PARTS, "head": ["head"], **{n: [n] for n in MASK_HEAD_PIECES}}.items():
+        for name in names:
+            add(label, modules[name])
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def breakdown(model: AVSegFormer, task: str, inputs: dict, name: str, rounds: int) -> dict:
+    """Median forward time of each part (and the backward, train) over `rounds` steps."""
+    timer: dict[str, list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for label in [*PARTS, "head", *MASK_HEAD_PIECES, "deform_attn_core"]:
+            timer[label].append(0.0)
+        with core(name, timer), part_hooks(model, timer):
+            sync(inputs["frames"].device.type)
+            start = time.perf_counter()
+            if task == "train":  # the step, with the forward and backward timed apart
+                model.train()
+                model.zero_grad(set_to_none=True)
+                out = forward(model, inputs["frames"], inputs["audio"])
+                loss, _ = compute_loss("s4", out, inputs["masks"], inputs["gt_valid"],
+                                       LossConfig(), method="avsegformer")  # fmt: skip
+                sync_of(loss)
+                mid = time.perf_counter()
+                loss.backward()
+                sync_of(loss)
+                timer["forward_total"].append(mid - start)
+                timer["backward_total"].append(time.perf_counter() - mid)
+            else:
+                step(model, task, inputs)
+                sync(inputs["frames"].device.type)
+                timer["forward_total"].append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
+    med = {k: statistics.median(v) for k, v in timer.items()}
+    inner = sum(med[k] for k in ("input_projections", "encoder", "decoder"))
+    med["mask_head"] = med.pop("head") - inner
+    # audio projection, float32 handling and (train) the loss
+    med["outside_parts"] = med["forward_total"] - med["backbone"] - inner - med["mask_head"]
+    return med
+
+
+def peak_child(cfg_name: str, name: str, task: str, device: str) -> int:
+    """In a fresh process: the rise of the peak RSS (bytes) over one call on the CPU."""
+    model, inputs = build(cfg_name, device)
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    before = _status_kb("VmRSS")
+    with core(name):
+        step(model, task, inputs)
+    return (_status_kb("VmHWM") - before) * 1024
+
+
+def peak_bytes(model, inputs, cfg_name: str, name: str, task: str, device: str) -> int | None:
+    if device == "cuda":
+        model.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        with core(name):
+            step(model, task, inputs)
+        torch.cuda.synchronize()
+        model.zero_grad(set_to_none=True)
+        return torch.cuda.max_memory_allocated() - base
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    cmd = [sys.executable, __file__, "--peak-child", cfg_name, name, task]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")  # RSS follows the tensors
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if result.returncode != 0:
+        print(f"peak measurement failed: {result.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def measure(cfg_name: str, task: str, device: str, repeats: int, memory: bool) -> dict:
+    model, inputs = build(cfg_name, device)
+    result: dict = {"agreement": agreement(model, task, inputs)}
+    times: dict[str, list[float]] = {n: [] for n in NAMES}
+    cpu_times: dict[str, list[float]] = {n: [] for n in NAMES}
+    for name in NAMES:  # warm-up
+        with core(name):
+            step(model, task, inputs)
+    for r in range(repeats):
+        for name in NAMES if r % 2 == 0 else NAMES[::-1]:
+            with core(name):
+                sync(device)
+                start, start_cpu = time.perf_counter(), time.process_time()
+                step(model, task, inputs)
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+                cpu_times[name].append(time.process_time() - start_cpu)
+    for name in NAMES:
+        result[name] = {
+            "times_s": times[name],
+            "median_s": statistics.median(times[name]),
+            "min_s": min(times[name]),
+            "cpu_median_s": statistics.median(cpu_times[name]),
+            "cpu_min_s": min(cpu_times[name]),
+            "breakdown_s": breakdown(model, task, inputs, name, repeats),
+        }
+        if memory:
+            result[name]["peak_bytes"] = peak_bytes(model, inputs, cfg_name, name, task, device)
+    pub, proj = result["published"], result["project"]
+    result["ratio_median"] = pub["median_s"] / proj["median_s"]
+    result["ratio_min"] = pub["min_s"] / proj["min_s"]
+    result["cpu_ratio_median"] = pub["cpu_median_s"] / proj["cpu_median_s"]
+    if memory and pub.get("peak_bytes") and proj.get("peak_bytes"):
+        result["peak_ratio"] = pub["peak_bytes"] / max(proj["peak_bytes"], 1)
+    return result
+
+
+def report(cfg_name: str, task: str, r: dict) -> None:
+    mb = 1024**2
+    for name in NAMES:
+        e = r[name]
+        line = f"  {cfg_name:8s} {task:5s} {name:9s} median {e['median_s']:7.3f} s"
+        line += f"  min {e['min_s']:7.3f} s"
+        if e.get("peak_bytes") is not None:
+            line += f"  peak +{e['peak_bytes'] / mb:7.1f} MB"
+        print(line)
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in e["breakdown_s"].items())
+        print(f"      breakdown (s): {parts}")
+    extra = f", peak {r['peak_ratio']:.2f}x" if "peak_ratio" in r else ""
+    worst = max(v for v in r["agreement"].values() if isinstance(v, float))
+    print(f"  {cfg_name} {task}: published / project = {r['ratio_median']:.3f}x (median), "
+          f"{r['ratio_min']:.3f}x (min){extra}; max rel diff {worst:.1e}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--configs", default="official,small")
+    parser.add_argument("--tasks", default="train,infer")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak measurement")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--peak-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peak_child:
+        print(peak_child(*args.peak_child, "cpu"))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("CUDA is not available: nothing measured", file=sys.stderr)
+        return 1
+    configs = [c for c in args.configs.split(",") if c]
+    tasks = [t for t in args.tasks.split(",") if t]
+    for c in configs:
+        model_config(c)  # unknown names fail before any measurement
+    if any(t not in TASKS for t in tasks):
+        parser.error(f"--tasks takes train and/or infer, got {args.tasks!r}")
+
+    out = Path(args.out) if args.out else (
+        Path(__file__).parent / "results" / f"avsegformer_model_{args.device}.json"
+    )  # fmt: skip
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault("configs", {})
+    results["what"] = "whole AVSegFormer S4: project vs published deformable attention"
+    results["device"] = args.device
+    load_before = os.getloadavg()
+    for c in configs:
+        model_cfg, size = model_config(c)
+        entry = {"backbone": model_cfg.backbone, "image_size": size,
+                 "frames": FRAMES_PER_CLIP, "repeats": args.repeats}  # fmt: skip
+        for task in tasks:
+            entry[task] = measure(c, task, args.device, args.repeats, not args.no_memory)
+            report(c, task, entry[task])
+        entry["load_average_after"] = os.getloadavg()
+        results["configs"][c] = entry
+    results["env"] = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+        "load_average_before": load_before,  # other work on the machine skews the timings
+        "load_average_after": os.getloadavg(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"  written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
