@@ -23,7 +23,7 @@ Measured per (configuration, task):
 - agreement: outputs (logits, mask feature) and, for train, the loss and every parameter
   gradient of the two variants from the same RNG state, on the first AGREE_FRAMES frames:
   in float64 (a copy of the model; max relative difference asserted below 1e-5) and in
-  float32 (recorded: rounding, amplified through the model, reaches ~1e-3 in gradients);
+  float32 (recorded, with dropout on and off; see `agreement`);
 - time: one warm-up each, then `--repeats` rounds running both variants in alternating
   order; medians and minima (wall and process CPU time) and the ratios published / project;
 - peak memory: CPU, the rise of the peak RSS over one call in a fresh subprocess
@@ -187,13 +187,29 @@ def worst_of(summary: dict) -> float:
     return max(v for k, v in summary.items() if isinstance(v, float))
 
 
+@contextlib.contextmanager
+def no_dropout(model: nn.Module) -> Iterator[None]:
+    """Dropout probabilities set to 0 (train mode otherwise), restored afterwards."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    saved = [m.p for m in layers]
+    for m in layers:
+        m.p = 0.0
+    try:
+        yield
+    finally:
+        for m, p in zip(layers, saved):
+            m.p = p
+
+
 def agreement(model: AVSegFormer, task: str, inputs: dict[str, torch.Tensor]) -> dict:
     """Project vs published on the first AGREE_FRAMES frames of `inputs` (frame 0 annotated),
-    same weights: in float64 (a copy of the model; asserted below TOLERANCE) and float32.
+    same weights: in float64 (a copy of the model; asserted below TOLERANCE) and in float32
+    (recorded), the latter also with dropout off.
 
-    float64 tells the formulations apart from rounding: in float32 the whole model's
-    gradients differ by up to ~1e-3 relative (measured, official configuration), rounding
-    of the attention amplified through 18 layers and the 2048-wide mask MLP.
+    float64 tells the formulations apart from rounding. In float32 with dropout on, whole-
+    model gradients differ by up to 4e-2 relative (small configuration; 3.7e-4 official),
+    with dropout off by ~1e-6: a float32-only interaction with dropout, not explained yet
+    (in float64, dropout on, they agree to ~1e-14).
     """
     frames = {k: v[:AGREE_FRAMES] for k, v in inputs.items()}
     model64 = copy.deepcopy(model).double()
@@ -204,7 +220,11 @@ def agreement(model: AVSegFormer, task: str, inputs: dict[str, torch.Tensor]) ->
     assert worst_of(in64) < TOLERANCE, f"{task}: formulations disagree in float64: {in64}"
     both = run_both(model, task, frames)
     in32 = max_diffs(both["project"], both["published"])
-    return {"frames": AGREE_FRAMES, "float64": in64, "float32": in32}
+    with no_dropout(model):
+        both = run_both(model, task, frames)
+    in32_off = max_diffs(both["project"], both["published"])
+    return {"frames": AGREE_FRAMES, "float64": in64, "float32": in32,
+            "float32_no_dropout": in32_off}  # fmt: skip
 
 
 PARTS = {
@@ -363,7 +383,8 @@ def report(cfg_name: str, task: str, r: dict) -> None:
         print(f"      breakdown (s): {parts}")
     extra = f", peak {r['peak_ratio']:.2f}x" if "peak_ratio" in r else ""
     a = r["agreement"]
-    worst = f"{worst_of(a['float64']):.1e} (float64), {worst_of(a['float32']):.1e} (float32)"
+    worst = (f"{worst_of(a['float64']):.1e} (float64), {worst_of(a['float32']):.1e} (float32), "
+             f"{worst_of(a['float32_no_dropout']):.1e} (float32, no dropout)")  # fmt: skip
     print(f"  {cfg_name} {task}: published / project = {r['ratio_median']:.3f}x (median), "
           f"{r['ratio_min']:.3f}x (min){extra}; max rel diff {worst}")  # fmt: skip
 
@@ -382,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         print(peak_child(*args.peak_child, "cpu"))
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("CUDA is not available: nothing measured", file=sys.stderr)
-        return 1
+        print("CUDA is not available: --device cuda skipped, nothing measured or written")
+        return 0
     configs = [c for c in args.configs.split(",") if c]
     tasks = [t for t in args.tasks.split(",") if t]
     for c in configs:

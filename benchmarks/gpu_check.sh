@@ -2,7 +2,8 @@
 # The whole GPU path in one run (< 8 min on one GPU): train + test steps of S4/MS3/AVSS x
 # TPAVI/AVSegFormer x fp32/bf16/fp16(+scaler) x NCHW/channels_last, a short train.sh run
 # (torchrun DDP with NCCL over every GPU present), avsbench predict on a generated video
-# with that checkpoint, and the batch-4 benchmarks against the published formulation
+# with that checkpoint, the batch-4 TPAVI benchmarks and the AVSegFormer ones (attention
+# alone, whole model) against the published formulation
 # (benchmarks/results/*_cuda.json; summarise them in BENCHMARKS.md).
 #   bash benchmarks/gpu_check.sh            # on a GPU machine, after bash scripts/setup.sh
 #   bash benchmarks/gpu_check.sh --dry-run  # CPU, tiny sizes, one process: checks the wiring
@@ -46,5 +47,7 @@ else
   echo "[gpu_check] 4/4 benchmarks at batch 4 against the published formulation"
   python benchmarks/bench_model.py train --device cuda --configs resnet50:4,pvt_v2_b5:4 --repeats 3
   python benchmarks/bench_model.py infer --device cuda --metrics --repeats 3
+  python benchmarks/bench_avsegformer.py --device cuda --repeats 10
+  python benchmarks/bench_avsegformer_model.py --device cuda --repeats 5
 fi
 echo "[gpu_check] passed"

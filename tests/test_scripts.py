@@ -104,19 +104,28 @@ def test_train_then_test(setting, toy, tmp_path):
     assert len(masks) == real_frames if real_frames else len(masks) >= 5 * result["num_clips"]
 
 
+# AVSegFormer's width must be a multiple of 32 (its GroupNorms)
+TINY_AVSEGFORMER = ["--synthetic", "--image_size", "64", "--decoder_channels", "32",
+                    "--num_workers", "0", "--device", "cpu"]  # fmt: skip
+METHOD_ARGS = {"tpavi": TINY, "avsegformer": TINY_AVSEGFORMER}
+
+
 @pytest.mark.slow
-def test_two_process_launch_matches_one_process(toy, tmp_path):
-    """`bash train.sh --gpus 2` / `bash test.sh --gpus 2` run torchrun (gloo on the CPU);
-    distributed testing gives exactly the one-process metrics."""
+@pytest.mark.parametrize("method", ["tpavi", "avsegformer"])
+def test_two_process_launch_matches_one_process(method, toy, tmp_path):
+    """`bash train.sh --gpus 2` / `bash test.sh --gpus 2` run torchrun (gloo on the CPU),
+    for both methods; distributed testing gives exactly the one-process metrics."""
     root = toy / C.SETTINGS["s4"].dataset_folder
     logs = tmp_path / "train_logs"
-    _bash("s4", "train.sh", ["--gpus", "2", *TINY, "--data_root", str(root), "--log_dir",
-                             str(logs), "--max_epoches", "1", "--max_steps_per_epoch", "1",
-                             "--train_batch_size", "2", "--val_batch_size", "1"])  # fmt: skip
+    tiny = METHOD_ARGS[method]
+    _bash("s4", "train.sh", ["--gpus", "2", *tiny, "--method", method, "--data_root", str(root),
+                             "--log_dir", str(logs), "--max_epoches", "1",
+                             "--max_steps_per_epoch", "1", "--train_batch_size", "2",
+                             "--val_batch_size", "1"])  # fmt: skip
     (run,) = list(logs.iterdir())
     config = json.loads((run / "config.json").read_text())
     assert config["world_size"] == 2 and config["per_process_batch"] == 1
-    common = [*TINY, "--data_root", str(root), "--train_log_dir", str(logs), "--log_dir",
+    common = [*tiny, "--data_root", str(root), "--train_log_dir", str(logs), "--log_dir",
               str(tmp_path / "test_logs"), "--test_batch_size", "1"]  # fmt: skip
     _bash("s4", "test.sh", ["--gpus", "2", *common, "--out_json", str(tmp_path / "two.json")])
     _bash("s4", "test.sh", [*common, "--out_json", str(tmp_path / "one.json")])
