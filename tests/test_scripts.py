@@ -125,6 +125,7 @@ def test_two_process_launch_matches_one_process(method, toy, tmp_path):
     (run,) = list(logs.iterdir())
     config = json.loads((run / "config.json").read_text())
     assert config["world_size"] == 2 and config["per_process_batch"] == 1
+    assert config["model"]["method"] == method
     common = [*tiny, "--data_root", str(root), "--train_log_dir", str(logs), "--log_dir",
               str(tmp_path / "test_logs"), "--test_batch_size", "1"]  # fmt: skip
     _bash("s4", "test.sh", ["--gpus", "2", *common, "--out_json", str(tmp_path / "two.json")])
@@ -132,6 +133,7 @@ def test_two_process_launch_matches_one_process(method, toy, tmp_path):
     two = json.loads((tmp_path / "two.json").read_text())
     one = json.loads((tmp_path / "one.json").read_text())
     assert two["world_size"] == 2 and one["world_size"] == 1
+    assert two["config"]["model"]["method"] == one["config"]["model"]["method"] == method
     assert _scalars(two["metrics"]) == pytest.approx(_scalars(one["metrics"]), abs=1e-12)
 
 
