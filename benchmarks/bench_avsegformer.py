@@ -23,8 +23,8 @@ Measured, in one run, for `forward` (no_grad, inference) and `train` (forward + 
   below 1e-5).
 
 Usage: python benchmarks/bench_avsegformer.py [--device cuda] [--frames 10] [--repeats 5]
-Results go to benchmarks/results/avsegformer_<device>.json (a later phase adds whole
-training steps to this script).
+Results go to benchmarks/results/avsegformer_<device>.json. The whole model (train step,
+inference, where the time goes): bench_avsegformer_model.py, which reuses these helpers.
 """
 
 from __future__ import annotations
