@@ -63,9 +63,10 @@ class AudioEmbedder:
 
     `__call__(audio [B, T, 1, 96, 64], keys: one cache key per clip | None) -> [B*T, 128]`
     float32 on `device`, always computed in float32 outside autocast (`clip_keys(namespace,
-    batch)` gives the keys; they are required when the cache is on). Cached values equal
-    fresh ones up to the float rounding of batched matrix products (VGGish sees other batch
-    groupings).
+    batch)` gives the keys; they are required when the cache is on). With the cache VGGish
+    sees one clip at a time (`embed`), so a clip's cached value is the same bit for bit
+    whatever batch it first came in; without it VGGish sees the whole batch (faster), and
+    the values differ from the cached ones by float rounding (up to ~1e-5).
     """
 
     def __init__(
@@ -114,12 +115,23 @@ class AudioEmbedder:
             atomic_save_npy(self._path(key), emb.numpy(), durable=False)
 
     @torch.no_grad()
-    def embed(self, audio: torch.Tensor) -> torch.Tensor:
-        """audio [B, T, 1, 96, 64] -> [B, T, 128] through VGGish (float32, no autocast)."""
+    def embed(self, audio: torch.Tensor, *, one_clip_per_call: bool = False) -> torch.Tensor:
+        """audio [B, T, 1, 96, 64] -> [B, T, 128] through VGGish (float32, no autocast).
+
+        one_clip_per_call: run VGGish on each clip alone, so that a clip's embeddings are a
+        function of the clip only. With more than one thread the CPU kernels round
+        differently for another number of rows (measured: up to 1.4e-5 between a clip
+        alone and in a batch of two); the cache needs this, or cached values (computed in
+        the batch the clip first came in) would differ from fresh ones, and a resumed run
+        (empty memory cache, other groupings) from an uninterrupted one (docs/
+        RELIABILITY.md). It costs ~25% more VGGish time (CPU, 4 clips), once per clip."""
         b, t = audio.shape[:2]
-        log_mel = audio.to(self.device, torch.float32).reshape(b * t, *audio.shape[2:])
+        log_mel = audio.to(self.device, torch.float32)
         with torch.autocast(self.device.type, enabled=False):
-            emb = self.vggish(log_mel)  # [B*T, 128]
+            if one_clip_per_call:
+                emb = torch.stack([self.vggish(clip) for clip in log_mel.unbind(0)])
+            else:
+                emb = self.vggish(log_mel.reshape(b * t, *audio.shape[2:]))
         self.vggish_runs += b
         return emb.float().reshape(b, t, -1)  # [B, T, 128]
 
@@ -140,7 +152,7 @@ class AudioEmbedder:
         found = [self._lookup(k) for k in keys]
         todo = [i for i, e in enumerate(found) if e is None or e.shape[0] != t]
         if todo:
-            fresh = self.embed(audio[todo])  # [len(todo), T, 128]
+            fresh = self.embed(audio[todo], one_clip_per_call=True)  # [len(todo), T, 128]
             for j, i in enumerate(todo):
                 self._store(keys[i], fresh[j])
                 found[i] = fresh[j].detach().float().cpu()

@@ -131,3 +131,37 @@ def test_a_changed_log_mel_is_recomputed_not_served_stale(tmp_path, s4_toy):
     assert torch.allclose(second[t : 2 * t], fresh, atol=1e-6)
     assert not torch.allclose(second[t : 2 * t], first[t : 2 * t])
     assert torch.equal(second[:t], first[:t]) and torch.equal(second[2 * t :], first[2 * t :])
+
+
+@pytest.fixture
+def two_threads():
+    """Two CPU threads: there the VGGish kernels round differently for another number of
+    rows (1.4e-5 between a clip alone and in a batch of two, measured 2026-12-02)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_cached_embedding_does_not_depend_on_the_batch_it_came_in(two_threads):
+    """What exact resume needs (tests/engine/test_exact_resume.py): a resumed run starts with
+    an empty memory cache and meets its clips in other batches than the run that filled the
+    cache; every clip's embedding must still be the same bit for bit."""
+    from avsbench.config import ModelConfig
+    from avsbench.models.avs import build_vggish
+
+    vggish = build_vggish(ModelConfig())  # the synthetic runs' VGGish: deterministic init
+    batch = _batch(["a", "b", "c"], seed=2)
+    audio, keys = batch["audio"], clip_keys("s4/train", batch)
+    straight = AudioEmbedder(vggish, "cpu", cache="memory")
+    filled = straight(audio[:2], keys[:2])  # a and b first met in one batch of two
+    resumed = AudioEmbedder(vggish, "cpu", cache="memory")
+    b_alone = resumed(audio[1:2], keys[1:2])  # b recomputed alone
+    cb = resumed(audio[[2, 1]], [keys[2], keys[1]])  # c new, b from the cache
+    t = 5
+    assert torch.equal(b_alone, filled[t:])
+    assert torch.equal(cb[t:], filled[t:])
+    with torch.no_grad():  # each clip as VGGish gives it when it is alone in the batch
+        expected = torch.cat([vggish(audio[i]) for i in (0, 1)])
+    assert torch.equal(filled, expected)
+    assert straight.vggish_runs == 2 and resumed.vggish_runs == 2

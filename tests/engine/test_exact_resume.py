@@ -28,10 +28,6 @@ def _losses(history: list[dict]) -> list[dict]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect 2026-12-02: loss history and val metrics equal, but 178/258 weight tensors differ by 1-2 ulp (max 1.2e-7) after resume; also on the reliability branch alone, so not a merge regression",  # noqa: E501
-)
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_epoch,stop_step", [(0, 2), (1, 1)])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, s4_toy, monkeypatch,
