@@ -158,7 +158,8 @@ def test_threshold_buckets_equal_searchsorted_at_every_threshold():
     )
     values = values.clamp(0, 1)
     expected = torch.searchsorted(thresholds, values, right=True)
-    assert torch.equal(_threshold_buckets(values), expected)
+    buckets = _threshold_buckets(values)
+    assert buckets.dtype == torch.int32 and torch.equal(buckets.long(), expected)
 
 
 @pytest.mark.parametrize("case", range(8))
