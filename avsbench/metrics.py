@@ -9,10 +9,11 @@ are named for what they are and never replace them.
 
 Everything is vectorised torch that runs on the device of its inputs. Counts are exact
 integers; ratios are taken in float64. The F-measure is computed for all 255 thresholds at
-once: each probability is assigned to its interval between thresholds, a `bincount` gives
-per-frame histograms of these intervals, and reverse cumulative sums give, for every
+once: each probability is assigned to its interval between thresholds (shifted by one
+above 0.5, so that the same histogram also counts the Jaccard's prediction), a `bincount`
+gives per-frame histograms of these intervals, and reverse cumulative sums give, for every
 threshold, the numbers of predicted and of true-positive pixels (exact, no sorting, no
-loop over thresholds; on a CPU the frames go in cache-sized chunks).
+loop over thresholds; int32 keys; on a CPU the frames go in cache-sized chunks).
 
 Accumulators keep their state as a few float64 tensors of sums and counts
 (`state_tensors()`), so that summing the states of several processes (an all-reduce)
@@ -48,6 +49,8 @@ _THRESHOLDS_CPU = torch.linspace(0, 1 - 1e-10, NUM_THRESHOLDS, dtype=torch.float
 # t_{j+1} for j = 0..255 (t_255 and t_256 do not exist: +inf, never <= a probability)
 _TABLE_CPU = torch.cat([_THRESHOLDS_CPU[1:], torch.full((2,), float("inf"))])  # [256]
 _TABLES: dict[torch.device, torch.Tensor] = {}
+# B = #{k: t_k <= 0.5} (128: t_127 is exactly 0.5): p <= 0.5 has bucket <= B, p > 0.5 >= B
+_HALF_BUCKET = int((_THRESHOLDS_CPU <= 0.5).sum())
 
 
 def fscore_thresholds(device: torch.device | str = "cpu") -> torch.Tensor:
@@ -89,19 +92,23 @@ CPU_CHUNK_PIXELS = 1 << 17
 
 def _bucket_histograms(
     logits: torch.Tensor, gt: torch.Tensor, name: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel counts hist[pred, gt, frame, bucket] (int64 [2, 2, n, 256]) and sum(gt) [n].
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel counts by_gt[gt, frame, bucket] (int64 [2, n, 256]), predicted[gt, frame]
+    (int64 [2, n]) and sum(gt) (float64 [n]).
 
-    pred = sigmoid(logit) > 0.5; bucket = #{k: t_k <= sigmoid(logit)}. One `bincount` per
-    chunk of frames, of the key bucket + 256 * frame + 256 * m * (gt + 2 * pred).
+    bucket = #{k: t_k <= sigmoid(logit)}; predicted counts pred = sigmoid(logit) > 0.5.
+    One int32 `bincount` per chunk of frames, of the key b' + 257 * frame + 257 * m * gt
+    with b' = bucket + pred: since p <= 0.5 gives bucket <= B and p > 0.5 gives bucket >= B
+    (B = #{t_k <= 0.5}), b' is bucket for p <= 0.5 and bucket + 1 >= B + 1 for p > 0.5, so
+    both the bucket counts and the prediction counts come back exactly from one histogram.
     logits: float32 [n, HW]; gt: [n, HW] binary (validated here).
     """
     n, hw = logits.shape
-    nbins = NUM_THRESHOLDS + 1  # bucket values 0..255
+    nbins = NUM_THRESHOLDS + 2  # b' values 0..256
     device = logits.device
     chunk = CPU_CHUNK_PIXELS if device.type == "cpu" else 1 << 26
     step = max(1, chunk // hw)  # frames per step
-    hist = torch.empty(2, 2, n, nbins, dtype=torch.int64, device=device)
+    hist = torch.empty(2, n, nbins, dtype=torch.int64, device=device)
     gt_sum = torch.empty(n, dtype=torch.float64, device=device)
     for start in range(0, n, step):
         stop = min(n, start + step)
@@ -116,20 +123,27 @@ def _bucket_histograms(
         if not bool(torch.isfinite(part.sum())) and bool(torch.isnan(part).any()):
             raise ValueError(f"{name}: the logits contain NaN (did the model diverge?)")
         prob = torch.sigmoid(part)  # [m, HW] float32, as the official code
-        # same-dtype int64 arithmetic after cheap casts (bool/int16 -> int64)
-        key = _threshold_buckets(prob)  # [m, HW] int64
-        key += (torch.arange(frames, device=device) * nbins).unsqueeze(1)
-        pred = prob.gt(0.5).long()  # the Jaccard's binary prediction
-        pred *= 2 * frames * nbins
-        key += pred
+        key = _threshold_buckets(prob)  # [m, HW] int32
+        key += prob.gt(0.5)  # b' = bucket + pred
+        key += (torch.arange(frames, dtype=torch.int32, device=device) * nbins).unsqueeze(1)
         # values in [0, 1] were checked; non-integers truncate to 0 and are caught later
-        gt_code = part_gt.long() if part_gt.dtype == torch.bool else part_gt.to(torch.int16).long()
+        gt_code = part_gt.to(torch.int32)
         gt_code *= frames * nbins
         key += gt_code
-        counts = torch.bincount(key.view(-1), minlength=4 * frames * nbins)
-        hist[:, :, start:stop] = counts.view(2, 2, frames, nbins)
+        counts = torch.bincount(key.view(-1), minlength=2 * frames * nbins)
+        hist[:, start:stop] = counts.view(2, frames, nbins)
         gt_sum[start:stop] = part_gt.sum(1, dtype=torch.float64)
-    return hist, gt_sum
+    by_gt = torch.cat(
+        [
+            hist[..., :_HALF_BUCKET],
+            hist[..., _HALF_BUCKET : _HALF_BUCKET + 1]
+            + hist[..., _HALF_BUCKET + 1 : _HALF_BUCKET + 2],
+            hist[..., _HALF_BUCKET + 2 :],
+        ],
+        dim=-1,
+    )  # [2, n, 256]
+    predicted = hist[..., _HALF_BUCKET + 1 :].sum(-1)  # [2, n]
+    return by_gt, predicted, gt_sum
 
 
 def binary_frame_stats(logits: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -155,20 +169,19 @@ def binary_frame_stats(logits: torch.Tensor, gt: torch.Tensor) -> dict[str, torc
     """
     name = "binary metrics"
     logits, gt, (h, w) = _as_frames(logits, gt, name)
-    hist, gt_sum = _bucket_histograms(logits, gt, name)  # [2(pred), 2(gt), n, 256], [n]
-    per_group = hist.sum(-1)  # [2(pred), 2(gt), n] pixel counts
-    gt_count = per_group[:, 1].sum(0)  # [n]
+    by_gt, predicted_by_gt, gt_sum = _bucket_histograms(logits, gt, name)
+    per_gt = by_gt.sum(-1)  # [2(gt), n] pixel counts
+    gt_count = per_gt[1]  # [n]
     # values in [0, 1] and sum(gt) == #(gt truncated to 1) only if all values are 0 or 1
     if gt.dtype != torch.bool and not torch.equal(gt_sum, gt_count.double()):
         low, high = torch.aminmax(gt)
         _raise_not_binary(name, low, high)
     kept = gt_count > 0  # [n]
-    inter = per_group[1, 1].double()  # [n]
-    union = (per_group[1, 0] + per_group[1, 1] + per_group[0, 1]).double()  # [n]
-    true_neg = per_group[0, 0].double()  # [n]
+    inter = predicted_by_gt[1].double()  # [n]
+    union = (predicted_by_gt[0] + gt_count).double()  # [n]
+    true_neg = (per_gt[0] - predicted_by_gt[0]).double()  # [n]
     iou = torch.where(kept, inter / (union + IOU_EPS), true_neg / (h * w + IOU_EPS))  # [n]
 
-    by_gt = hist.sum(0)  # [2(gt), n, 256]
     # prob >= t_k  <=>  bucket > k: counts over buckets k+1..255 for k = 0..254
     at_or_above = by_gt.flip(-1).cumsum(-1).flip(-1)[..., 1:].double()  # [2, n, 255]
     tp = at_or_above[1]  # [n, 255] predicted and foreground
@@ -189,7 +202,7 @@ def _raise_not_binary(name: str, low: torch.Tensor, high: torch.Tensor) -> None:
 
 
 def _threshold_buckets(prob: torch.Tensor) -> torch.Tensor:
-    """Number of official thresholds t_k <= p for every probability p in [0, 1] (int64).
+    """Number of official thresholds t_k <= p for every probability p in [0, 1] (int32).
 
     Equal to `searchsorted(thresholds, prob, right=True)` (tested on every threshold and
     its float neighbours) but much faster on a CPU. t_k is k/254 up to float32 rounding,
@@ -197,13 +210,11 @@ def _threshold_buckets(prob: torch.Tensor) -> torch.Tensor:
     one look-up in the threshold table.
     """
     table = _threshold_table(prob.device)  # [256]: t_1..t_254, +inf, +inf
-    flat = prob.reshape(-1)
-    # float -> int16 -> int64 is much faster on CPUs than a direct float -> int64 cast
-    guess = flat.mul(NUM_THRESHOLDS - 1).sub_(1e-3).to(torch.int16).long()  # [N] 0..253
-    above = table.index_select(0, guess).le(flat).long()  # t_{j+1} <= p
-    guess += above
-    guess += 1
-    return guess.view(prob.shape)
+    guess = prob.mul(NUM_THRESHOLDS - 1).sub_(1e-3).to(torch.int32)  # 0..253 (trunc)
+    bucket = table.index_select(0, guess.view(-1)).view(prob.shape).le(prob).to(torch.int32)
+    bucket += guess  # + (t_{j+1} <= p)
+    bucket += 1
+    return bucket
 
 
 def _batch_fscore(fcurve: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

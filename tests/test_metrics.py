@@ -107,6 +107,12 @@ def binary_cases():
     logits, gt = random_binary_batch(gen, 3)
     gt[0] = 1
     cases.append((logits, gt))
+    # around p = 0.5 (0.5 itself and its float neighbours on both sides): the Jaccard's
+    # p > 0.5 and the F thresholds t_127 = 0.5, t_128 split these pixels differently
+    logits = torch.linspace(-1e-6, 1e-6, 3 * 64).view(3, 8, 8)
+    logits = logits[:, torch.randperm(8, generator=gen)]
+    gt = (torch.rand(3, 8, 8, generator=gen) < 0.5).float()
+    cases.append((logits, gt))
     return cases
 
 
@@ -158,10 +164,11 @@ def test_threshold_buckets_equal_searchsorted_at_every_threshold():
     )
     values = values.clamp(0, 1)
     expected = torch.searchsorted(thresholds, values, right=True)
-    assert torch.equal(_threshold_buckets(values), expected)
+    buckets = _threshold_buckets(values)
+    assert buckets.dtype == torch.int32 and torch.equal(buckets.long(), expected)
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(9))
 def test_binary_batch_values_equal_loops(case):
     logits, gt = binary_cases()[case]
     ref_miou, ref_f = ref_binary_batch(logits, gt)
