@@ -219,6 +219,19 @@ def measure(task: str, frames: int, device: str, repeats: int, memory: bool) -> 
     return result
 
 
+def environment(device: str, load_before: tuple[float, float, float]) -> dict:
+    """Where a result was measured: versions, threads, CPU, GPU and the load around it."""
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "load_average_before": load_before,  # other work on the machine skews the timings
+        "load_average_after": os.getloadavg(),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -254,15 +267,7 @@ def main() -> int:
     }
     for task in tasks:
         results[task] = measure(task, args.frames, args.device, args.repeats, not args.no_memory)
-    results["env"] = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
-        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-        "load_average_before": load_before,  # other work on the machine skews the timings
-        "load_average_after": os.getloadavg(),
-    }
+    results["env"] = environment(args.device, load_before)
 
     mb = 1024**2
     print(f"deformable attention, N = {args.frames} frames, levels {LEVELS}, on {args.device}")

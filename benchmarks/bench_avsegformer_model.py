@@ -51,7 +51,6 @@ import copy
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -66,7 +65,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_avsegformer import _status_kb, published_formulation, rel, sync  # noqa: E402
+from bench_avsegformer import (  # noqa: E402
+    _status_kb,
+    environment,
+    published_formulation,
+    rel,
+    sync,
+)
 
 from avsbench import config  # noqa: E402
 from avsbench.config import LossConfig  # noqa: E402
@@ -429,15 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             report(c, task, entry[task])
         entry["load_average_after"] = os.getloadavg()
         results["configs"][c] = entry
-    results["env"] = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
-        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-        "load_average_before": load_before,  # other work on the machine skews the timings
-        "load_average_after": os.getloadavg(),
-    }
+    results["env"] = environment(args.device, load_before)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"  written to {out}")
