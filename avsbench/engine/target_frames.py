@@ -9,7 +9,10 @@ losses read; the gradient is the same, because an unread frame contributes an ex
 
     S4, no sa loss       -> the annotated frames (gt_valid > 0)
     S4 with the sa loss  -> every frame (it pools the logits of every frame)
-    MS3, AVSS            -> every frame (their losses read every frame's logits)
+    AVSS, no masked AV   -> the annotated frames (its CE weights frames by gt_valid: in
+                            training v1s has 1 of its 10 padded frames, v1m 5, v2 10)
+    AVSS with masked AV  -> every frame (the published recipe)
+    MS3                  -> every frame (all five are annotated and read)
     another method       -> every frame (e.g. AVSegFormer: its model decodes all frames)
 """
 
@@ -25,6 +28,11 @@ def loss_target_frames(cfg: C.Config, gt_valid: torch.Tensor) -> torch.Tensor | 
 
     gt_valid: [B*T], 1 for annotated frames.
     """
-    if cfg.model.method != "tpavi" or cfg.model.setting != "s4" or cfg.train.loss.sa_loss_flag:
+    loss, setting = cfg.train.loss, cfg.model.setting
+    if cfg.model.method != "tpavi":
         return None
-    return gt_valid.reshape(-1) > 0  # [B*T]
+    if (setting == "s4" and not loss.sa_loss_flag) or (
+        setting == "avss" and not loss.masked_av_flag
+    ):
+        return gt_valid.reshape(-1) > 0  # [B*T]
+    return None

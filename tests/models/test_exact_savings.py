@@ -117,9 +117,50 @@ def test_s4_training_step_with_exact_savings_equals_the_full_computation(sa_loss
         torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-12)
 
 
-def test_ms3_and_avss_decode_every_frame():
-    for preset in (config.ms3(), config.avss()):
+def test_ms3_and_the_published_avss_recipe_decode_every_frame():
+    for preset in (config.ms3(), config.avss()):  # avss(): masked AV loss on, as published
         assert loss_target_frames(preset, torch.ones(5)) is None
+
+
+def test_avss_training_step_without_masked_av_decodes_only_annotated_frames_exactly():
+    """AVSS (CE weighted by gt_valid) with the masked AV loss off, as the synthetic preset
+    runs it: decoding only the annotated frames gives the same loss, every gradient and
+    the BatchNorm statistics of the full computation. Clips as in AVSS training: v1s
+    (frame 1 annotated), v1m (5 of 10, then padding), v2 (10)."""
+    cfg = config.synthetic(config.avss())
+    assert not cfg.train.loss.masked_av_flag
+    torch.manual_seed(0)
+    exact = build_model("avss", "resnet18", decoder_channels=16, num_classes=5).double()
+    with torch.no_grad():
+        for block in exact.tpavi_blocks.values():
+            block.W_z[1].weight.normal_(1.0, 0.5)
+    full = build_model("avss", "resnet18", decoder_channels=16, num_classes=5).double()
+    full.load_state_dict(exact.state_dict())
+    gen = torch.Generator().manual_seed(5)
+    images = torch.randn(30, 3, 64, 64, generator=gen, dtype=torch.float64)
+    audio = torch.randn(30, 128, generator=gen, dtype=torch.float64)
+    masks = torch.randint(0, 5, (30, 64, 64), generator=gen)
+    frame_valid = torch.tensor([1.0] * 5 + [0.0] * 5 + [1.0] * 5 + [0.0] * 5 + [1.0] * 10)
+    gt_valid = torch.tensor([1.0] + [0.0] * 9 + [1.0] * 5 + [0.0] * 5 + [1.0] * 10)
+    target = loss_target_frames(cfg, gt_valid)
+    assert torch.equal(target, gt_valid > 0)
+
+    def step(model, target_frames):
+        model.train().zero_grad(set_to_none=True)
+        out = model(images, audio, frame_valid, target_frames=target_frames)
+        loss, _ = compute_loss("avss", out, masks, gt_valid, cfg.train.loss)
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads, {n: b.clone() for n, b in model.named_buffers()}
+
+    loss_e, grads_e, bufs_e = step(exact, target)
+    loss_f, grads_f, bufs_f = step(full, None)
+    torch.testing.assert_close(loss_e, loss_f, rtol=1e-10, atol=0)
+    assert grads_e.keys() == grads_f.keys()
+    for name, grad in grads_f.items():
+        assert (grads_e[name] - grad).abs().max() <= 1e-9 * grad.abs().max() + 1e-13, name
+    for name, buf in bufs_f.items():
+        torch.testing.assert_close(bufs_e[name], buf, rtol=1e-10, atol=1e-12, msg=name)
 
 
 def test_target_frames_padding_and_checks():
