@@ -228,8 +228,9 @@ def synthetic(cfg: Config) -> Config:
     """A small, fast variant of `cfg` for the synthetic AVSBench on a CPU.
 
     ResNet-18 (random init: no weights to download), decoder width 64, 96x96 frames,
-    learning rate 1e-3, VGGish embeddings cached. Data root and TPAVI placement are kept
-    from `cfg`. AVSegFormer (`cfg.model.method`) also gets 2 layers of each kind, 16
+    learning rate 1e-3, VGGish embeddings cached; MS3 and AVSS then take the
+    `SYNTHETIC_TPAVI` changes (64 px, 18 epochs, no masked AV loss). Data root and TPAVI
+    placement are kept from `cfg`. AVSegFormer (`cfg.model.method`) also gets 2 layers of each kind, 16
     queries, FFN/MLP width 256/128/256, AdamW at lr 5e-4, no frozen epochs (the backbone
     starts random: it must learn from the first step), 64 px frames and 10 epochs.
     """
