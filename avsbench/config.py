@@ -230,9 +230,10 @@ def synthetic(cfg: Config) -> Config:
     ResNet-18 (random init: no weights to download), decoder width 64, 96x96 frames,
     learning rate 1e-3, VGGish embeddings cached; MS3 and AVSS then take the
     `SYNTHETIC_TPAVI` changes (64 px, 18 epochs, no masked AV loss). Data root and TPAVI
-    placement are kept from `cfg`. AVSegFormer (`cfg.model.method`) also gets 2 layers of each kind, 16
-    queries, FFN/MLP width 256/128/256, AdamW at lr 5e-4, no frozen epochs (the backbone
-    starts random: it must learn from the first step), 64 px frames and 10 epochs.
+    placement are kept from `cfg`. AVSegFormer (`cfg.model.method`) also gets 2 layers of
+    each kind, 16 queries, FFN/MLP width 256/128/256, AdamW at lr 5e-4, no frozen epochs
+    (the backbone starts random: it must learn from the first step), 64 px frames and 10
+    epochs.
     """
     small = {}
     if cfg.model.method == "avsegformer":
@@ -247,7 +248,8 @@ def synthetic(cfg: Config) -> Config:
             "train.lr": 5e-4,
             "train.freeze_backbone_epochs": 0,
             # its output convs run at full resolution (128 -> 32 channels, 3x3): 64 px and
-            # 10 epochs (measured: 74 min on the loaded 2-core CPU; README, synthetic results)
+            # 10 epochs (measured: 12 min of training on the 2-core CPU at load 2-3, test
+            # mIoU 0.911 own audio vs 0.396 swapped; README, synthetic results)
             "data.image_size": 64,
             "train.max_epoches": 10,
         }
