@@ -12,7 +12,9 @@ def toy_root(base: Path, setting: str) -> Path:
     """A very small synthetic dataset of `setting` under `base` (made once per base)."""
     root = base / SETTINGS[setting].dataset_folder
     if not root.is_dir():
-        make_toy_data(base, seed=0, scale=0.05, settings=(setting,), num_categories=3)
+        # AVSS at 0.025: 2 v1s + 2 v1m + 1 v2 training clips, 1 of each in val and test
+        scale = 0.025 if setting == "avss" else 0.05
+        make_toy_data(base, seed=0, scale=scale, settings=(setting,), num_categories=3)
     return root
 
 
