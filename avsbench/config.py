@@ -278,8 +278,9 @@ def synthetic(cfg: Config) -> Config:
 # BatchNorm gates of the TPAVI blocks, which open the audio branch, grow three times slower.
 # What decides whether the audio branch opens is the number of steps on enough distinct
 # clips: MS3 with 128 train clips at 64 px opens its gates after ~250 steps and segments
-# what it hears by 576 (18 epochs; 64 clips and 320 steps never did). 64 px costs the
-# large synthetic objects nothing and makes a step ~2x cheaper than 96 px. AVSS opens its
+# what it hears by 576 (18 epochs; 64 clips and 320 steps never did); with the 256 of
+# `synthetic.MS3_CLIPS` (1152 steps) the gates reach 0.39. 64 px costs the large
+# synthetic objects nothing and makes a step ~2x cheaper than 96 px. AVSS opens its
 # gates more slowly: with 104 train clips 0.12 after 18 epochs (MS3: 0.32) and it listened
 # only a little; with the 208 of `synthetic.AVSS_CLIPS` (936 steps) they reach 0.26 and
 # swapping the audio costs 0.12 present-classes mIoU (README, "Results on the synthetic

@@ -12,8 +12,8 @@ def toy_root(base: Path, setting: str) -> Path:
     """A very small synthetic dataset of `setting` under `base` (made once per base)."""
     root = base / SETTINGS[setting].dataset_folder
     if not root.is_dir():
-        # AVSS at 0.025: 2 v1s + 2 v1m + 1 v2 training clips, 1 of each in val and test
-        scale = 0.025 if setting == "avss" else 0.05
+        # MS3 and AVSS at 0.025: 6 and 2 v1s + 2 v1m + 1 v2 training clips
+        scale = 0.05 if setting == "s4" else 0.025
         make_toy_data(base, seed=0, scale=scale, settings=(setting,), num_categories=3)
     return root
 
