@@ -76,10 +76,10 @@ MS3_CLIPS = {"train": 256, "val": 32, "test": 32}
 MULTI_SOURCE_COUNTS = (0.5, 0.4, 0.1)
 # AVSS: more v1s / v1m clips than v2 (v2's 10 frames at 256 x 192 cost more to write and
 # decode; in training every clip is padded to 10 frames). The number of distinct training
-# clips decides whether the audio branch opens (1 thread or 2, same data and seed, 4
-# categories, present-classes test mIoU own / swapped audio): 60 train clips (20 each), 24
-# epochs: 0.38 / 0.34; 104, 36 epochs: 0.50 / 0.39; these 208, 18 epochs (the same number
-# of steps): 0.55 / 0.43 (README, "Results on the synthetic AVSBench").
+# clips decides how far the audio branch opens (4 categories, present-classes test mIoU
+# with own / swapped audio): 60 train clips (20 each), 24 epochs: 0.38 / 0.34; 104 clips,
+# 36 epochs: 0.50 / 0.39; these 208, 18 epochs (the same 936 steps): 0.55 / 0.43 (README,
+# "Results on the synthetic AVSBench").
 AVSS_CLIPS = {
     "train": {"v1s": 80, "v1m": 96, "v2": 32},
     "val": {"v1s": 12, "v1m": 12, "v2": 8},
