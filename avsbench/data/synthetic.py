@@ -64,8 +64,8 @@ TRUTH_FILE = "toy_truth.json"
 
 # Clips per split at scale 1.0 (each count is scaled, at least 1).
 S4_CLIPS = {"train": 160, "val": 32, "test": 32}
-# MS3: 256 train clips listen in 18 epochs where 128 were marginal (same seed, 2 threads,
-# idle: test mIoU 0.815 own / 0.394 swapped audio against 0.561 / 0.194).
+# MS3: 256 train clips listen in 18 epochs where 128 were marginal (same seed, idle
+# machine: test mIoU 0.815 own / 0.394 swapped audio against 0.561 / 0.194).
 MS3_CLIPS = {"train": 256, "val": 32, "test": 32}
 # Probabilities of 1, 2, 3 sounding objects among the visible ones in a multi-source clip
 # (MS3, AVSS v1m / v2). Half the clips have one source, so most frames show a silent object
