@@ -14,13 +14,14 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "build_model": "avsbench.models.avs",
-    "AVSModel": "avsbench.models.avs",
-    "AVSOutput": "avsbench.models.avs",
-    "VGGish": "avsbench.models.audio",
-    "TPAVI": "avsbench.models.tpavi",
-    "load_official_state_dict": "avsbench.models.official_names",
-    "to_official_state_dict": "avsbench.models.official_names",
+    "build_model": "avsbench.models.registry",
+    "METHODS": "avsbench.models.registry",
+    "AVSModel": "avsbench.models.tpavi.model",
+    "AVSOutput": "avsbench.models.contract",
+    "VGGish": "avsbench.models.backbones.vggish",
+    "TPAVI": "avsbench.models.tpavi.block",
+    "load_official_state_dict": "avsbench.models.registry",
+    "to_official_state_dict": "avsbench.models.registry",
     "S4Dataset": "avsbench.data.datasets",
     "MS3Dataset": "avsbench.data.datasets",
     "AVSSDataset": "avsbench.data.datasets",

@@ -5,19 +5,18 @@
     loaded.model, loaded.config, loaded.report, loaded.vggish_state, loaded.raw
 
 `load` reads the file with `safe_torch_load` (weights_only: no code from the file ever
-runs), asks the detectors of `DETECTORS` in table order which kind of file it is, lets that
+runs), asks the detectors of `detectors()` in table order which kind of file it is, lets that
 detector write the config (a project checkpoint stores its own; an official state dict has
 its architecture read off its keys), builds the model and has the detector copy the
 tensors in, every misfit reported by the one `KeyReport` (`avsbench.state_dicts`). Learnt
 from detectron2's `Checkpointer` (one loader dispatching on the file's format) and
 segment-anything's `build_sam.py` (build, then load), not copied.
 
-Adding a method's checkpoints = adding one detector: a class with `description`,
-`stores_config`, `matches(obj)`, `config(obj, base)`, `load_into(model, obj)` and
-`vggish_state(obj)` (the `Detector` protocol) next to the method's official names
-(`OfficialTPAVI` in `avsbench/models/official_names.py`, `OfficialAVSegFormer` in
-`avsbench/models/avsegformer/official_names.py`), plus one line in `DETECTORS`; and, in
-`build_model_for`, the line that builds that method's model from its config.
+A method's official layouts are read by the detectors its spec lists (the `Detector`
+protocol of `avsbench.models.spec`: `description`, `format_name`, `stores_config`,
+`matches(obj)`, `config(obj, base)`, `load_into(model, obj)`, `vggish_state(obj)`), e.g.
+`OfficialTPAVI` in `models/tpavi/official_names.py`; `detectors()` asks the registry for
+them, after the project's own format. Nothing here knows a method's name.
 
 Saving (atomic files, RNG states, the "avsbench/1" dict) is `avsbench.engine.checkpoint`.
 """
@@ -26,17 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from avsbench import config as C
-from avsbench.models.avsegformer.official_names import OfficialAVSegFormer
-from avsbench.models.official_names import OfficialTPAVI
+from avsbench.models import registry
+from avsbench.models.spec import Detector
 from avsbench.state_dicts import (
     CheckpointError,
     CheckpointNotFound,
@@ -46,7 +45,6 @@ from avsbench.state_dicts import (
 )
 
 __all__ = [
-    "DETECTORS",
     "FORMAT",
     "CheckpointError",
     "CheckpointNotFound",
@@ -54,11 +52,10 @@ __all__ = [
     "KeyReport",
     "LoadReport",
     "Loaded",
-    "OfficialAVSegFormer",
     "VGGishChoice",
-    "OfficialTPAVI",
     "ProjectCheckpoint",
     "detect",
+    "detectors",
     "build_chosen_vggish",
     "choose_vggish",
     "is_project_checkpoint",
@@ -68,8 +65,9 @@ __all__ = [
 
 FORMAT = "avsbench/1"  # the "format" entry of the project's checkpoints
 
-# ModelConfig fields a project checkpoint does not fix (the rest is its architecture)
-NOT_ARCHITECTURE = ("tpavi_dense", "backbone_weights", "vggish_weights", "vggish_pca")
+# ModelConfig fields a project checkpoint does not fix (the rest is its architecture; a
+# method's spec adds its own `not_architecture` fields of `model.arch`)
+NOT_ARCHITECTURE = ("backbone_weights", "vggish_weights", "vggish_pca")
 
 
 @dataclass
@@ -81,21 +79,6 @@ class Loaded:
     report: LoadReport
     vggish_state: dict[str, torch.Tensor] | None  # VGGish tensors in the file, if any
     raw: Any  # the loaded object (resume reads optimizer, scaler, rng, epoch from it)
-
-
-class Detector(Protocol):
-    """One kind of checkpoint file (a row of `DETECTORS`)."""
-
-    description: str  # what such a file holds, for "not a checkpoint this project reads"
-    stores_config: bool  # the file holds its config: its architecture is fixed
-
-    def matches(self, obj: Any) -> bool: ...
-
-    def config(self, obj: Any, base: C.Config | None) -> C.Config: ...
-
-    def load_into(self, model: nn.Module, obj: Any) -> LoadReport: ...
-
-    def vggish_state(self, obj: Any) -> dict[str, torch.Tensor] | None: ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,6 +101,7 @@ class ProjectCheckpoint:
         "a project checkpoint (a dict with 'format': 'avsbench/1', 'model' and 'config', "
         "e.g. <session>_best.pth or last.pth)"
     )
+    format_name = FORMAT  # summary.json
     stores_config = True
 
     def matches(self, obj: Any) -> bool:
@@ -129,7 +113,7 @@ class ProjectCheckpoint:
         if obj["format"] != FORMAT:
             raise ValueError(f"format {obj['format']!r}: this version of avsbench reads {FORMAT}")
         try:
-            cfg = C.from_dict(dict(obj["config"]))
+            cfg = registry.config_from_dict(obj["config"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"the stored config is not valid ({err})") from err
         if base is None:
@@ -154,55 +138,42 @@ class ProjectCheckpoint:
         return None  # trained with a frozen VGGish from its own file
 
 
-# kind -> detector; the first that matches wins
-DETECTORS: dict[str, Detector] = {
-    "project": ProjectCheckpoint(),
-    "official_tpavi": OfficialTPAVI(),
-    "official_avsegformer": OfficialAVSegFormer(),
-}
+def detectors() -> dict[str, Detector]:
+    """kind -> detector, the project's format first, then every method's official layouts
+    (`registry.official_detectors`); the first that matches a file wins."""
+    return {"project": ProjectCheckpoint(), **registry.official_detectors()}
 
 
 # ---------------------------------------------------------------------------------------
 # load
 # ---------------------------------------------------------------------------------------
 def detect(obj: Any, kinds: Sequence[str] | None = None) -> str | None:
-    """The first kind of `DETECTORS` (among `kinds`, if given) whose detector matches."""
-    for kind, detector in DETECTORS.items():
+    """The first kind of `detectors()` (among `kinds`, if given) whose detector matches."""
+    for kind, detector in detectors().items():
         if (kinds is None or kind in kinds) and detector.matches(obj):
             return kind
     return None
-
-
-def build_model_for(cfg: C.Config) -> nn.Module:
-    """The model of `cfg` (the one place a config chooses its model builder, by
-    `cfg.model.method`)."""
-    from avsbench.models.avs import build_model_from_config
-    from avsbench.models.avsegformer.model import build_avsegformer_from_config
-
-    builders = {"tpavi": build_model_from_config, "avsegformer": build_avsegformer_from_config}
-    if cfg.model.method not in builders:
-        raise ValueError(f"unknown model.method {cfg.model.method!r}; valid: {list(builders)}")
-    return builders[cfg.model.method](cfg.model)
 
 
 def load(
     path: str | os.PathLike,
     *,
     base_config: C.Config | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Callable[[C.Config], Mapping[str, Any]] | None = None,
     expect_setting: str | None = None,
     kinds: Sequence[str] | None = None,
     into: nn.Module | None = None,
     what: str = "checkpoint",
 ) -> Loaded:
-    """Read any checkpoint kind of `DETECTORS` and return the model with its weights.
+    """Read any checkpoint kind of `detectors()` and return the model with its weights.
 
     base_config: the user's config (paths, runtime); a project checkpoint keeps its own
         architecture, an official one has it read off its keys over `base_config` (or
         over the preset of its setting: no flags are needed).
-    overrides: dotted config changes (flags given). On a file that stores its config (a
+    overrides: dotted config changes (flags given), or a function of the file's config that
+        returns them (flags that depend on its method). On a file that stores its config (a
         project checkpoint) a change of its architecture (any model field but
-        NOT_ARCHITECTURE) is refused.
+        NOT_ARCHITECTURE or the method's `not_architecture`) is refused.
     expect_setting: refuse a model of another setting (e.g. an S4 model for the MS3 test).
     kinds: accept only these kinds (e.g. ("project",) for --resume).
     into: copy the tensors into this model instead of building one (training's --weights:
@@ -212,19 +183,25 @@ def load(
     """
     path = Path(path)
     obj = safe_torch_load(path, what)
+    known = detectors()
     kind = detect(obj, kinds)
     if kind is None:
-        wanted = [DETECTORS[k].description for k in (kinds or DETECTORS)]
+        wanted = [known[k].description for k in (kinds or known) if k in known]
         raise CheckpointError(
             f"{what} {path} is not a checkpoint this project reads; expected " + " or ".join(wanted)
         )
-    detector = DETECTORS[kind]
+    detector = known[kind]
     if base_config is None and expect_setting is not None and not detector.stores_config:
-        base_config = C.preset(expect_setting)  # keys cannot tell S4 from MS3
+        base_config = registry.preset(expect_setting)  # keys cannot tell S4 from MS3
     try:
         cfg = detector.config(obj, base_config)
     except ValueError as err:
         raise CheckpointError(f"{what} {path}: {err}") from err
+    if callable(overrides):
+        try:
+            overrides = overrides(cfg)
+        except ValueError as err:
+            raise CheckpointError(f"{what} {path}: {err}") from err
     asked = (overrides or {}).get("model.method")
     if asked is not None and asked != cfg.model.method:
         raise CheckpointError(
@@ -245,7 +222,7 @@ def load(
     if model is None:
         cfg = C.override(cfg, {"model.backbone_weights": None})  # the file holds every weight
         try:
-            model = build_model_for(cfg)
+            model = registry.build_model_for(cfg)
         except (KeyError, ValueError) as err:
             raise CheckpointError(f"{what} {path}: cannot build its model ({err})") from err
     try:
@@ -262,13 +239,19 @@ def _with_overrides(
     cfg: C.Config, overrides: dict[str, Any], *, fixed: bool, source: str
 ) -> C.Config:
     """`cfg` with `overrides`; with `fixed`, changes of the architecture are refused."""
-    new = C.override(cfg, overrides)
+    try:
+        new = C.override(cfg, overrides)
+    except KeyError as err:
+        raise CheckpointError(f"{source}: {err.args[0]}") from err
     if fixed:
-        old_model, new_model = C.to_dict(cfg)["model"], C.to_dict(new)["model"]
+        free = set(NOT_ARCHITECTURE) | {
+            f"arch.{name}" for name in registry.method_spec(cfg.model.method).not_architecture
+        }
+        old_model, new_model = _flat(C.to_dict(cfg)["model"]), _flat(C.to_dict(new)["model"])
         clash = [
-            f"model.{k}: checkpoint {old_model[k]!r}, asked {new_model[k]!r}"
+            f"model.{k}: checkpoint {old_model[k]!r}, asked {new_model.get(k)!r}"
             for k in old_model
-            if k not in NOT_ARCHITECTURE and old_model[k] != new_model[k]
+            if k not in free and old_model[k] != new_model.get(k)
         ]
         if clash:
             raise CheckpointError(
@@ -277,6 +260,17 @@ def _with_overrides(
                 + "): leave those flags out, the model is rebuilt from the checkpoint's config"
             )
     return new
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"arch.tpavi_stages": ..., "backbone": ...}: a nested dict's leaves by dotted key."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,7 +337,7 @@ def choose_vggish(
 
 def build_chosen_vggish(choice: VGGishChoice, config: C.Config) -> nn.Module:
     """The frozen VGGish of `choice` (architecture of `config.model`)."""
-    from avsbench.models.avs import build_vggish
+    from avsbench.models.backbones.vggish import build_vggish
 
     files = {"model.vggish_weights": choice.weights, "model.vggish_pca": choice.pca}
     if choice.state is not None:

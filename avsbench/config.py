@@ -1,18 +1,18 @@
 """Configuration: the table of settings, and frozen dataclasses for the model, the data,
 training and evaluation.
 
-`SETTINGS` holds, once, what differs between S4, MS3 and AVSS (classes, TPAVI bias, clip
-length, script and dataset folders). One preset per setting (`s4()`, `ms3()`, `avss()`)
-reproduces the published AVSBench (TPAVI) recipes (docs/ARCHITECTURE.md),
-`avsegformer(setting)` AVSegFormer's (docs/AVSEGFORMER.md); `preset(setting, method)` picks
-one. `synthetic()` turns any preset
-into a small configuration that trains in minutes on a CPU on the project's synthetic
-AVSBench. Overrides go through `dataclasses.replace` or `override(cfg, {"train.lr": 3e-4})`.
+`SETTINGS` holds, once, what differs between S4, MS3 and AVSS (classes, clip length, script
+and dataset folders). The recipes are the methods' own: each method package has its presets
+and its architecture dataclass (`ModelConfig.arch`), and `avsbench.models.registry.preset(
+setting, method)` picks one. `synthetic_base()` holds what every method's small CPU
+configuration for the synthetic AVSBench shares. Overrides go through
+`dataclasses.replace` or `override(cfg, {"train.lr": 3e-4, "model.arch.num_queries": 16})`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,6 @@ class Setting:
     name: str  # s4 | ms3 | avss
     title: str  # S4 | MS3 | AVSS: printed names and the default session name
     num_classes: int  # output channels: 1 (sigmoid logit, S4/MS3) or 71 (AVSS classes)
-    align_bias: bool  # bias of TPAVI's align_channel in the published model (AVSS: none)
     frames_per_clip: int  # 5 for S4/MS3, 10 for AVSS (shorter clips are padded)
     script_folder: str  # avs_scripts/<script_folder>/ holds its config.py, train.sh, test.sh
     dataset_folder: str  # the released dataset's folder, e.g. avsbench_data/Single-source
@@ -36,9 +35,9 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "s4": Setting("s4", "S4", 1, True, 5, "avs_s4", "Single-source"),
-    "ms3": Setting("ms3", "MS3", 1, True, 5, "avs_ms3", "Multi-sources"),
-    "avss": Setting("avss", "AVSS", 71, False, 10, "avss", "AVSBench_semantic"),
+    "s4": Setting("s4", "S4", 1, 5, "avs_s4", "Single-source"),
+    "ms3": Setting("ms3", "MS3", 1, 5, "avs_ms3", "Multi-sources"),
+    "avss": Setting("avss", "AVSS", 71, 10, "avss", "AVSBench_semantic"),
 }
 
 
@@ -55,35 +54,18 @@ def default_data_root(setting: str) -> str:
     return f"avsbench_data/{setting_info(setting).dataset_folder}"
 
 
-METHODS = ("tpavi", "avsegformer")  # AVSBench's TPAVI model | AVSegFormer (docs/AVSEGFORMER.md)
-
-
 @dataclass(frozen=True)
 class ModelConfig:
-    method: str = "tpavi"  # tpavi | avsegformer: which model (and losses) the run uses
+    method: str = "tpavi"  # a name of avsbench.models.registry.METHODS: model, losses, recipe
     setting: str = "s4"  # s4 | ms3 | avss: decides the number of output channels
     backbone: str = "resnet50"  # resnet50 | pvt_v2_b5 | any timm model with 4 feature stages
     num_classes: int = 1  # 1 logit channel for S4/MS3, 71 classes for AVSS
-    decoder_channels: int = 256  # model width: TPAVI projections/decoder, AVSegFormer embed (256)
-    tpavi_stages: tuple[int, ...] = (0, 1, 2, 3)  # stages (0-based) that get a TPAVI block
-    tpavi_va: bool = True  # audio-visual attention (the published training uses this only)
-    tpavi_vv: bool = False  # video self-attention; with both on the two results are averaged
-    tpavi_mode: str = "dot"  # dot | embedded | gaussian | concatenate
-    tpavi_dense: bool = False  # True: the published N x N form of `dot` (slow; for checks)
-    window_frames: int = 5  # frames per TPAVI window T' (5 in all published settings)
-    align_bias: bool = True  # bias of TPAVI's align_channel (published AVSS: False)
     backbone_weights: str | None = None  # path to resnet50-19c8e357.pth / pvt_v2_b5.pth / timm
     vggish_weights: str | None = None  # path to vggish-10086976.pth (None: random, frozen)
     vggish_pca: str | None = None  # path to vggish_pca_params-970ea276.pth (PCA is off if None)
-    # AVSegFormer only (published values; `build_avsegformer`), smaller for synthetic runs
-    num_queries: int = 300  # learned queries of the query generator and decoder
-    encoder_layers: int = 6  # deformable-attention encoder layers
-    decoder_layers: int = 6  # query decoder layers
-    generator_layers: int = 6  # audio query generator layers
-    num_points: int = 4  # deformable-attention sampling points per head and level
-    ffn_dim: int = 2048  # FFN width of the encoder and decoder layers
-    generator_ffn_dim: int = 1024  # FFN width of the query generator layers
-    mlp_dim: int = 2048  # hidden width of the head's query-to-mask MLP
+    # the method's own architecture (a frozen dataclass of its package, e.g. TPAVIArch);
+    # None: that dataclass's defaults (the registry fills it in)
+    arch: Any = None
 
 
 @dataclass(frozen=True)
@@ -157,107 +139,26 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _setting_preset(setting: str, train: TrainConfig) -> Config:
-    """Model and data of `setting` from `SETTINGS`, with the recipe `train`."""
+def setting_preset(setting: str, train: TrainConfig, model: ModelConfig) -> Config:
+    """A method's preset of `setting`: `model` and the recipe `train`, with the setting's
+    classes, clip length, data folder and session name (`SETTINGS`)."""
     row = setting_info(setting)
     return Config(
-        model=ModelConfig(setting=row.name, num_classes=row.num_classes, align_bias=row.align_bias),
+        model=dataclasses.replace(model, setting=row.name, num_classes=row.num_classes),
         data=DataConfig(root=default_data_root(setting), frames_per_clip=row.frames_per_clip),
         train=dataclasses.replace(train, session_name=row.title),
     )
 
 
-def s4() -> Config:
-    """Published S4 recipe: 15 epochs, batch 4, val batch 1, no extra loss."""
-    return _setting_preset("s4", TrainConfig(max_epoches=15, val_batch_size=1))
-
-
-def ms3() -> Config:
-    """Published MS3 recipe: 30 epochs, masked AV loss (KL, lambda 0.5) on stages 0-3."""
-    loss = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)
-    return _setting_preset("ms3", TrainConfig(max_epoches=30, val_batch_size=1, loss=loss))
-
-
-def avss() -> Config:
-    """Published AVSS recipe: 60 epochs, 71 classes, 10-frame clips in 5-frame windows."""
-    loss = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)
-    train = TrainConfig(
-        max_epoches=60, val_batch_size=4, start_eval_epoch=15, eval_interval=2, loss=loss
-    )
-    return _setting_preset("avss", train)
-
-
-PRESETS = {"s4": s4, "ms3": ms3, "avss": avss}
-
-# AVSegFormer's published recipe per setting (its configs, docs/AVSEGFORMER.md):
-# (batch in clips, epochs, backbone frozen for the first N epochs, validation batch)
-AVSEGFORMER_RECIPES = {"s4": (2, 30, 5, 2), "ms3": (2, 60, 10, 2), "avss": (4, 30, 0, 4)}
-
-
-def avsegformer(setting: str) -> Config:
-    """Published AVSegFormer recipe of `setting`: AdamW lr 2e-5, batch 2 / 2 / 4, epochs
-    30 / 60 / 30, backbone frozen for the first 5 / 10 / 0 epochs, dice (AVSS: CE) + 0.1 x
-    mix loss, validation every epoch. Data and test batch as the AVSBench preset."""
-    batch, epochs, frozen, val_batch = AVSEGFORMER_RECIPES[setting_info(setting).name]
-    cfg = PRESETS[setting]()
-    train = dataclasses.replace(
-        cfg.train,
-        lr=2e-5,
-        optimizer="adamw",
-        train_batch_size=batch,
-        max_epoches=epochs,
-        freeze_backbone_epochs=frozen,
-        val_batch_size=val_batch,
-        start_eval_epoch=0,
-        eval_interval=1,
-        loss=LossConfig(),  # the AVM flags are TPAVI's; mix_loss_weight 0.1
-    )
-    model = dataclasses.replace(cfg.model, method="avsegformer")
-    return dataclasses.replace(cfg, model=model, train=train)
-
-
-def preset(setting: str, method: str = "tpavi") -> Config:
-    """The published recipe of `method` (tpavi | avsegformer) for `setting` (s4 | ms3 | avss)."""
-    setting_info(setting)  # an unknown name lists the valid ones
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {list(METHODS)}")
-    return avsegformer(setting) if method == "avsegformer" else PRESETS[setting]()
-
-
-def synthetic(cfg: Config) -> Config:
-    """A small, fast variant of `cfg` for the synthetic AVSBench on a CPU.
-
-    ResNet-18 (random init: no weights to download), decoder width 64, 96x96 frames,
-    learning rate 1e-3, VGGish embeddings cached; MS3 and AVSS then take the
-    `SYNTHETIC_TPAVI` changes (64 px, 18 epochs, no masked AV loss). Data root and TPAVI
-    placement are kept from `cfg`. AVSegFormer (`cfg.model.method`) also gets 2 layers of
-    each kind, 16 queries, FFN/MLP width 256/128/256, AdamW at lr 5e-4, no frozen epochs
-    (the backbone starts random: it must learn from the first step), 64 px frames and 10
-    epochs.
-    """
-    small = {}
-    if cfg.model.method == "avsegformer":
-        small = {
-            "model.num_queries": 16,
-            "model.encoder_layers": 2,
-            "model.decoder_layers": 2,
-            "model.generator_layers": 2,
-            "model.ffn_dim": 256,
-            "model.generator_ffn_dim": 128,
-            "model.mlp_dim": 256,
-            "train.lr": 5e-4,
-            "train.freeze_backbone_epochs": 0,
-            # its output convs run at full resolution (128 -> 32 channels, 3x3): 64 px and
-            # 10 epochs (measured: 12 min of training on the 2-core CPU at load 2-3, test
-            # mIoU 0.911 own audio vs 0.396 swapped; README, synthetic results)
-            "data.image_size": 64,
-            "train.max_epoches": 10,
-        }
+def synthetic_base(cfg: Config) -> Config:
+    """What every method's small CPU configuration for the synthetic AVSBench shares:
+    ResNet-18 (random init: no weights to download), 96x96 frames, learning rate 1e-3,
+    VGGish embeddings cached, 16 (S4) / 8 epochs of batch 4, validation every epoch. The
+    method then shrinks its own architecture (`MethodSpec.synthetic`)."""
     return override(
         cfg,
         {
             "model.backbone": "resnet18",
-            "model.decoder_channels": 64,
             "data.image_size": 96,
             "data.num_workers": 2,
             "data.embedding_cache": "memory",  # the frozen VGGish runs once per clip
@@ -266,48 +167,22 @@ def synthetic(cfg: Config) -> Config:
             "train.train_batch_size": 4,
             "train.start_eval_epoch": 0,
             "train.eval_interval": 1,
-            **(SYNTHETIC_TPAVI.get(cfg.model.setting, {}) if not small else {}),
-            **small,
         },
     )
-
-
-# The synthetic MS3 / AVSS runs of the TPAVI model (scripts/demo.sh --setting ms3 | avss):
-# no masked AV (KL) loss, 64 px frames and more epochs. With the KL term, summed over the
-# 20 frames and 256 channels of a batch (5.5 at the start against a BCE of 0.7), the W_z
-# BatchNorm gates of the TPAVI blocks, which open the audio branch, grow three times slower.
-# What decides whether the audio branch opens is the number of steps on enough distinct
-# clips: MS3 with 128 train clips at 64 px opens its gates after ~250 steps and segments
-# what it hears by 576 (18 epochs; 64 clips and 320 steps never did); with the 256 of
-# `synthetic.MS3_CLIPS` (1152 steps) the gates reach 0.39. 64 px costs the large
-# synthetic objects nothing and makes a step ~2x cheaper than 96 px. AVSS opens its
-# gates more slowly: with 104 train clips 0.12 after 18 epochs (MS3: 0.32) and it listened
-# only a little; with the 208 of `synthetic.AVSS_CLIPS` (936 steps) they reach 0.26 and
-# swapping the audio costs 0.12 present-classes mIoU (README, "Results on the synthetic
-# AVSBench"). The published presets keep the KL term.
-SYNTHETIC_TPAVI = {
-    "ms3": {
-        "data.image_size": 64,
-        "train.max_epoches": 18,
-        "train.loss.masked_av_flag": False,
-        "train.loss.lambda_1": 0.0,
-    },
-    "avss": {
-        "data.image_size": 64,
-        "train.max_epoches": 18,
-        "train.loss.masked_av_flag": False,
-        "train.loss.lambda_1": 0.0,
-    },
-}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(d: dict[str, Any]) -> Config:
+def from_dict(d: dict[str, Any], arch_types: Mapping[str, type] | None = None) -> Config:
     """Inverse of `to_dict` (unknown keys are an error; missing keys take defaults; the
-    `REMOVED_FIELDS` of older checkpoints are skipped)."""
+    `REMOVED_FIELDS` of older checkpoints are skipped).
+
+    arch_types: {method: its architecture dataclass} (the registry's `arch_types()`), to
+    rebuild `model.arch`. Configs of older versions kept every method's fields flat in
+    `model`: those of the config's method move into its `arch` (renamed by the dataclass's
+    `LEGACY_NAMES`), those of other methods are dropped."""
 
     def build(cls: Any, values: dict[str, Any]) -> Any:
         kwargs = {}
@@ -326,7 +201,44 @@ def from_dict(d: dict[str, Any]) -> Config:
             kwargs[key] = value
         return cls(**kwargs)
 
+    d = dict(d)
+    if "model" in d:
+        d["model"] = _model_values(dict(d["model"]), arch_types or {})
+        arch = d["model"].pop("arch", None)
+        cfg = build(Config, d)
+        method = cfg.model.method
+        if arch is not None:
+            if method not in (arch_types or {}):
+                raise KeyError(
+                    f"unknown model.method {method!r}; valid: {sorted(arch_types or {})}"
+                )
+            arch = build(arch_types[method], arch)  # type: ignore[index]
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=arch))
     return build(Config, d)
+
+
+def _model_values(model: dict[str, Any], arch_types: Mapping[str, type]) -> dict[str, Any]:
+    """`model` with an older config's flat architecture fields moved into `arch`."""
+    own = {f.name for f in dataclasses.fields(ModelConfig)}
+    flat = {k: model.pop(k) for k in list(model) if k not in own}
+    if not flat:
+        return model
+    arch_type = arch_types.get(model.get("method", ModelConfig.method))
+    if arch_type is None:
+        raise KeyError(f"unknown config fields model.{sorted(flat)}")
+    renames = getattr(arch_type, "LEGACY_NAMES", {})
+    arch_fields = {f.name for f in dataclasses.fields(arch_type)}
+    others = {f.name for t in arch_types.values() for f in dataclasses.fields(t)}
+    others |= {old for t in arch_types.values() for old in getattr(t, "LEGACY_NAMES", {})}
+    arch = dict(model.get("arch") or {})
+    for key, value in flat.items():
+        name = renames.get(key, key)
+        if name in arch_fields:
+            arch.setdefault(name, value)
+        elif key not in others:
+            raise KeyError(f"unknown config field ModelConfig.{key}; valid: {sorted(own)}")
+    model["arch"] = arch
+    return model
 
 
 _DATACLASS_FIELDS = {
@@ -345,23 +257,49 @@ REMOVED_FIELDS = {
 }
 
 
-def override(cfg: Config, changes: dict[str, Any]) -> Config:
-    """Return `cfg` with dotted keys replaced, e.g. {"train.lr": 1e-3, "model.tpavi_stages": (0,)}.
+def override(cfg: Any, changes: Mapping[str, Any]) -> Any:
+    """Return `cfg` with dotted keys replaced, e.g. {"train.lr": 1e-3,
+    "model.arch.tpavi_stages": (0,)}. Lists become tuples where the field holds a tuple.
 
-    Unknown keys raise KeyError listing the valid ones.
-    """
-    d = to_dict(cfg)
+    Unknown keys raise KeyError listing the valid ones; `model.method` cannot change here
+    (the architecture would not fit: `avsbench.models.registry.preset` makes a method's
+    config)."""
     for dotted, value in changes.items():
-        node = d
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            if part not in node or not isinstance(node[part], dict):
-                raise KeyError(f"unknown config section {dotted!r}")
-            node = node[part]
-        if parts[-1] not in node:
-            raise KeyError(f"unknown config field {dotted!r}; valid: {sorted(node)}")
-        node[parts[-1]] = value
-    return from_dict(d)
+        cfg = _replace(cfg, dotted.split("."), value, dotted)
+    return cfg
+
+
+def _replace(node: Any, parts: list[str], value: Any, dotted: str) -> Any:
+    if not dataclasses.is_dataclass(node):
+        raise KeyError(f"unknown config section {dotted!r} (nothing there to set)")
+    fields = {f.name for f in dataclasses.fields(node)}
+    if parts[0] not in fields:
+        raise KeyError(f"unknown config field {dotted!r}; valid: {sorted(fields)}")
+    if len(parts) > 1:
+        value = _replace(getattr(node, parts[0]), parts[1:], value, dotted)
+    elif isinstance(value, list) and isinstance(getattr(node, parts[0]), tuple):
+        value = tuple(value)
+    if isinstance(node, ModelConfig) and parts == ["method"] and value != node.method:
+        raise KeyError(
+            f"model.method cannot be overridden ({node.method!r} -> {value!r}): build the "
+            "config of that method with avsbench.models.registry.preset(setting, method)"
+        )
+    return dataclasses.replace(node, **{parts[0]: value})
+
+
+# TrainConfig fields that belong to the user, not to a method's recipe
+USER_TRAIN_FIELDS = ("session_name", "log_dir", "amp", "channels_last", "seed")
+
+
+def recipe_with_user_settings(recipe: Config, base: Config) -> Config:
+    """`recipe` (another method's preset of the same setting) with what in `base` is the
+    user's: the data, the VGGish and backbone files, the evaluation, and the run's name,
+    log folder and runtime (`USER_TRAIN_FIELDS`)."""
+    files = ("backbone_weights", "vggish_weights", "vggish_pca")
+    model = dataclasses.replace(recipe.model, **{k: getattr(base.model, k) for k in files})
+    kept = {name: getattr(base.train, name) for name in USER_TRAIN_FIELDS}
+    train = dataclasses.replace(recipe.train, **kept)
+    return dataclasses.replace(recipe, model=model, data=base.data, train=train, eval=base.eval)
 
 
 def with_user_paths(
@@ -372,14 +310,9 @@ def with_user_paths(
     vggish_weights: str | None,
     vggish_pca: str | None,
     log_dir: str,
-    synthetic_data: bool = False,
 ) -> Config:
-    """`cfg` with the paths of an `avs_scripts/<folder>/config.py`.
-
-    synthetic_data=True gives the small CPU configuration of `synthetic()` and drops the
-    pretrained files (the synthetic AVSBench needs none).
-    """
-    cfg = override(
+    """`cfg` with the paths of an `avs_scripts/<folder>/config.py`."""
+    return override(
         cfg,
         {
             "data.root": data_root,
@@ -389,7 +322,3 @@ def with_user_paths(
             "train.log_dir": log_dir,
         },
     )
-    if synthetic_data:
-        no_files = {"model.backbone_weights": None, "model.vggish_weights": None}
-        cfg = override(synthetic(cfg), {**no_files, "model.vggish_pca": None})
-    return cfg

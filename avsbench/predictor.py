@@ -19,21 +19,12 @@ class PredictError(ValueError):
     """Bad input to `avsbench predict`: the message names the file and the fix."""
 
 
-BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
-# summary.json's name for each kind of checkpoints.DETECTORS
-CHECKPOINT_FORMATS = {
-    "project": "avsbench/1",
-    "official_tpavi": "official",
-    "official_avsegformer": "official AVSegFormer",
-}
-
-
 @dataclass
 class Predictor:
     """A loaded model ready for `predict_video` (load once, predict many videos).
 
-    model: AVSModel in eval mode; vggish: frozen VGGish; config: the avsbench Config the
-    model was built from; info: what the summary reports about the checkpoint.
+    model: the method's model in eval mode; vggish: frozen VGGish; config: the avsbench
+    Config the model was built from; info: what the summary reports about the checkpoint.
     """
 
     model: torch.nn.Module
@@ -48,7 +39,9 @@ class Predictor:
 
     @property
     def semantic(self) -> bool:
-        return self.setting == "avss"
+        from avsbench.config import setting_info
+
+        return setting_info(self.setting).semantic
 
     @property
     def frames_per_clip(self) -> int:
@@ -101,14 +94,16 @@ def load_predictor(
     """
     from avsbench import checkpoints
     from avsbench import config as config_lib
+    from avsbench.models import registry
+    from avsbench.models.backbones.visual import resolve_backbone
 
     resolved = resolve_device(device)
     path = Path(weights)
-    backbone = BACKBONE_ALIASES.get(backbone, backbone) if backbone else None
+    backbone = resolve_backbone(backbone) if backbone else None
     try:
         loaded = checkpoints.load(
             path,
-            base_config=config_lib.preset(setting) if setting else None,
+            base_config=registry.preset(setting) if setting else None,
             overrides={"model.backbone": backbone} if backbone else None,
             what="--weights file",
         )
@@ -135,7 +130,8 @@ def load_predictor(
     raw = loaded.raw if isinstance(loaded.raw, dict) else {}
     info: dict[str, Any] = {
         "weights": str(path),
-        "checkpoint_format": CHECKPOINT_FORMATS.get(loaded.report.kind, loaded.report.kind),
+        "checkpoint_format": checkpoints.detectors()[loaded.report.kind].format_name,
+        "method": cfg.model.method,
         **{k: raw[k] for k in ("epoch", "best_miou") if isinstance(raw.get(k), int | float)},
         "setting": cfg.model.setting,
         "backbone": cfg.model.backbone,

@@ -108,10 +108,14 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     info = setup.start(args)
     base = user.get_config(args.synthetic, args.method)
     weights = find_weights(args, base)
+
+    def flags(stored: C.Config) -> dict[str, Any]:  # the flags given, for the file's method
+        method = {"model.method": args.method} if args.method else {}
+        return {**method, **O.model_overrides(args, user, stored.model.method)}
+
     loaded = setup.load_checkpoint(
-        weights, "--weights file", base_config=base, overrides=O.model_overrides(args, user),
-        expect_setting=setting,
-    )  # fmt: skip
+        weights, "--weights file", base_config=base, overrides=flags, expect_setting=setting
+    )
     cfg, kind = loaded.config, loaded.report.kind
     O.check_config(
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=C.LossConfig()))

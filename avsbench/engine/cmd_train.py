@@ -33,6 +33,7 @@ from avsbench.engine.train import (
 )
 from avsbench.engine.user_config import UserConfig, check_files
 from avsbench.fileio import atomic_write_json
+from avsbench.models import registry
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -44,11 +45,12 @@ def resolve_config(
     the flags given (its architecture cannot change). Returns (config, the loaded resume
     checkpoint or None)."""
     base = user.get_config(args.synthetic, args.method)
-    flags = {**O.model_overrides(args, user), **O.train_overrides(args, setting)}
     if args.resume is None:
         init_path, init_flag = _init_flag(args)
         if init_path and args.method is None:
             base = _method_of_file(base, init_path, init_flag, args, user)
+        flags = {**O.model_overrides(args, user, base.model.method, train=True),
+                 **O.train_overrides(args)}  # fmt: skip
         return O.apply(base, flags), None
 
     if args.weights or getattr(args, "load_s4_params", None):
@@ -61,6 +63,16 @@ def resolve_config(
             lambda folder, session: f"--resume auto: no last.pth / interrupted.pth of session "
             f"{session!r} under {folder}; pass --resume PATH or start a new run",
         )  # fmt: skip
+
+    def flags(stored: C.Config) -> dict[str, Any]:  # the flags given, for the stored method
+        if args.method is not None and args.method != stored.model.method:
+            raise O.SetupError(
+                f"--resume {path} holds a {stored.model.method} model, not {args.method}: "
+                "leave --method out (it is read off the checkpoint)"
+            )
+        changes = O.model_overrides(args, user, stored.model.method, train=True)
+        return {**changes, **O.train_overrides(args)}
+
     loaded = setup.load_checkpoint(
         path, "--resume checkpoint", overrides=flags, expect_setting=setting, kinds=("project",)
     )
@@ -84,10 +96,11 @@ def _method_of_file(
     except checkpoints.CheckpointError as err:
         raise O.SetupError(str(err)) from err
     kind = checkpoints.detect(obj)
-    if kind is None or checkpoints.DETECTORS[kind].stores_config:
+    detector = checkpoints.detectors().get(kind) if kind else None
+    if detector is None or detector.stores_config:
         return base  # loading says what is wrong / a project file must fit the run
     try:
-        described = checkpoints.DETECTORS[kind].config(obj, base).model
+        described = detector.config(obj, base).model
     except ValueError as err:
         raise O.SetupError(f"{flag} file {path}: {err}") from err
     if described.method == base.model.method:
@@ -112,28 +125,21 @@ def _init_flag(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process: int) -> None:
     m, t = cfg.model, cfg.train
-    if m.method == "avsegformer":
-        model = (
-            f"AVSegFormer ({m.num_queries} queries, {m.encoder_layers}/{m.decoder_layers} layers)"
-        )
-    else:
-        model = f"TPAVI stages {list(m.tpavi_stages)} (va {m.tpavi_va}, vv {m.tpavi_vv})"
+    summary = registry.method_spec(m.method).summary(m)
     logger.info(
         "AVSBench %s | %s | backbone %s | image %d | device %s x %d",
-        m.setting.upper(), model, m.backbone, cfg.data.image_size, info.device, info.world_size,
+        C.setting_info(m.setting).title, summary, m.backbone, cfg.data.image_size, info.device,
+        info.world_size,
     )  # fmt: skip
-    optimizer = (
-        f"AdamW lr {t.lr:g}" if t.optimizer == "adamw"
-        else f"Adam lr {t.lr:g} (wt_dec {t.wt_dec:g} not applied, as published)"
-    )  # fmt: skip
+    unused = f" (wt_dec {t.wt_dec:g} not applied, as published)" if t.optimizer == "adam" else ""
     frozen = f" | backbone frozen for {t.freeze_backbone_epochs} epochs" * bool(
         t.freeze_backbone_epochs
     )
     logger.info(
         "train %d clips, val %d clips | batch %d (global; %d per process) | %d epochs | "
-        "%s%s | amp %s",
+        "%s lr %g%s%s | amp %s",
         sizes["train"], sizes["val"], t.train_batch_size, per_process, t.max_epoches,
-        optimizer, frozen, t.amp,
+        t.optimizer, t.lr, unused, frozen, t.amp,
     )  # fmt: skip
 
 
@@ -166,12 +172,7 @@ def run_training(
     )
     val_loader = build_eval_loader(val_set, cfg.train.val_batch_size, info, cfg.data.num_workers)
 
-    if resume is not None:
-        model = resume.model
-    else:
-        from avsbench.checkpoints import build_model_for
-
-        model = build_model_for(cfg)
+    model = resume.model if resume is not None else registry.build_model_for(cfg)
     init = None
     if init_path:
         init = setup.load_checkpoint(init_path, f"{init_flag} file", base_config=cfg, into=model)

@@ -55,8 +55,8 @@ class AudioEmbedder:
     """Frozen VGGish with an optional per-clip embedding cache.
 
     Args:
-        vggish: the frozen network (`avsbench.models.avs.build_vggish`); moved to `device`,
-            put in eval mode, requires_grad False.
+        vggish: the frozen network (`models.backbones.vggish.build_vggish`); moved to
+            `device`, put in eval mode, requires_grad False.
         device: where VGGish runs.
         cache: None (no cache), "memory" (a dict), or a folder for `.npy` files (also kept
             in memory once read).

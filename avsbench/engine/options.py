@@ -16,30 +16,20 @@ from typing import TYPE_CHECKING, Any
 from avsbench import config as C
 from avsbench.data.datasets import DATA_SOURCES
 from avsbench.engine.runs import check_session_name
-from avsbench.losses import AVSS_BACKGROUND
+from avsbench.errors import SetupError
+from avsbench.models import registry
+from avsbench.models.backbones.visual import resolve_backbone
+from avsbench.models.spec import MethodFlag
 
 if TYPE_CHECKING:
     from avsbench.engine.user_config import UserConfig
 
-BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}  # official flag values
 AMP_CHOICES = ("off", "bf16", "fp16")
-TPAVI_MODE_CHOICES = ("dot", "embedded", "gaussian", "concatenate")
-
-
-class SetupError(Exception):
-    """A missing file or an inconsistent setting the user must fix (one clear message)."""
 
 
 # ---------------------------------------------------------------------------------------
 # Flags
 # ---------------------------------------------------------------------------------------
-def _stage_list(text: str) -> int:
-    value = int(text)
-    if value not in range(4):
-        raise argparse.ArgumentTypeError(f"stages are 0, 1, 2 or 3, got {value}")
-    return value
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -61,43 +51,22 @@ def _image_size(text: str) -> int:
     return value
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
-    """An official on/off flag: `--name` turns it on, `--no-name` off; absent: the config."""
-    parser.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help)
-
-
 def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> None:
     """Flags shared by train.py and test.py (model, data and runtime)."""
     m, t = preset.model, preset.train
     g = parser.add_argument_group("official flags")
     g.add_argument("--session_name", help=f"run name (default: {t.session_name})")
+    methods = "; ".join(f"{name}: {spec.description}" for name, spec in registry.METHODS.items())
     g.add_argument(
         "--method",
-        choices=C.METHODS,
-        help="tpavi: AVSBench's model and recipe (default); avsegformer: AVSegFormer's "
-        "(docs/AVSEGFORMER.md). test.sh reads it off the checkpoint; giving it there checks it",
+        choices=sorted(registry.METHODS),
+        help=f"{methods}. test.sh reads it off the checkpoint; giving it there checks it",
     )
     g.add_argument(
         "--visual_backbone",
         help="resnet (ResNet-50) | pvt (PVT-v2-b5) | any timm model name with 4 feature "
         f"stages (default: {m.backbone}; --synthetic: resnet18)",
     )
-    g.add_argument(
-        "--tpavi_stages",
-        type=_stage_list,
-        nargs="*",
-        metavar="S",
-        help="stages (0-3) with a TPAVI block; give none for no TPAVI (default: 0 1 2 3)",
-    )
-    g.add_argument(
-        "--tpavi_vv_flag",
-        action="store_true",
-        default=None,
-        help="video self-attention in TPAVI. As in the official scripts, giving "
-        "--tpavi_vv_flag and/or --tpavi_va_flag sets both (absent = off); giving neither "
-        "keeps the config (audio-visual only)",
-    )
-    g.add_argument("--tpavi_va_flag", action="store_true", default=None, help="audio-visual TPAVI")
     g.add_argument("--log_dir", help="folder of the run folders")
     g.add_argument("--num_workers", type=_non_negative_int, help="DataLoader worker processes")
 
@@ -130,14 +99,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
         help="vggish-10086976.pth (default: the checkpoint's own, else VGGISH_WEIGHTS of "
         "config.py; docs/RELIABILITY.md)",
     )
-    p.add_argument(
-        "--tpavi_dense",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the published N x N form of TPAVI (same result, slower; for checks)",
-    )
-    p.add_argument("--tpavi_mode", choices=TPAVI_MODE_CHOICES, help="TPAVI mode (default: dot)")
-    p.add_argument("--decoder_channels", type=_positive_int, help="decoder width (published 256)")
     p.add_argument("--image_size", type=_image_size, help="frame size in pixels (published 224)")
     p.add_argument(
         "--cache_audio_embeddings",
@@ -162,30 +123,49 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
     )
 
 
-def _add_loss_arguments(parser: argparse.ArgumentParser, setting: str) -> None:
-    g = parser.add_argument_group("audio-visual matching loss (official flags)")
-    g.add_argument("--lambda_1", type=float, help="weight of the matching loss")
-    g.add_argument(
-        "--mask_pooling_type", choices=("avg", "max"), help="mask downsampling (default: avg)"
-    )
-    if setting == "s4":
-        _flag(g, "--sa_loss_flag", "the optional S4 matching (sa) loss (off in the official run)")
-        g.add_argument("--sa_loss_stages", type=_stage_list, nargs="*", metavar="S")
-        return
-    _flag(g, "--masked_av_flag", "the masked audio-visual (AVM) loss (on in the official run)")
-    g.add_argument("--masked_av_stages", type=_stage_list, nargs="*", metavar="S")
-    _flag(g, "--threshold_flag", "binarise the pooled mask at 0.5")
-    _flag(g, "--norm_fea_flag", "L2-normalise the audio and masked visual features")
-    _flag(g, "--closer_flag", "AVM-VV: the target is the nearest other frame's visual feature")
-    _flag(g, "--euclidean_flag", "euclidean distance instead of KL")
-    _flag(g, "--kl_flag", "KL(softmax(audio) || softmax(visual)) (the official run)")
-    if setting == "avss":
-        g.add_argument(
-            "--avss_background",
-            choices=sorted(AVSS_BACKGROUND),
-            help="background class of the masked AV loss: first = class 0 (the published "
-            "code today, default), last = class 70 (before 2024-09-06)",
-        )
+def method_flags(setting: str, *, train: bool) -> dict[str, list[tuple[str, MethodFlag]]]:
+    """flag name -> [(method, its MethodFlag)] of every registered method's flags that
+    `setting` and the command (train.sh: train=True) have."""
+    found: dict[str, list[tuple[str, MethodFlag]]] = {}
+    for name, spec in registry.METHODS.items():
+        for flag in spec.flags:
+            in_setting = flag.settings is None or setting in flag.settings
+            if in_setting and (train or not flag.train_only):
+                found.setdefault(flag.name, []).append((name, flag))
+    return found
+
+
+def add_method_arguments(parser: argparse.ArgumentParser, setting: str, *, train: bool) -> None:
+    """One group per method with its own flags (a flag several methods share, such as
+    --decoder_channels, is listed once, with the first method's options)."""
+    groups: dict[str, Any] = {}
+    for name, owners in method_flags(setting, train=train).items():
+        method, flag = owners[0]
+        if method not in groups:
+            groups[method] = parser.add_argument_group(f"{method} flags (--method {method})")
+        help_text = flag.options.get("help", "")
+        if len(owners) > 1:
+            help_text += f" [methods: {', '.join(m for m, _ in owners)}]"
+        groups[method].add_argument(name, **{**flag.options, "default": None, "help": help_text})
+
+
+def _method_changes(args: argparse.Namespace, method: str, setting: str, train: bool) -> dict:
+    """Dotted config changes of the method flags given; a flag of another method only is a
+    SetupError naming the methods that take it."""
+    changes: dict[str, Any] = {}
+    given: dict[str, Any] = {}
+    for name, owners in method_flags(setting, train=train).items():
+        value = getattr(args, name.lstrip("-"), None)
+        if value is None:
+            continue
+        mine = [flag for owner, flag in owners if owner == method]
+        if not mine:
+            takes = ", ".join(owner for owner, _ in owners)
+            raise SetupError(f"{name} is a flag of --method {takes}, not of {method}: leave it out")
+        flag = mine[0]
+        changes.update(flag.also)
+        given[flag.key] = tuple(value) if isinstance(value, list) else value
+    return {**changes, **given}
 
 
 COMMANDS = {  # prog -> (--help text, its official flags' group, its batch flag and help)
@@ -211,7 +191,7 @@ COMMANDS = {  # prog -> (--help text, its official flags' group, its batch flag 
 def _command_parser(setting: str, prog: str) -> tuple[argparse.ArgumentParser, Any, C.Config]:
     """A parser with the flags shared by train.py and test.py; its group of official flags
     (holding the batch size flag); the preset its help shows."""
-    preset = C.preset(setting)
+    preset = registry.preset(setting)
     description, group, batch_flag, batch_help = COMMANDS[prog]
     title = C.setting_info(setting).title
     parser = argparse.ArgumentParser(prog=prog, description=description.format(title=title))
@@ -227,7 +207,7 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
     t = preset.train
     g.add_argument("--val_batch_size", type=_positive_int, help=f"(default: {t.val_batch_size})")
     g.add_argument("--max_epoches", type=_positive_int, help=f"(sic) (default: {t.max_epoches})")
-    g.add_argument("--lr", type=float, help=f"Adam learning rate (default: {t.lr})")
+    g.add_argument("--lr", type=float, help=f"learning rate (default: {t.lr})")
     g.add_argument(
         "--wt_dec",
         type=float,
@@ -246,7 +226,7 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
                        help=f"first validated epoch, 0-based ({t.start_eval_epoch})")  # fmt: skip
         g.add_argument("--eval_interval", type=_positive_int,
                        help=f"validate every N epochs (default: {t.eval_interval})")  # fmt: skip
-    _add_loss_arguments(parser, setting)
+    add_method_arguments(parser, setting, train=True)
 
     p = parser.add_argument_group("training (project flags)")
     p.add_argument(
@@ -278,6 +258,7 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
 def build_test_parser(setting: str) -> argparse.ArgumentParser:
     """The flags of `avs_scripts/<folder>/test.py`."""
     parser, g, _ = _command_parser(setting, "test.py")
+    add_method_arguments(parser, setting, train=False)
     g.add_argument(
         "--weights",
         help="checkpoint to test: a project checkpoint or an official flat state dict "
@@ -304,13 +285,11 @@ def build_test_parser(setting: str) -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------
 # Flags -> Config
 # ---------------------------------------------------------------------------------------
-def resolve_backbone(name: str) -> str:
-    """Official flag values resnet / pvt -> timm names; other names pass through."""
-    return BACKBONE_ALIASES.get(name, name)
-
-
-def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any]:
-    """Dotted config changes for the model/data/runtime flags that were given.
+def model_overrides(
+    args: argparse.Namespace, user: UserConfig, method: str, *, train: bool = False
+) -> dict[str, Any]:
+    """Dotted config changes for the model/data/runtime flags that were given, and the
+    flags of `method` (its architecture; with `train`, its losses too).
 
     --visual_backbone also sets the backbone's file (BACKBONE_WEIGHTS of config.py; none
     with --synthetic)."""
@@ -320,21 +299,11 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
             check_session_name(args.session_name)
         except ValueError as err:
             raise SetupError(str(err)) from err
-    if getattr(args, "method", None) is not None:
-        ch["model.method"] = args.method
     if args.visual_backbone is not None:
         backbone = resolve_backbone(args.visual_backbone)
         ch["model.backbone"] = backbone
         ch["model.backbone_weights"] = None if args.synthetic else user.backbone_weights(backbone)
-    if args.tpavi_stages is not None:
-        ch["model.tpavi_stages"] = tuple(args.tpavi_stages)
-    if args.tpavi_vv_flag or args.tpavi_va_flag:
-        ch["model.tpavi_vv"] = bool(args.tpavi_vv_flag)
-        ch["model.tpavi_va"] = bool(args.tpavi_va_flag)
     for flag, key in (
-        ("tpavi_dense", "model.tpavi_dense"),
-        ("tpavi_mode", "model.tpavi_mode"),
-        ("decoder_channels", "model.decoder_channels"),
         ("image_size", "data.image_size"),
         ("data_root", "data.root"),
         ("data_source", "data.source"),
@@ -350,11 +319,12 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
         value = getattr(args, flag, None)
         if value is not None:
             ch[key] = value
-    return ch
+    setting = user.setting
+    return {**ch, **_method_changes(args, method, setting, train)}
 
 
-def train_overrides(args: argparse.Namespace, setting: str) -> dict[str, Any]:
-    """Dotted config changes for the training and loss flags that were given."""
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted config changes for the training flags that were given."""
     ch: dict[str, Any] = {}
     for flag in ("train_batch_size", "val_batch_size", "max_epoches", "lr", "wt_dec", "seed",
                  "max_steps_per_epoch", "start_eval_epoch", "eval_interval",
@@ -362,37 +332,11 @@ def train_overrides(args: argparse.Namespace, setting: str) -> dict[str, Any]:
         value = getattr(args, flag, None)
         if value is not None:
             ch[f"train.{flag}"] = value
-    loss_flags = ["lambda_1", "mask_pooling_type"]
-    if setting == "s4":
-        loss_flags += ["sa_loss_flag"]
-        stages = args.sa_loss_stages
-    else:
-        loss_flags += ["masked_av_flag", "threshold_flag", "norm_fea_flag", "closer_flag"]
-        loss_flags += ["euclidean_flag", "kl_flag"]
-        if setting == "avss":
-            loss_flags += ["avss_background"]
-        stages = args.masked_av_stages
-        if args.euclidean_flag and args.kl_flag:
-            raise SetupError("--euclidean_flag and --kl_flag contradict each other: give one")
-        # one distance: choosing one explicitly turns the other off
-        if args.euclidean_flag and args.kl_flag is None:
-            ch["train.loss.kl_flag"] = False
-        if args.kl_flag and args.euclidean_flag is None:
-            ch["train.loss.euclidean_flag"] = False
-    for flag in loss_flags:
-        value = getattr(args, flag, None)
-        if value is not None:
-            ch[f"train.loss.{flag}"] = value
-    if stages is not None:
-        ch["train.loss.av_stages"] = tuple(stages)
     return ch
 
 
 def check_model_config(cfg: C.Config) -> None:
     """Contradictions in the model / data / runtime settings, as one SetupError each."""
-    m = cfg.model
-    if m.tpavi_stages and not (m.tpavi_va or m.tpavi_vv):
-        raise SetupError("--tpavi_stages given but neither --tpavi_va_flag nor --tpavi_vv_flag")
     if cfg.data.image_size % 32:
         raise SetupError(f"image size {cfg.data.image_size} must be a multiple of 32")
     if cfg.train.amp not in AMP_CHOICES:
@@ -402,54 +346,30 @@ def check_model_config(cfg: C.Config) -> None:
 
 
 def check_config(cfg: C.Config) -> None:
-    """`check_model_config` plus contradictions of the training / loss settings."""
+    """`check_model_config`, loss settings the method does not read (changed from their
+    defaults: they would be silently ignored), and the method's own checks."""
     check_model_config(cfg)
-    loss, m = cfg.train.loss, cfg.model
-    if m.method == "avsegformer" and (loss.sa_loss_flag or loss.masked_av_flag):
+    spec = registry.method_spec(cfg.model.method)
+    defaults = C.LossConfig()
+    foreign = [
+        name
+        for name in C.LossConfig.__dataclass_fields__
+        if name not in spec.loss_fields and getattr(cfg.train.loss, name) != getattr(defaults, name)
+    ]
+    if foreign:
         raise SetupError(
-            "--sa_loss_flag / --masked_av_flag are TPAVI's matching losses; AVSegFormer "
-            "trains with its own (dice or CE + 0.1 x mix loss): leave them out"
+            f"train.loss.{', train.loss.'.join(foreign)} are not read by the {spec.name} loss: "
+            "leave those flags out"
         )
-    s4 = m.setting == "s4"
-    flag = "--sa_loss_flag" if s4 else "--masked_av_flag"
-    stages_flag = "--sa_loss_stages" if s4 else "--masked_av_stages"
-    if not (loss.sa_loss_flag or loss.masked_av_flag):
-        return
-    if loss.lambda_1 <= 0:
-        raise SetupError(f"{flag} is on but --lambda_1 is {loss.lambda_1}: give --lambda_1 > 0")
-    if not m.tpavi_va:
-        raise SetupError(
-            f"{flag} needs the audio-visual TPAVI (--tpavi_va_flag): the matching loss uses the "
-            "aligned audio it returns"
-        )
-    outside = sorted(set(loss.av_stages) - set(m.tpavi_stages))
-    if outside:
-        raise SetupError(
-            f"{stages_flag} {list(loss.av_stages)} includes stages {outside} without a TPAVI "
-            f"block (--tpavi_stages {list(m.tpavi_stages)})"
-        )
-    if loss.euclidean_flag and loss.kl_flag:
-        raise SetupError("--euclidean_flag and --kl_flag contradict each other: give one")
+    try:
+        spec.check(cfg)
+    except ValueError as err:
+        raise SetupError(str(err)) from err
 
 
-# ---------------------------------------------------------------------------------------
-# Config helpers
-# ---------------------------------------------------------------------------------------
 def apply(cfg: C.Config, changes: dict[str, Any]) -> C.Config:
-    return C.override(cfg, changes) if changes else cfg
-
-
-def config_diff(old: C.Config, new: C.Config) -> dict[str, tuple[Any, Any]]:
-    """{dotted key: (old, new)} for every field that differs."""
-
-    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = v
-        return out
-
-    a, b = flat(C.to_dict(old)), flat(C.to_dict(new))
-    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+    """`cfg` with dotted `changes`; an unknown key or a value a field refuses: SetupError."""
+    try:
+        return C.override(cfg, changes) if changes else cfg
+    except KeyError as err:
+        raise SetupError(str(err.args[0])) from err

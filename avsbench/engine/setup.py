@@ -27,8 +27,8 @@ from avsbench.engine.distributed import (
     init_distributed,
 )
 from avsbench.engine.embeddings import AudioEmbedder
-from avsbench.engine.options import SetupError
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
+from avsbench.errors import SetupError
 from avsbench.fileio import WriteError, remove_stale_temporaries
 
 logger = logging.getLogger(runs.LOGGER_NAME)

@@ -80,7 +80,8 @@ def forward(
     """model(frames [B*T, 3, S, S], audio_emb [B*T, 128], frame_valid [B*T] | None,
     **model_kwargs) under autocast (`amp`) with channels-last frames if asked.
 
-    target_frames: [B*T] bool, the frames whose logits are needed (`engine.target_frames`);
+    target_frames: [B*T] bool, the frames whose logits are needed (the method spec's
+    `target_frames`);
     passed to the model only when given (None: every frame). Returns the model's output
     (AVSOutput: logits [B*T, K, S, S], ...) in float32. Runs with or without gradients as
     the caller's context says.

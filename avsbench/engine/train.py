@@ -8,8 +8,8 @@ functions; the command that sets it up is `cmd_train.py`.
 
 Adam (lr 1e-4, no weight decay applied: `--wt_dec` is accepted and unused, as published),
 seed 123, VGGish frozen (eval mode, no_grad; `embeddings.AudioEmbedder`), the forward step
-`step.forward_batch`, losses from `avsbench.losses.compute_loss` (which also stops on a
-non-finite loss). Runs are laid out as published (`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/
+`step.forward_batch`, losses from the method's spec (`MethodSpec.loss`, which also stops on
+a non-finite loss). Runs are laid out as published (`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/
 {checkpoints,log}`, see `runs.py`); checkpoints are written atomically and resume is exact
 (model, optimizer, scaler, RNG states, sampler epoch). Multi-process runs (torchrun) follow
 `distributed.py`: `train_batch_size` is the global batch. Ctrl-C stops at the next step
@@ -38,7 +38,6 @@ from avsbench.engine import runs
 from avsbench.engine.distributed import DistInfo, all_reduce_mean
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.evaluate import evaluate
-from avsbench.engine.options import SetupError
 from avsbench.engine.resume import (
     DeferredInterrupt,
     Progress,
@@ -46,7 +45,8 @@ from avsbench.engine.resume import (
     start_epoch_iterator,
 )
 from avsbench.engine.step import flat_targets, forward_batch, to_channels_last, unwrap
-from avsbench.engine.target_frames import loss_target_frames
+from avsbench.errors import SetupError
+from avsbench.models import registry
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -107,7 +107,7 @@ def set_backbone_trainable(model: nn.Module, epoch: int, cfg: C.Config) -> bool:
     As in the published code only requires_grad changes: a ResNet's BatchNorm keeps its
     train mode (running statistics update) while frozen."""
     trainable = epoch >= cfg.train.freeze_backbone_epochs
-    unwrap(model).visual.requires_grad_(trainable)
+    registry.method_spec(cfg.model.method).set_backbone_trainable(unwrap(model), trainable)
     return trainable
 
 
@@ -205,8 +205,7 @@ def train_one_epoch(
     progress: kept up to date after every step (what an interrupted.pth stores); resume
     (with rng_at_stop): continue this epoch after the steps it records (resume.py);
     at_boundary(steps done): called after each step (Ctrl-C is raised there)."""
-    from avsbench.losses import compute_loss
-
+    spec = registry.method_spec(cfg.model.method)
     setting, device = cfg.model.setting, info.device
     loss_cfg = distributed_loss_config(cfg, info.world_size)
     model.train()
@@ -238,12 +237,10 @@ def train_one_epoch(
         output = forward_batch(
             model, embedder, batch, device, amp=cfg.train.amp,
             channels_last=cfg.train.channels_last, cache_namespace=f"{setting}/train",
-            target_frames=loss_target_frames(cfg, gt_valid),  # decode what the losses read
+            target_frames=spec.target_frames(cfg, gt_valid),  # decode what the losses read
         )  # fmt: skip
         try:
-            loss, parts = compute_loss(
-                setting, output, masks, gt_valid, loss_cfg, method=cfg.model.method
-            )
+            loss, parts = spec.loss(setting, output, masks, gt_valid, loss_cfg)
         except FloatingPointError as err:
             raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {err}") from err
         if info.distributed:

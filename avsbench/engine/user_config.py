@@ -20,7 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from avsbench import config as C
-from avsbench.engine.options import SetupError
+from avsbench.errors import SetupError
+from avsbench.models import registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CWD_ENV = "AVSBENCH_CWD"  # the folder the command was typed in (set by avs_scripts/launch.sh)
@@ -91,21 +92,22 @@ class UserConfig:
         return resolve_path(value, self.folder)
 
     def get_config(self, synthetic: bool, method: str | None = None) -> C.Config:
-        """The preset of the setting and `method` (default tpavi) with config.py's paths
-        (`synthetic`: the small CPU configuration of `avsbench.config.synthetic`, no
-        pretrained files)."""
-        cfg = C.preset(self.setting, method or "tpavi")
-        if self.module is None:
-            return C.synthetic(cfg) if synthetic else cfg
-        return C.with_user_paths(
-            cfg,
-            data_root=self.path(self._value("DATA_ROOT", cfg.data.root)),
-            backbone_weights=self.backbone_weights(cfg.model.backbone),
-            vggish_weights=self.path(self._value("VGGISH_WEIGHTS")),
-            vggish_pca=self.path(self._value("VGGISH_PCA")),
-            log_dir=self.log_dir("train"),
-            synthetic_data=synthetic,
-        )
+        """The preset of the setting and `method` (default: the registry's) with config.py's
+        paths (`synthetic`: the method's small CPU configuration, no pretrained files)."""
+        cfg = registry.preset(self.setting, method or registry.DEFAULT_METHOD)
+        if self.module is not None:
+            cfg = C.with_user_paths(
+                cfg,
+                data_root=self.path(self._value("DATA_ROOT", cfg.data.root)),
+                backbone_weights=self.backbone_weights(cfg.model.backbone),
+                vggish_weights=self.path(self._value("VGGISH_WEIGHTS")),
+                vggish_pca=self.path(self._value("VGGISH_PCA")),
+                log_dir=self.log_dir("train"),
+            )
+        if not synthetic:
+            return cfg
+        no_files = {"model.backbone_weights": None, "model.vggish_weights": None}
+        return C.override(registry.synthetic(cfg), {**no_files, "model.vggish_pca": None})
 
     def backbone_weights(self, backbone: str) -> str | None:
         """BACKBONE_WEIGHTS[backbone] of config.py, resolved (None if not listed)."""

@@ -80,9 +80,7 @@ def test_timm_checkpoint_with_head(tmp_path):
     ignored = load_backbone_weights(enc, path)
     assert sorted(ignored) == ["fc.bias", "fc.weight"]
     assert torch.equal(enc.body.layer4[1].conv2.weight, full.layer4[1].conv2.weight)
-    assert torch.equal(
-        enc.timm_state_dict()["layer2.0.downsample.0.weight"], full.layer2[0].downsample[0].weight
-    )
+    assert torch.equal(enc.body.layer2[0].downsample[0].weight, full.layer2[0].downsample[0].weight)
 
 
 @pytest.mark.slow

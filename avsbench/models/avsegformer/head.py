@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsbench.models.avsegformer.deform_attn import MSDeformAttn
 from avsbench.models.avsegformer.mixer import CrossModalMixer
 from avsbench.models.avsegformer.query_generator import QueryGenerator
 from avsbench.models.avsegformer.transformer import (
@@ -30,6 +29,7 @@ from avsbench.models.avsegformer.transformer import (
     QueryDecoder,
     sine_positional_encoding,
 )
+from avsbench.models.backbones.deform_attn import MSDeformAttn
 
 GROUP_NORM_GROUPS = 32  # GroupNorm groups of every projection (embed_dim must divide by it)
 FC_CHANNELS = (128, 32)  # widths of the output convs `fc.0` and `fc.2`

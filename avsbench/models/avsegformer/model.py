@@ -14,13 +14,13 @@ ResNet-50 or PVT-v2-b5); released checkpoints load through
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from avsbench.config import ModelConfig, setting_info
-from avsbench.models.audio import EMBEDDING_SIZE
-from avsbench.models.avs import AVSOutput
+from avsbench.models.avsegformer.config import AVSegFormerArch
 from avsbench.models.avsegformer.head import GROUP_NORM_GROUPS, AVSegHead
 from avsbench.models.avsegformer.mixer import CrossModalMixer
 from avsbench.models.avsegformer.query_generator import QueryGenerator, QueryGeneratorLayer
@@ -30,7 +30,16 @@ from avsbench.models.avsegformer.transformer import (
     QueryDecoder,
     QueryDecoderLayer,
 )
-from avsbench.models.visual import VisualEncoder, build_visual_encoder
+from avsbench.models.backbones.vggish import EMBEDDING_SIZE
+from avsbench.models.backbones.visual import VisualEncoder, build_visual_encoder
+from avsbench.models.contract import AVSOutput
+
+
+@dataclass
+class AVSegFormerOutput(AVSOutput):
+    """`logits` and what AVSegFormer's mix loss reads: mask_feature [B*T, C, H/4, W/4]."""
+
+    mask_feature: torch.Tensor
 
 
 class AVSegFormer(nn.Module):
@@ -41,10 +50,12 @@ class AVSegFormer(nn.Module):
         head: `AVSegHead` built for `visual.channels`.
         audio_proj: Linear(128, C), the VGGish embedding to the head's width.
 
-    forward(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None)
-        -> AVSOutput(logits [B*T, K, H, W], mask_feature [B*T, C, H/4, W/4]).
-    H and W must be divisible by 32. Padding frames (frame_valid 0) give zero logits and
-    mask features, as in the published model.
+    forward(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None,
+            target_frames=None)
+        -> AVSegFormerOutput(logits [B*T, K, H, W], mask_feature [B*T, C, H/4, W/4]).
+    H and W must be divisible by 32. target_frames (the contract's) is accepted and every
+    frame is decoded: a ResNet's train-mode BatchNorm mixes the frames. Padding frames
+    (frame_valid 0) give zero logits and mask features, as in the published model.
     """
 
     def __init__(self, visual: VisualEncoder, head: AVSegHead, audio_proj: nn.Linear) -> None:
@@ -55,7 +66,8 @@ class AVSegFormer(nn.Module):
 
     def set_backbone_trainable(self, trainable: bool) -> None:
         """Freeze (False) or unfreeze (True) the visual encoder, as the published recipe does
-        for its first `freeze_epochs` epochs."""
+        for its first `freeze_epochs` epochs (the engine calls it through the method's spec).
+        Only requires_grad changes: a ResNet's BatchNorm keeps its train mode."""
         self.visual.requires_grad_(trainable)
 
     def forward(
@@ -63,7 +75,8 @@ class AVSegFormer(nn.Module):
         frames: torch.Tensor,
         audio_emb: torch.Tensor,
         frame_valid: torch.Tensor | None = None,
-    ) -> AVSOutput:
+        target_frames: torch.Tensor | None = None,
+    ) -> AVSegFormerOutput:
         bt = frames.shape[0]
         if audio_emb.ndim != 2 or audio_emb.shape[0] != bt:
             raise ValueError(
@@ -83,7 +96,7 @@ class AVSegFormer(nn.Module):
         if valid is not None:
             logits = logits * valid
             mask_feature = mask_feature * valid
-        return AVSOutput(logits=logits, mask_feature=mask_feature)
+        return AVSegFormerOutput(logits=logits, mask_feature=mask_feature)
 
 
 def build_avsegformer(
@@ -110,7 +123,7 @@ def build_avsegformer(
     backbone: "resnet50" / "pvt_v2_b5" (published) or another timm name with four stages
     (e.g. "resnet18" with embed_dim=64, fewer layers and queries for small runs).
     num_classes defaults to 1 / 1 / 71. S4 and MS3 share one architecture. backbone_weights:
-    a pretrained file as for `avsbench.models.avs.build_model`; nothing is downloaded.
+    a pretrained file as for `avsbench.build_model`; nothing is downloaded.
     """
     row = setting_info(setting)  # an unknown setting raises, listing the valid ones
     if embed_dim < GROUP_NORM_GROUPS or embed_dim % GROUP_NORM_GROUPS:
@@ -160,21 +173,21 @@ def build_avsegformer(
     return AVSegFormer(visual, head, nn.Linear(EMBEDDING_SIZE, embed_dim))
 
 
-def build_avsegformer_from_config(model_cfg: ModelConfig) -> AVSegFormer:
-    """`build_avsegformer` with the fields of `avsbench.config.ModelConfig` (its width is
-    `decoder_channels`)."""
+def build_from_config(model_cfg: ModelConfig) -> AVSegFormer:
+    """`build_avsegformer` with the fields of `ModelConfig` and its `AVSegFormerArch`."""
+    arch = model_cfg.arch or AVSegFormerArch()
     return build_avsegformer(
         model_cfg.setting,
         model_cfg.backbone,
         num_classes=model_cfg.num_classes,
-        embed_dim=model_cfg.decoder_channels,
-        num_queries=model_cfg.num_queries,
-        encoder_layers=model_cfg.encoder_layers,
-        decoder_layers=model_cfg.decoder_layers,
-        generator_layers=model_cfg.generator_layers,
-        num_points=model_cfg.num_points,
-        ffn_dim=model_cfg.ffn_dim,
-        generator_ffn_dim=model_cfg.generator_ffn_dim,
-        mlp_dim=model_cfg.mlp_dim,
+        embed_dim=arch.embed_dim,
+        num_queries=arch.num_queries,
+        encoder_layers=arch.encoder_layers,
+        decoder_layers=arch.decoder_layers,
+        generator_layers=arch.generator_layers,
+        num_points=arch.num_points,
+        ffn_dim=arch.ffn_dim,
+        generator_ffn_dim=arch.generator_ffn_dim,
+        mlp_dim=arch.mlp_dim,
         backbone_weights=model_cfg.backbone_weights,
     )

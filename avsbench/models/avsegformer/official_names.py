@@ -14,7 +14,8 @@ The six released files are flat state dicts of the published `AVSegFormer` modul
     head.fpn.*, head.attn_fc.*            -- (built by the published head, never called)
     head.<anything else>, audio_proj.*    the same name
 
-The backbone layouts are AVSBench's (`avsbench.models.official_names`), under `backbone.`.
+The backbone layouts are AVSBench's (`avsbench.models.backbones.official_names`), under
+`backbone.`.
 Checkpoints saved from `nn.DataParallel` carry a `module.` prefix; it is stripped on load.
 `read_architecture` tells an AVSegFormer state dict by its keys and reads the arguments of
 `build_avsegformer` off its shapes.
@@ -31,8 +32,17 @@ from typing import Any
 import torch
 
 from avsbench import config as C
+from avsbench.models.avsegformer.config import AVSegFormerArch, preset
 from avsbench.models.avsegformer.model import AVSegFormer
-from avsbench.models.official_names import pvt_original_to_timm, pvt_timm_to_original
+from avsbench.models.backbones.official_names import (
+    backbone_style,
+    official_state,
+    pvt_original_to_timm,
+    pvt_timm_to_original,
+    resnet_official_to_timm,
+    resnet_timm_to_official,
+    strip_module_prefix,
+)
 from avsbench.state_dicts import LoadReport
 
 BACKBONE = "backbone."
@@ -76,24 +86,6 @@ class AVSegFormerLoadReport:
     stripped_prefix: str = ""  # "module." for DataParallel checkpoints
 
 
-def _strip_module_prefix(sd: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module.") :]: v for k, v in sd.items()}, "module."
-    return dict(sd), ""
-
-
-def _backbone_style(model: AVSegFormer) -> str:
-    name = model.visual.name
-    if name.startswith("resnet"):
-        return "resnet"
-    if name.startswith("pvt_v2"):
-        return "pvt"
-    raise ValueError(
-        f"the published AVSegFormer layout exists for ResNet and PVT-v2 backbones only; this "
-        f"model uses {name!r}"
-    )
-
-
 # -- official -> project ------------------------------------------------------------------------
 def _head_to_project(key: str) -> str | None:
     for official, project in _RENAMED_HEAD:
@@ -120,8 +112,8 @@ def load_official_state_dict(model: AVSegFormer, sd: Mapping[str, Any]) -> AVSeg
     returned under `avsbench.VGGish`'s names in `report.vggish_state`. Anything else missing,
     unexpected or mis-shaped raises ValueError listing the keys.
     """
-    sd, prefix = _strip_module_prefix(sd)
-    style = _backbone_style(model)
+    sd, prefix = strip_module_prefix(sd)
+    style = backbone_style(model.visual, "AVSegFormer")
     pvt_keys = [k[len(BACKBONE) :] for k in sd if k.startswith(BACKBONE)] if style == "pvt" else []
     pvt_map = pvt_original_to_timm(pvt_keys) if pvt_keys else {}
     mapped: dict[str, Any] = {}
@@ -140,7 +132,7 @@ def load_official_state_dict(model: AVSegFormer, sd: Mapping[str, Any]) -> AVSeg
         project_key = _head_to_project(key)
         if key.startswith(BACKBONE):
             inner = key[len(BACKBONE) :]
-            timm_key = pvt_map.get(inner) if style == "pvt" else _resnet_official_to_timm(inner)
+            timm_key = pvt_map.get(inner) if style == "pvt" else resnet_official_to_timm(inner)
             body_key = model.visual.full_to_body_name(timm_key) if timm_key else None
             project_key = None if body_key is None else f"visual.body.{body_key}"
         if project_key is None:
@@ -176,21 +168,13 @@ def load_official_state_dict(model: AVSegFormer, sd: Mapping[str, Any]) -> AVSeg
     return report
 
 
-def _resnet_official_to_timm(key: str) -> str:
-    return re.sub(r"^layer([34])_1\.", r"layer\1.", key)
-
-
-def _resnet_timm_to_official(key: str) -> str:
-    return re.sub(r"^layer([34])\.", r"layer\1_1.", key)
-
-
 # -- project -> official ------------------------------------------------------------------------
 def project_to_official(model: AVSegFormer, key: str) -> str:
     """The official name of one of `model`'s state-dict keys."""
     if key.startswith("visual.body."):
         timm_key = model.visual.body_to_full_name(key[len("visual.body.") :])
-        if _backbone_style(model) == "resnet":
-            return BACKBONE + _resnet_timm_to_official(timm_key)
+        if backbone_style(model.visual, "AVSegFormer") == "resnet":
+            return BACKBONE + resnet_timm_to_official(timm_key)
         return BACKBONE + pvt_timm_to_original(timm_key)
     for official, project in _RENAMED_HEAD:
         if key.startswith(project):
@@ -309,7 +293,7 @@ def is_avsegformer_state_dict(sd: Mapping[str, Any]) -> bool:
     """True if `sd` has the keys of a published (or exported) AVSegFormer checkpoint."""
     if not isinstance(sd, Mapping):
         return False
-    keys = _strip_module_prefix(sd)[0]
+    keys = strip_module_prefix(sd)[0]
     needed = (
         "audio_proj.weight",
         "head.fc.4.weight",
@@ -331,7 +315,7 @@ def read_architecture(sd: Mapping[str, Any]) -> AVSegFormerArchitecture:
             "not an AVSegFormer state dict: expected backbone.*, head.query_generator.*, "
             "head.learnable_query.weight, head.fc.4.weight and audio_proj.weight"
         )
-    sd = _strip_module_prefix(sd)[0]
+    sd = strip_module_prefix(sd)[0]
     num_classes, _, _, _ = sd["head.fc.4.weight"].shape
     if num_classes not in SETTING_BY_CLASSES:
         raise ValueError(
@@ -387,15 +371,7 @@ def _short(items: list[str], limit: int = 10) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
-# -- the checkpoint detector (a row of avsbench.checkpoints.DETECTORS) --------------------------
-def _official_state(obj: Any) -> Any:
-    return obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-
-
-# train fields of the user's config an AVSegFormer file keeps (the rest is its recipe)
-_KEPT_TRAIN_FIELDS = ("session_name", "log_dir", "amp", "channels_last", "seed")
-
-
+# -- the checkpoint detector (a row of the AVSegFormer spec's detectors) ------------------------
 class OfficialAVSegFormer:
     """Detector of a released AVSegFormer checkpoint (flat state dict, the names above; the
     architecture is read off the keys by `read_architecture`). Its `vggish.*` tensors are
@@ -405,48 +381,37 @@ class OfficialAVSegFormer:
         "a released AVSegFormer state dict (keys backbone.*, vggish.*, head.query_generator.*, "
         "head.learnable_query.weight, audio_proj.*; 'module.' prefixes allowed)"
     )
+    format_name = "official AVSegFormer"  # summary.json
     stores_config = False  # the architecture is read off the keys
 
     def matches(self, obj: Any) -> bool:
-        return is_avsegformer_state_dict(_official_state(obj))
+        return is_avsegformer_state_dict(official_state(obj))
 
     def config(self, obj: Any, base: C.Config | None) -> C.Config:
         """`base` (its paths and runtime) with AVSegFormer's recipe and the architecture of the
         keys. 1 class: S4, or MS3 when `base` is MS3 (the two share one network); 71: AVSS."""
-        arch = read_architecture(_official_state(obj))
-        setting = arch.setting
-        if arch.num_classes == 1 and base is not None and base.model.setting == "ms3":
+        found = read_architecture(official_state(obj))
+        setting = found.setting
+        if found.num_classes == 1 and base is not None and base.model.setting == "ms3":
             setting = "ms3"
-        recipe = C.avsegformer(setting)
-        if base is None or base.model.setting != setting:
-            base = recipe
-        kept = {name: getattr(base.train, name) for name in _KEPT_TRAIN_FIELDS}
-        train = dataclasses.replace(recipe.train, **kept)
+        recipe = preset(setting)
+        if base is not None and base.model.setting == setting:
+            recipe = C.recipe_with_user_settings(recipe, base)
+        names = {f.name for f in dataclasses.fields(AVSegFormerArch)}
+        arch = AVSegFormerArch(**{k: v for k, v in dataclasses.asdict(found).items() if k in names})
         model = dataclasses.replace(
-            base.model,
-            method="avsegformer",
-            backbone=arch.backbone,
-            num_classes=arch.num_classes,
-            decoder_channels=arch.embed_dim,
-            num_queries=arch.num_queries,
-            encoder_layers=arch.encoder_layers,
-            decoder_layers=arch.decoder_layers,
-            generator_layers=arch.generator_layers,
-            num_points=arch.num_points,
-            ffn_dim=arch.ffn_dim,
-            generator_ffn_dim=arch.generator_ffn_dim,
-            mlp_dim=arch.mlp_dim,
+            recipe.model, backbone=found.backbone, num_classes=found.num_classes, arch=arch
         )
-        return dataclasses.replace(base, model=model, train=train)
+        return dataclasses.replace(recipe, model=model)
 
     def load_into(self, model: AVSegFormer, obj: Any) -> LoadReport:
-        report = load_official_state_dict(model, _official_state(obj))
+        report = load_official_state_dict(model, official_state(obj))
         return LoadReport(
             loaded=report.loaded, dropped=report.dropped, stripped_prefix=report.stripped_prefix
         )
 
     def vggish_state(self, obj: Any) -> dict[str, torch.Tensor] | None:
         """The `vggish.*` tensors under `avsbench.VGGish`'s names (None if there are none)."""
-        state = _strip_module_prefix(_official_state(obj))[0]
+        state = strip_module_prefix(official_state(obj))[0]
         found = dict(_vggish_name(k, v) for k, v in state.items() if k.startswith(VGGISH))
         return found or None

@@ -11,13 +11,16 @@ off in every official config. Parameter names match `vggish-10086976.pth`
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from avsbench.models.visual import read_state_dict
+from avsbench.models.backbones.visual import read_state_dict
 from avsbench.state_dicts import KeyReport
+
+if TYPE_CHECKING:
+    from avsbench.config import ModelConfig
 
 EMBEDDING_SIZE = 128  # VGGish embedding width
 QUANTIZE_MIN_VAL = -2.0  # PCA output is clipped to [-2, 2] ...
@@ -130,3 +133,29 @@ def _check_layout(sd: dict[str, Any], own: dict[str, torch.Tensor], source: str)
     KeyReport.compare(own, sd, given_word="file").check(
         f"{source} is not a VGGish state dict (features.{{0,3,6,8,11,13}}, embeddings.{{0,2,4}}):"
     )
+
+
+def build_vggish(model_cfg: ModelConfig) -> VGGish:
+    """The frozen VGGish of `model_cfg` (eval mode, requires_grad False).
+
+    Loads `vggish_weights` (and `vggish_pca` if set). Without weights the network gets a
+    deterministic random He initialisation (seed 0, the global RNG is left untouched), which
+    is what the synthetic-data runs and tests use; real runs must set `vggish_weights`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VGGish()
+        if not model_cfg.vggish_weights:
+            # PyTorch's default init shrinks activations ~2.5x per layer: after 9 layers
+            # the embeddings are ~0.005 with a clip-to-clip spread of ~3e-4, too faint for
+            # the fusion to use. He init keeps them O(1), as a trained VGGish's are.
+            for module in model.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                    nn.init.zeros_(module.bias)
+    if model_cfg.vggish_weights:
+        model.load_official_state_dict(model_cfg.vggish_weights, pca=model_cfg.vggish_pca)
+    elif model_cfg.vggish_pca:
+        raise ValueError("vggish_pca is set but vggish_weights is not: set both in config.py")
+    model.requires_grad_(False)
+    return model.eval()

@@ -31,6 +31,15 @@ PUBLISHED_BACKBONES: dict[str, dict[str, Any]] = {
     "pvt_v2_b5": {"drop_path_rate": 0.1},
 }
 
+# The official scripts' --visual_backbone values -> timm names (other names pass through)
+BACKBONE_ALIASES = {"resnet": "resnet50", "pvt": "pvt_v2_b5"}
+
+
+def resolve_backbone(name: str) -> str:
+    """Official flag values resnet / pvt -> timm names; other names pass through."""
+    return BACKBONE_ALIASES.get(name, name)
+
+
 # Examples listed in error messages (any timm model with four stages of stride 4..32 works).
 OTHER_BACKBONE_EXAMPLES = ("resnet18", "resnet34", "pvt_v2_b0", "pvt_v2_b2", "convnext_tiny")
 
@@ -142,10 +151,6 @@ class VisualEncoder(nn.Module):
 
     def body_to_full_name(self, body_key: str) -> str:
         return self._body_to_full[body_key]
-
-    def timm_state_dict(self) -> dict[str, torch.Tensor]:
-        """The encoder's tensors under timm's full-model names (no classifier head)."""
-        return {self._body_to_full[k]: v for k, v in self.body.state_dict().items()}
 
     def load_timm_state_dict(
         self, state_dict: dict[str, torch.Tensor], source: str = "state dict"

@@ -70,7 +70,7 @@ def avss_background_index(name: str, num_classes: int) -> int:
 
 
 class ModelOutput(Protocol):
-    """What the losses read from the model output (`avsbench.models.avs.AVSOutput`)."""
+    """What the losses read from the model output (`TPAVIOutput`)."""
 
     logits: torch.Tensor  # [B*T, K, H, W]
     visual_maps: Sequence[torch.Tensor]  # 4 x [B*T, C, H_s, W_s]

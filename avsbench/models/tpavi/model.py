@@ -5,48 +5,46 @@
       -> TPAVI on the chosen stages, over windows of T' frames (x frame_valid)
       -> top-down fusion decoder -> logits [B*T, K, H, W]
 
-`build_model` reproduces the published S4 / MS3 / AVSS networks (docs/ARCHITECTURE.md);
-official checkpoints load through `avsbench.checkpoints` (names in `models/official_names.py`).
+`build_tpavi_model` reproduces the published S4 / MS3 / AVSS networks
+(docs/ARCHITECTURE.md); official checkpoints load through `avsbench.checkpoints` (names in
+`official_names.py` beside this file).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from avsbench.config import setting_info
-from avsbench.models.audio import EMBEDDING_SIZE, VGGish
-from avsbench.models.decoder import Decoder, DilatedProjection
-from avsbench.models.tpavi import TPAVI, TPAVI_MODES
-from avsbench.models.visual import VisualEncoder, build_visual_encoder
+from avsbench.models.backbones.vggish import EMBEDDING_SIZE
+from avsbench.models.backbones.visual import VisualEncoder, build_visual_encoder
+from avsbench.models.contract import AVSOutput, decoded_rows
+from avsbench.models.tpavi.block import TPAVI, TPAVI_MODES
+from avsbench.models.tpavi.decoder import Decoder, DilatedProjection
 
 if TYPE_CHECKING:
     from avsbench.config import ModelConfig
 
 
 @dataclass
-class AVSOutput:
-    """What `AVSModel.forward` returns (the same in train and eval).
+class TPAVIOutput(AVSOutput):
+    """What `AVSModel.forward` returns (the same in train and eval): `logits` and what the
+    TPAVI losses read.
 
-    logits: [B*T, K, H, W] (K = 1: sigmoid logits; K = 71: AVSS class logits).
     visual_maps: 4 x [B*T, C, H_s, W_s], the stage maps after projection and TPAVI, rectified
         (relu) as the published model returns them (its decoder's in-place ReLU).
     audio_maps: 4 entries, [B*T, C] aligned audio of the TPAVI block of that stage, or None
         where the stage has no audio-visual TPAVI.
-    mask_feature: AVSegFormer only: [B*T, C, H/4, W/4], the mask feature its mix loss uses
-        (visual_maps and audio_maps are then empty).
     """
 
-    logits: torch.Tensor
     visual_maps: list[torch.Tensor] = field(default_factory=list)
     audio_maps: list[torch.Tensor | None] = field(default_factory=list)
-    mask_feature: torch.Tensor | None = None
 
 
 class AVSModel(nn.Module):
@@ -62,10 +60,10 @@ class AVSModel(nn.Module):
             10-frame clips form two windows).
 
     forward(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None,
-            target_frames [B*T] bool | None) -> AVSOutput.
+            target_frames [B*T] bool | None) -> TPAVIOutput.
         H, W divisible by 32; B*T divisible by window_frames when TPAVI is on.
         target_frames: the frames whose logits are wanted (the training step passes the
-        frames its losses read, `avsbench.engine.target_frames`); the per-frame decoder and
+        frames its losses read, `target_frames.py`); the per-frame decoder and
         output head run on those only and the other rows of `.logits` are zeros. The encoder,
         projections and TPAVI (which mixes the frames of a window) see every frame, so the
         target rows, `visual_maps` and `audio_maps` equal those of the full computation.
@@ -111,7 +109,7 @@ class AVSModel(nn.Module):
         audio_emb: torch.Tensor,
         frame_valid: torch.Tensor | None = None,
         target_frames: torch.Tensor | None = None,
-    ) -> AVSOutput:
+    ) -> TPAVIOutput:
         bt = frames.shape[0]
         if audio_emb.ndim != 2 or audio_emb.shape[0] != bt:
             raise ValueError(
@@ -166,7 +164,7 @@ class AVSModel(nn.Module):
                 None if valid is None else valid.index_select(0, rows),
             )  # [F, K, H, W]
             logits = picked.new_zeros((bt, *picked.shape[1:])).index_copy(0, rows, picked)
-        return AVSOutput(logits=logits, visual_maps=visual_maps, audio_maps=audio_maps)
+        return TPAVIOutput(logits=logits, visual_maps=visual_maps, audio_maps=audio_maps)
 
     def _to_windows(self, x: torch.Tensor) -> torch.Tensor:
         bt, c, h, w = x.shape
@@ -177,38 +175,6 @@ class AVSModel(nn.Module):
     def _from_windows(x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # [B*T, C, H, W]
-
-
-def decoded_rows(
-    target_frames: torch.Tensor | None, bt: int, device: torch.device
-) -> torch.Tensor | None:
-    """Indices [F] of the True entries of target_frames [B*T] bool; None for all frames."""
-    if target_frames is None:
-        return None
-    if target_frames.dtype != torch.bool or target_frames.numel() != bt:
-        raise ValueError(
-            f"target_frames must be a bool tensor of B*T = {bt} entries, got "
-            f"{target_frames.dtype} {tuple(target_frames.shape)}"
-        )
-    target = target_frames.reshape(bt).to(device)
-    return None if bool(target.all()) else target.nonzero().squeeze(1)
-
-
-def build_model(setting: str, backbone: str, *, method: str = "tpavi", **kwargs: Any) -> nn.Module:
-    """Build the published model of `method` for `setting` in {"s4", "ms3", "avss"}.
-
-    method: "tpavi" (AVSBench, the default: `build_tpavi_model`) or "avsegformer"
-    (`avsbench.models.avsegformer.build_avsegformer`); kwargs go to that builder.
-    """
-    from avsbench.models.avsegformer.model import build_avsegformer  # it imports this module
-
-    builders: dict[str, Callable[..., nn.Module]] = {
-        "tpavi": build_tpavi_model,
-        "avsegformer": build_avsegformer,
-    }
-    if method not in builders:
-        raise ValueError(f"unknown method {method!r}; valid: {list(builders)}")
-    return builders[method](setting, backbone, **kwargs)
 
 
 def build_tpavi_model(
@@ -231,11 +197,12 @@ def build_tpavi_model(
 
     backbone: "resnet50" / "pvt_v2_b5" (published) or another timm name with four stages.
     num_classes defaults to 1 / 1 / 71 and align_bias to True / True / False (S4 / MS3 /
-    AVSS). backbone_weights: a pretrained file (resnet50-19c8e357.pth, pvt_v2_b5.pth in
-    the original PVT naming, or a timm checkpoint). pretrained=True without a file is an
+    AVSS: the published AVSS model has no align_channel bias). backbone_weights: a
+    pretrained file (resnet50-19c8e357.pth, pvt_v2_b5.pth in the original PVT naming, or
+    a timm checkpoint). pretrained=True without a file is an
     error: nothing is downloaded. Unknown names raise ValueError listing the valid ones.
     """
-    defaults = setting_info(setting)  # published num_classes and align_bias of the setting
+    defaults = setting_info(setting)  # published num_classes of the setting
     if tpavi_mode not in TPAVI_MODES:
         raise ValueError(f"unknown tpavi_mode {tpavi_mode!r}; valid: {list(TPAVI_MODES)}")
     stages = tuple(int(s) for s in tpavi_stages)
@@ -244,7 +211,7 @@ def build_tpavi_model(
     if decoder_channels < 2:
         raise ValueError(f"decoder_channels must be >= 2, got {decoder_channels}")
     num_classes = defaults.num_classes if num_classes is None else num_classes
-    align_bias = defaults.align_bias if align_bias is None else align_bias
+    align_bias = not defaults.semantic if align_bias is None else align_bias
 
     visual = build_visual_encoder(backbone, backbone_weights, pretrained=pretrained)
     projections = [DilatedProjection(c, decoder_channels) for c in visual.channels]
@@ -264,51 +231,22 @@ def build_tpavi_model(
     )
 
 
-def build_model_from_config(model_cfg: ModelConfig) -> AVSModel:
-    """`build_tpavi_model` with the fields of `avsbench.config.ModelConfig` (method tpavi;
-    `avsbench.checkpoints.build_model_for` builds any method)."""
-    if model_cfg.method != "tpavi":
-        raise ValueError(
-            f"build_model_from_config builds the TPAVI model, not {model_cfg.method!r}: use "
-            "avsbench.checkpoints.build_model_for(cfg)"
-        )
-    return build_model(
+def build_from_config(model_cfg: ModelConfig) -> AVSModel:
+    """`build_tpavi_model` with the fields of `ModelConfig` and its `TPAVIArch`."""
+    from avsbench.models.tpavi.config import TPAVIArch
+
+    arch = model_cfg.arch or TPAVIArch()
+    return build_tpavi_model(
         model_cfg.setting,
         model_cfg.backbone,
-        tpavi_stages=tuple(model_cfg.tpavi_stages),
-        tpavi_vv=model_cfg.tpavi_vv,
-        tpavi_va=model_cfg.tpavi_va,
-        tpavi_mode=model_cfg.tpavi_mode,
-        tpavi_dense=model_cfg.tpavi_dense,
-        decoder_channels=model_cfg.decoder_channels,
-        window_frames=model_cfg.window_frames,
-        align_bias=model_cfg.align_bias,
+        tpavi_stages=tuple(arch.tpavi_stages),
+        tpavi_vv=arch.tpavi_vv,
+        tpavi_va=arch.tpavi_va,
+        tpavi_mode=arch.tpavi_mode,
+        tpavi_dense=arch.tpavi_dense,
+        decoder_channels=arch.decoder_channels,
+        window_frames=arch.window_frames,
+        align_bias=arch.align_bias,
         num_classes=model_cfg.num_classes,
         backbone_weights=model_cfg.backbone_weights,
     )
-
-
-def build_vggish(model_cfg: ModelConfig) -> VGGish:
-    """The frozen VGGish of `model_cfg` (eval mode, requires_grad False).
-
-    Loads `vggish_weights` (and `vggish_pca` if set). Without weights the network gets a
-    deterministic random He initialisation (seed 0, the global RNG is left untouched), which
-    is what the synthetic-data runs and tests use; real runs must set `vggish_weights`.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = VGGish()
-        if not model_cfg.vggish_weights:
-            # PyTorch's default init shrinks activations ~2.5x per layer: after 9 layers
-            # the embeddings are ~0.005 with a clip-to-clip spread of ~3e-4, too faint for
-            # the fusion to use. He init keeps them O(1), as a trained VGGish's are.
-            for module in model.modules():
-                if isinstance(module, (nn.Conv2d, nn.Linear)):
-                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                    nn.init.zeros_(module.bias)
-    if model_cfg.vggish_weights:
-        model.load_official_state_dict(model_cfg.vggish_weights, pca=model_cfg.vggish_pca)
-    elif model_cfg.vggish_pca:
-        raise ValueError("vggish_pca is set but vggish_weights is not: set both in config.py")
-    model.requires_grad_(False)
-    return model.eval()

@@ -1,4 +1,5 @@
-"""Official AVSBench state-dict names <-> this project's names, both ways (the only place).
+"""Official AVSBench (TPAVI) state-dict names <-> this project's names, both ways (the only
+place).
 
 Files are read and dispatched by `avsbench.checkpoints.load` (detector "official_tpavi");
 this module knows the names. Official layouts (tests/golden/avsbench/state_dicts/
@@ -25,7 +26,17 @@ from typing import Any
 import torch
 
 from avsbench import config as C
-from avsbench.models.avs import AVSModel
+from avsbench.models.backbones.official_names import (
+    backbone_style,
+    official_state,
+    pvt_original_to_timm,
+    pvt_timm_to_original,
+    resnet_official_to_timm,
+    resnet_timm_to_official,
+    strip_module_prefix,
+)
+from avsbench.models.tpavi.config import preset
+from avsbench.models.tpavi.model import AVSModel
 from avsbench.state_dicts import KeyReport, LoadReport
 
 _RESNET_PREFIX = "resnet."
@@ -38,61 +49,13 @@ _HEAD_RULES = (  # (official regex, project template) for everything but the bac
 )
 
 
-OfficialLoadReport = LoadReport  # what `load_official_state_dict` returns (the older name)
-
-
-def _strip_module_prefix(sd: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module.") :]: v for k, v in sd.items()}, "module."
-    return dict(sd), ""
-
-
 def looks_official(sd: Mapping[str, Any]) -> bool:
     """True if `sd` is a flat state dict in the published AVSBench layout (by key names)."""
-    keys = _strip_module_prefix(sd)[0].keys() if isinstance(sd, Mapping) else ()
+    keys = strip_module_prefix(sd)[0].keys() if isinstance(sd, Mapping) else ()
     backbone = any(k.startswith((_RESNET_PREFIX, _PVT_PREFIX)) for k in keys)
     head = any(k.startswith("output_conv.") for k in keys)
     projection = any(re.match(r"^conv[1-4]\.conv2d_list\.", k) for k in keys)
     return backbone and head and projection
-
-
-# -- backbone names --------------------------------------------------------------------------
-def _backbone_style(model: AVSModel) -> str:
-    name = model.visual.name
-    if name.startswith("resnet"):
-        return "resnet"
-    if name.startswith("pvt_v2"):
-        return "pvt"
-    raise ValueError(
-        f"the official layout exists for ResNet ('resnet.*') and PVT-v2 ('encoder_backbone.*') "
-        f"backbones only; this model uses {name!r}"
-    )
-
-
-def _official_resnet_to_timm(key: str) -> str:
-    return re.sub(r"^layer([34])_1\.", r"layer\1.", key)
-
-
-def _timm_resnet_to_official(key: str) -> str:
-    return re.sub(r"^layer([34])\.", r"layer\1_1.", key)
-
-
-def pvt_timm_to_original(key: str) -> str:
-    """Inverse of timm's `pvt_v2.checkpoint_filter_fn` (timm name -> original PVT name)."""
-    key = re.sub(r"^patch_embed\.", "patch_embed1.", key)
-    key = re.sub(r"^stages\.(\d+)\.downsample\.", lambda m: f"patch_embed{int(m[1]) + 1}.", key)
-    key = re.sub(r"^stages\.(\d+)\.blocks\.", lambda m: f"block{int(m[1]) + 1}.", key)
-    key = re.sub(r"^stages\.(\d+)\.norm\.", lambda m: f"norm{int(m[1]) + 1}.", key)
-    return key.replace("mlp.dwconv.", "mlp.dwconv.dwconv.")
-
-
-def pvt_original_to_timm(keys: list[str]) -> dict[str, str]:
-    """Original PVT names -> timm names, through timm's own `checkpoint_filter_fn`."""
-    from timm.models.pvt_v2 import checkpoint_filter_fn
-
-    # checkpoint_filter_fn maps values in dict order: map each name with a placeholder value.
-    mapped = checkpoint_filter_fn({k: i for i, k in enumerate(keys)}, None)
-    return {keys[i]: new for new, i in mapped.items()}
 
 
 # -- official -> project ------------------------------------------------------------------------
@@ -100,7 +63,7 @@ def official_to_project(
     model: AVSModel, sd: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str], list[str], list[str], str]:
     """(project state dict, project -> official names, dropped keys, unknown keys, prefix)."""
-    sd, prefix = _strip_module_prefix(sd)
+    sd, prefix = strip_module_prefix(sd)
     out: dict[str, Any] = {}
     names: dict[str, str] = {}
     dropped: list[str] = []
@@ -113,7 +76,7 @@ def official_to_project(
             continue
         timm_key = None
         if key.startswith(_RESNET_PREFIX):
-            timm_key = _official_resnet_to_timm(key[len(_RESNET_PREFIX) :])
+            timm_key = resnet_official_to_timm(key[len(_RESNET_PREFIX) :])
         elif key.startswith(_PVT_PREFIX):
             timm_key = pvt_map[key[len(_PVT_PREFIX) :]]
         if timm_key is not None:
@@ -146,12 +109,7 @@ def load_official_state_dict(model: AVSModel, sd: Mapping[str, Any]) -> LoadRepo
     Every tensor of `model` must be present with the same shape; the published model's
     unused `resnet.layer3_2.*` / `resnet.layer4_2.*` are dropped (listed in the report).
     Anything else missing, unexpected or mis-shaped raises ValueError listing the keys.
-    An AVSegFormer model loads through `avsbench.models.avsegformer.official_names`.
     """
-    if not isinstance(model, AVSModel):  # AVSegFormer maps its own names
-        from avsbench.models.avsegformer import official_names
-
-        return official_names.load_official_state_dict(model, sd)
     mapped, names, dropped, unknown, prefix = official_to_project(model, sd)
     shown = lambda k: names.get(k) or _project_key_to_official(model, k)  # noqa: E731
     report = KeyReport.compare(model.state_dict(), mapped, name=shown)
@@ -171,9 +129,9 @@ def load_official_state_dict(model: AVSModel, sd: Mapping[str, Any]) -> LoadRepo
 def _project_key_to_official(model: AVSModel, key: str, style: str | None = None) -> str:
     if key.startswith("visual.body."):
         timm_key = model.visual.body_to_full_name(key[len("visual.body.") :])
-        style = style or _backbone_style(model)
+        style = style or backbone_style(model.visual, "AVSBench")
         if style == "resnet":
-            return _RESNET_PREFIX + _timm_resnet_to_official(timm_key)
+            return _RESNET_PREFIX + resnet_timm_to_official(timm_key)
         return _PVT_PREFIX + pvt_timm_to_original(timm_key)
     if key.startswith("decoder.output_conv."):
         return key[len("decoder.") :]
@@ -189,24 +147,15 @@ def _project_key_to_official(model: AVSModel, key: str, style: str | None = None
 
 
 def to_official_state_dict(
-    model: AVSModel, *, with_unused_branch: bool = True, prefix: str = "", **avsegformer: Any
+    model: AVSModel, *, with_unused_branch: bool = True, prefix: str = ""
 ) -> dict[str, torch.Tensor]:
     """The model's state dict in the published layout (tensors are shared, not copied).
 
     with_unused_branch: for ResNet, also write `resnet.layer3_2.*` / `layer4_2.*` (copies of
     layer3/layer4 as the published initialisation makes them) so that the published code
     loads the file with strict=True. prefix: e.g. "module." for the DataParallel layout.
-    An AVSegFormer model goes to `avsbench.models.avsegformer.official_names` with the
-    keyword arguments `avsegformer` (vggish_state=..., unused_state=...).
     """
-    if not isinstance(model, AVSModel):  # AVSegFormer maps its own names
-        from avsbench.models.avsegformer import official_names
-
-        kwargs = {"with_unused": with_unused_branch, "prefix": prefix, **avsegformer}
-        return official_names.to_official_state_dict(model, **kwargs)
-    if avsegformer:
-        raise TypeError(f"unexpected arguments for an AVSBench model: {sorted(avsegformer)}")
-    style = _backbone_style(model)
+    style = backbone_style(model.visual, "AVSBench")
     out: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         official = _project_key_to_official(model, key, style)
@@ -218,11 +167,7 @@ def to_official_state_dict(
     return out
 
 
-# -- the checkpoint detector (avsbench.checkpoints.DETECTORS) ---------------------------------
-def _official_state(obj: Any) -> Any:
-    return obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-
-
+# -- the checkpoint detector (a row of the TPAVI spec's detectors) ----------------------------
 class OfficialTPAVI:
     """Detector of a flat state dict as the published AVSBench code saves it (the names
     above; the architecture is read off the keys by `official_architecture`)."""
@@ -231,17 +176,18 @@ class OfficialTPAVI:
         "an official AVSBench state dict (keys resnet.* or encoder_backbone.*, conv1-4, "
         "tpavi_b1-4, path1-4, output_conv.*; 'module.' prefixes allowed)"
     )
+    format_name = "official"  # summary.json
     stores_config = False  # the architecture is read off the keys
 
     def matches(self, obj: Any) -> bool:
-        state = _official_state(obj)
+        state = official_state(obj)
         return isinstance(state, Mapping) and looks_official(state)
 
     def config(self, obj: Any, base: C.Config | None) -> C.Config:
         """`base` with the architecture of the keys. The class count decides the setting
         (71: AVSS; 1: S4 or MS3, whichever `base` is, else S4); without `base`, or when it
         is of another setting, the preset of that setting is the base."""
-        changes = official_architecture(_official_state(obj))
+        changes = official_architecture(official_state(obj))
         classes = changes.get("model.num_classes")  # None: no output_conv.4 (loading says so)
         setting = base.model.setting if base is not None else "s4"
         if classes is not None and C.SETTINGS[setting].num_classes != classes:
@@ -250,11 +196,13 @@ class OfficialTPAVI:
                 raise ValueError(f"{classes} output classes fit no setting of {list(C.SETTINGS)}")
             setting = fits[0]
         if base is None or base.model.setting != setting:
-            base = C.preset(setting)
-        return C.override(base, {**changes, "model.method": "tpavi"})
+            base = preset(setting)
+        elif base.model.method != "tpavi":
+            base = C.recipe_with_user_settings(preset(setting), base)
+        return C.override(base, changes)
 
     def load_into(self, model: AVSModel, obj: Any) -> LoadReport:
-        return load_official_state_dict(model, _official_state(obj))
+        return load_official_state_dict(model, official_state(obj))
 
     def vggish_state(self, obj: Any) -> None:
         return None  # the published TPAVI checkpoints do not hold VGGish
@@ -266,16 +214,17 @@ def official_architecture(state: Mapping[str, Any]) -> dict[str, Any]:
     stages (`tpavi_b{s+1}.*`), align_channel bias and the number of classes."""
     tensors = {k.removeprefix("module."): v for k, v in state.items()}
     changes: dict[str, Any] = {}
+    arch = "model.arch."
     if any(k.startswith("resnet.") for k in tensors):
         changes["model.backbone"] = "resnet50"
     elif any(k.startswith("encoder_backbone.") for k in tensors):
         changes["model.backbone"] = "pvt_v2_b5"
     if "conv1.conv2d_list.0.weight" in tensors:
-        changes["model.decoder_channels"] = int(tensors["conv1.conv2d_list.0.weight"].shape[0])
+        changes[arch + "decoder_channels"] = int(tensors["conv1.conv2d_list.0.weight"].shape[0])
     stages = sorted({int(k[len("tpavi_b")]) - 1 for k in tensors if k.startswith("tpavi_b")})
-    changes["model.tpavi_stages"] = tuple(stages)
+    changes[arch + "tpavi_stages"] = tuple(stages)
     if stages:
-        changes["model.align_bias"] = any(".align_channel.bias" in k for k in tensors)
+        changes[arch + "align_bias"] = any(".align_channel.bias" in k for k in tensors)
     if "output_conv.4.weight" in tensors:
         changes["model.num_classes"] = int(tensors["output_conv.4.weight"].shape[0])
     return changes

@@ -13,7 +13,8 @@ losses read; the gradient is the same, because an unread frame contributes an ex
                             training v1s has 1 of its 10 padded frames, v1m 5, v2 10)
     AVSS with masked AV  -> every frame (the published recipe)
     MS3                  -> every frame (all five are annotated and read)
-    another method       -> every frame (e.g. AVSegFormer: its model decodes all frames)
+
+It is the TPAVI spec's `target_frames` (other methods declare their own, or none).
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ def loss_target_frames(cfg: C.Config, gt_valid: torch.Tensor) -> torch.Tensor | 
     gt_valid: [B*T], 1 for annotated frames.
     """
     loss, setting = cfg.train.loss, cfg.model.setting
-    if cfg.model.method != "tpavi":
-        return None
     if (setting == "s4" and not loss.sa_loss_flag) or (
         setting == "avss" and not loss.masked_av_flag
     ):

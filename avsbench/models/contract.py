@@ -1,0 +1,47 @@
+"""What every method's model returns, and the forward protocol the engine relies on.
+
+    model(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None,
+          target_frames [B*T] bool | None, **extra_inputs) -> an AVSOutput subclass
+
+`AVSOutput` holds what the engine reads of every method (the logits: metrics, masks,
+prediction). Each method subclasses it with the extras its own losses read (TPAVI: stage
+maps and aligned audio; AVSegFormer: the mask feature), so that a loss can check it was
+paired with its own model (`check_output`) instead of failing deep inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AVSOutput:
+    """logits: [B*T, K, H, W] (K = 1: sigmoid logits of S4/MS3; K = 71: AVSS class logits)."""
+
+    logits: torch.Tensor
+
+
+def check_output(output: object, expected: type, method: str) -> None:
+    """TypeError unless `output` is the `expected` output type of `method` (its loss's input)."""
+    if not isinstance(output, expected):
+        raise TypeError(
+            f"the {method} loss needs a {expected.__name__} (its own model's output), got "
+            f"{type(output).__name__}: the model and the loss belong to different methods"
+        )
+
+
+def decoded_rows(
+    target_frames: torch.Tensor | None, bt: int, device: torch.device
+) -> torch.Tensor | None:
+    """Indices [F] of the True entries of target_frames [B*T] bool; None for all frames."""
+    if target_frames is None:
+        return None
+    if target_frames.dtype != torch.bool or target_frames.numel() != bt:
+        raise ValueError(
+            f"target_frames must be a bool tensor of B*T = {bt} entries, got "
+            f"{target_frames.dtype} {tuple(target_frames.shape)}"
+        )
+    target = target_frames.reshape(bt).to(device)
+    return None if bool(target.all()) else target.nonzero().squeeze(1)
