@@ -45,8 +45,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avsbench.models.avsegformer.deform_attn import multi_scale_deformable_attention  # noqa: E402
 from avsbench.models.avsegformer.transformer import reference_points  # noqa: E402
+from avsbench.models.backbones.deform_attn import multi_scale_deformable_attention  # noqa: E402
 
 LEVELS = [(28, 28), (14, 14), (7, 7)]  # strides 8, 16, 32 of a 224 x 224 frame
 HEADS, CHANNELS, POINTS = 8, 32, 4

@@ -8,7 +8,7 @@ inputs, one process.
 
 Tasks:
     train   a training step as the engine runs it (`engine.step.forward`, the method's loss
-            `avsbench.losses.compute_loss(..., method="avsegformer")`, backward), without
+            AVSegFormer's spec loss, backward), without
             the optimizer step (identical for both variants; leaving it out keeps the
             weights equal between them). Train mode (dropout 0.1, BatchNorm batch stats).
     infer   inference: eval mode, no_grad forward.
@@ -76,9 +76,9 @@ from bench_avsegformer import (  # noqa: E402
 from avsbench import config  # noqa: E402
 from avsbench.config import LossConfig  # noqa: E402
 from avsbench.engine.step import forward  # noqa: E402
-from avsbench.losses import compute_loss  # noqa: E402
-from avsbench.models.avsegformer import deform_attn  # noqa: E402
-from avsbench.models.avsegformer.model import AVSegFormer, build_avsegformer_from_config  # noqa: E402
+from avsbench.models import registry  # noqa: E402
+from avsbench.models.avsegformer.model import AVSegFormer, build_from_config  # noqa: E402
+from avsbench.models.backbones import deform_attn  # noqa: E402
 
 PROJECT_CORE = deform_attn.multi_scale_deformable_attention
 CORES = {"published": published_formulation, "project": PROJECT_CORE}
@@ -89,13 +89,16 @@ TOLERANCE = 1e-5
 AGREE_FRAMES = 2  # the agreement runs on these first frames (float64 memory)
 
 
+LOSS = registry.method_spec("avsegformer").loss
+
+
 def model_config(name: str) -> tuple[config.ModelConfig, int]:
     """(ModelConfig, image size) of a configuration name."""
-    cfg = config.avsegformer("s4")
+    cfg = registry.preset("s4", "avsegformer")
     if name == "official":
         return dataclasses.replace(cfg.model, backbone="resnet50"), 224
     if name == "small":
-        small = config.synthetic(cfg)
+        small = registry.synthetic(cfg)
         return small.model, small.data.image_size
     raise ValueError(f"unknown configuration {name!r}; valid: official, small")
 
@@ -104,7 +107,7 @@ def build(name: str, device: str) -> tuple[AVSegFormer, dict[str, torch.Tensor]]
     """The model (seed 0) and its inputs (seed 1) for configuration `name`, 1 clip."""
     model_cfg, size = model_config(name)
     torch.manual_seed(0)
-    model = build_avsegformer_from_config(model_cfg).to(device)
+    model = build_from_config(model_cfg).to(device)
     gen = torch.Generator().manual_seed(1)
     n = FRAMES_PER_CLIP
     gt_valid = torch.zeros(n)
@@ -153,8 +156,7 @@ def step(model: AVSegFormer, task: str, inputs: dict[str, torch.Tensor]) -> dict
     model.train()
     model.zero_grad(set_to_none=True)
     out = forward(model, inputs["frames"], inputs["audio"])
-    loss, _ = compute_loss("s4", out, inputs["masks"], inputs["gt_valid"], LossConfig(),
-                           method="avsegformer")  # fmt: skip
+    loss, _ = LOSS("s4", out, inputs["masks"], inputs["gt_valid"], LossConfig())
     loss.backward()
     return {"loss": loss.detach(), "logits": out.logits.detach(),
             "mask_feature": out.mask_feature.detach()}  # fmt: skip
@@ -285,8 +287,7 @@ def breakdown(model: AVSegFormer, task: str, inputs: dict, name: str, rounds: in
                 model.train()
                 model.zero_grad(set_to_none=True)
                 out = forward(model, inputs["frames"], inputs["audio"])
-                loss, _ = compute_loss("s4", out, inputs["masks"], inputs["gt_valid"],
-                                       LossConfig(), method="avsegformer")  # fmt: skip
+                loss, _ = LOSS("s4", out, inputs["masks"], inputs["gt_valid"], LossConfig())
                 sync_of(loss)
                 mid = time.perf_counter()
                 loss.backward()

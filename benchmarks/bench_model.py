@@ -4,7 +4,7 @@ Two subcommands, both on the official S4 network (setting "s4", 224 x 224, 5-fra
 TPAVI on the four stages, random weights: speed and memory do not depend on the values):
 
     train   one training step: forward, the S4 loss (BCE on the annotated first frame of each
-            clip, `avsbench.losses.compute_loss`), backward and an Adam step (lr 1e-4).
+            clip, the TPAVI spec's loss), backward and an Adam step (lr 1e-4).
     infer   inference: eval mode, `torch.no_grad()`, reported as clips per second.
             With --metrics, each batch is also scored (official mIoU and F-measure, 255
             thresholds): testing a split. The dense (published) variant scores with the
@@ -82,14 +82,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_metrics import loop_batch_miou_fscore  # noqa: E402
 
-from avsbench import config  # noqa: E402
 from avsbench.config import LossConfig  # noqa: E402
-from avsbench.engine.target_frames import loss_target_frames  # noqa: E402
-from avsbench.losses import compute_loss  # noqa: E402
 from avsbench.metrics import BinaryMetrics  # noqa: E402
-from avsbench.models import build_model  # noqa: E402
+from avsbench.models import (
+    build_model,  # noqa: E402
+    registry,
+)
+from avsbench.models.tpavi.losses import tpavi_loss  # noqa: E402
+from avsbench.models.tpavi.target_frames import loss_target_frames  # noqa: E402
 
-S4 = config.s4()
+S4 = registry.preset("s4")
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT_NAMES = {"train": "train_step", "infer": "inference"}
 ALL_CONFIGS = "resnet50:1,resnet50:4,pvt_v2_b5:1,pvt_v2_b5:4"
@@ -216,7 +218,7 @@ def train_step(bench: Bench) -> float:
     with autocast(bench):
         output = bench.model(bench.frames, bench.audio_emb, bench.frame_valid, target)
     output.logits = output.logits.float()  # the loss runs in float32 (engine: as_float32)
-    loss, _ = compute_loss("s4", output, bench.masks, bench.gt_valid, LossConfig())
+    loss, _ = tpavi_loss("s4", output, bench.masks, bench.gt_valid, LossConfig())
     loss.backward()
     bench.optimizer.step()
     return float(loss.detach())

@@ -39,15 +39,17 @@ VARIANTS = {
 CHILD = r"""
 import json, resource, sys, time, torch
 sys.path.insert(0, sys.argv[1])
+from avsbench.models import registry
 from avsbench import config as C
-from avsbench.models.avs import build_model_from_config, build_vggish
+from avsbench.models.registry import build_model_for
+from avsbench.models.backbones.vggish import build_vggish
 from avsbench.predict import Predictor, predict_video
 torch.manual_seed(0)
 torch.set_num_threads(int(sys.argv[5]))
 changes = {"model.backbone_weights": None, "model.vggish_weights": None,
-           "model.backbone": sys.argv[7], "model.decoder_channels": int(sys.argv[8])}
-cfg = C.override(C.s4(), changes)
-model = build_model_from_config(cfg.model).eval().to(sys.argv[6])
+           "model.backbone": sys.argv[7], "model.arch.decoder_channels": int(sys.argv[8])}
+cfg = C.override(registry.preset("s4"), changes)
+model = build_model_for(cfg).eval().to(sys.argv[6])
 vggish = build_vggish(cfg.model).eval().to(sys.argv[6])
 predictor = Predictor(model, vggish, cfg, torch.device(sys.argv[6]), {"weights": "random"})
 kwargs = json.loads(sys.argv[4])

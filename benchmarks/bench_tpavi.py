@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avsbench.models.tpavi import TPAVI  # noqa: E402
+from avsbench.models.tpavi.block import TPAVI  # noqa: E402
 
 SHAPE = (1, 256, 5, 56, 56)  # [B', C, T', H, W]: stage 0 of a 224 input, one window
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import json
 import math
 import sys
@@ -35,13 +34,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+
 from avsbench import config as C  # noqa: E402
 from avsbench.engine import step  # noqa: E402
-from avsbench.engine.target_frames import loss_target_frames  # noqa: E402
 from avsbench.engine.train import make_scaler  # noqa: E402
-from avsbench.losses import compute_loss  # noqa: E402
 from avsbench.metrics import BinaryMetrics, SemanticMetrics  # noqa: E402
-from avsbench.models import build_model  # noqa: E402
+from avsbench.models import (
+    build_model,  # noqa: E402
+    registry,  # noqa: E402
+)
 
 SETTINGS = ("s4", "ms3", "avss")
 METHODS = ("tpavi", "avsegformer")
@@ -56,14 +57,8 @@ TINY_AVSEGFORMER = dict(
 
 
 def training_loss(method, setting, output, masks, gt_valid, loss_cfg):
-    """The engine's loss of `method` (the losses package takes `method` once merged)."""
-    if "method" in inspect.signature(compute_loss).parameters:
-        return compute_loss(setting, output, masks, gt_valid, loss_cfg, method=method)
-    if method == "tpavi":
-        return compute_loss(setting, output, masks, gt_valid, loss_cfg)
-    from avsbench.models.avsegformer.losses import avsegformer_loss  # before losses/
-
-    return avsegformer_loss(setting, output.logits, output.mask_feature, masks, gt_valid)
+    """The engine's loss of `method` (its spec's)."""
+    return registry.method_spec(method).loss(setting, output, masks, gt_valid, loss_cfg)
 
 
 def make_model(setting: str, method: str, tiny: bool) -> torch.nn.Module:
@@ -113,7 +108,7 @@ def train_step(model, state, cfg, method, batch, amp, channels_last, device) -> 
     scaler = make_scaler(device, amp)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     setting = cfg.model.setting
-    target = loss_target_frames(cfg, batch["gt_valid"]) if method == "tpavi" else None
+    target = registry.method_spec(method).target_frames(cfg, batch["gt_valid"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     sync(device)
@@ -173,7 +168,7 @@ def test_step(model, state, setting, batch, amp, channels_last) -> dict:
 
 
 def check_one(setting: str, method: str, args, device: torch.device) -> list[dict]:
-    cfg = C.preset(setting)
+    cfg = registry.preset(setting)
     model = make_model(setting, method, args.tiny).to(device)
     state = copy.deepcopy(model.state_dict())
     batch = make_batch(setting, args.size, device)

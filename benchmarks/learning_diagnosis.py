@@ -22,7 +22,7 @@ import torch
 from avsbench.engine import cmd_test, cmd_train
 from avsbench.engine import train as T
 from avsbench.engine.step import unwrap
-from avsbench.models.tpavi import TPAVI
+from avsbench.models.tpavi.block import TPAVI
 
 
 def gate_weights(model: torch.nn.Module) -> list[float]:

@@ -15,8 +15,9 @@ from avsbench import config as C
 from avsbench.data.synthetic import make_toy_data
 from avsbench.engine import cmd_train
 from avsbench.engine.checkpoint import atomic_save, make_checkpoint
-from avsbench.models.avs import build_model_from_config
-from avsbench.models.official_names import to_official_state_dict
+from avsbench.models import registry
+from avsbench.models.registry import build_model_for
+from avsbench.models.tpavi.official_names import to_official_state_dict
 
 UNUSED = re.compile(r"^(module\.)?resnet\.layer[34]_2\.")
 LAYOUTS = {  # tsv -> (setting, backbone, prefix); three with the DataParallel prefix
@@ -30,7 +31,10 @@ LAYOUTS = {  # tsv -> (setting, backbone, prefix); three with the DataParallel p
 
 
 def _tiny_config() -> C.Config:
-    return C.override(C.synthetic(C.s4()), {"data.image_size": 64, "model.decoder_channels": 16})
+    return C.override(
+        registry.synthetic(registry.preset("s4")),
+        {"data.image_size": 64, "model.arch.decoder_channels": 16},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +56,21 @@ def test_project_checkpoint_of_a_tiny_run(tiny_run):
     stored = torch.load(tiny_run, weights_only=True)
     loaded = checkpoints.load(tiny_run)
     assert loaded.report.kind == "project" and loaded.report.loaded == len(stored["model"])
-    assert loaded.config == C.override(C.from_dict(stored["config"]), {})
+    assert loaded.config == C.override(registry.config_from_dict(stored["config"]), {})
     assert loaded.config.model.backbone_weights is None and loaded.vggish_state is None
     assert loaded.raw["epoch"] == 0 and loaded.report.vggish == "random (no file)"
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, stored["model"][key]), key
 
     # the user's config gives the data root; flags may change what is not the architecture
-    base = C.override(C.synthetic(C.s4()), {"data.root": "/data/S4"})
+    base = C.override(registry.synthetic(registry.preset("s4")), {"data.root": "/data/S4"})
     again = checkpoints.load(
-        tiny_run, base_config=base, overrides={"model.tpavi_dense": True, "train.amp": "bf16"}
+        tiny_run, base_config=base, overrides={"model.arch.tpavi_dense": True, "train.amp": "bf16"}
     )
     assert again.config.data.root == "/data/S4" and again.config.train.amp == "bf16"
-    assert again.config.model.tpavi_dense and again.config.model.decoder_channels == 16
+    assert again.config.model.arch.tpavi_dense and again.config.model.arch.decoder_channels == 16
     with pytest.raises(checkpoints.CheckpointError, match="decoder_channels: checkpoint 16"):
-        checkpoints.load(tiny_run, overrides={"model.decoder_channels": 32})
+        checkpoints.load(tiny_run, overrides={"model.arch.decoder_channels": 32})
     with pytest.raises(checkpoints.CheckpointError, match="holds an S4 model, not MS3: use "
                        "avs_scripts/avs_s4/"):  # fmt: skip
         checkpoints.load(tiny_run, expect_setting="ms3")
@@ -74,15 +78,13 @@ def test_project_checkpoint_of_a_tiny_run(tiny_run):
         checkpoints.load(tiny_run, kinds=("official_tpavi",))
 
     # into: the caller's model (an MS3 run initialised from an S4 model, as published)
-    ms3 = build_model_from_config(C.override(_tiny_config(), {"model.setting": "ms3"}).model)
+    ms3 = build_model_for(C.override(_tiny_config(), {"model.setting": "ms3"}))
     init = checkpoints.load(tiny_run, into=ms3, what="--trained_s4_model_path file")
     assert init.model is ms3 and init.config.model.setting == "s4"
     assert torch.equal(
         ms3.decoder.output_conv[4].weight, stored["model"]["decoder.output_conv.4.weight"]
     )
-    wider = build_model_from_config(
-        C.override(_tiny_config(), {"model.decoder_channels": 32}).model
-    )
+    wider = build_model_for(C.override(_tiny_config(), {"model.arch.decoder_channels": 32}))
     with pytest.raises(checkpoints.CheckpointError, match=r"--weights file .*S4_best.pth: the "
                        r"checkpoint does not fit this model:\n  shape mismatches"):  # fmt: skip
         checkpoints.load(tiny_run, into=wider, what="--weights file")
@@ -116,15 +118,17 @@ def test_official_state_dicts_load_with_the_architecture_read_off_the_keys(layou
 
 def test_a_small_official_state_dict_needs_no_flags_but_its_backbone(tmp_path):
     torch.manual_seed(0)
-    cfg = C.override(C.avss(), {"model.backbone": "resnet18", "model.decoder_channels": 32})
-    model = build_model_from_config(cfg.model)
+    cfg = C.override(
+        registry.preset("avss"), {"model.backbone": "resnet18", "model.arch.decoder_channels": 32}
+    )
+    model = build_model_for(cfg)
     path = tmp_path / "avss_r18.pth"
     torch.save({"state_dict": to_official_state_dict(model)}, path)  # a wrapped state dict
     # `resnet.*` reads as the published ResNet-50; a ResNet-18 file says which it is by flag
     with pytest.raises(checkpoints.CheckpointError, match="official checkpoint does not fit"):
         checkpoints.load(path)
     loaded = checkpoints.load(path, overrides={"model.backbone": "resnet18"})
-    assert loaded.config.model.setting == "avss" and not loaded.config.model.align_bias
+    assert loaded.config.model.setting == "avss" and not loaded.config.model.arch.align_bias
     frames, audio = torch.randn(5, 3, 64, 64), torch.randn(5, 128)
     with torch.no_grad():
         expected = model.eval()(frames, audio).logits

@@ -41,8 +41,10 @@ from avsbench import config as C
 from avsbench.data.audio import log_mel_examples
 from avsbench.engine.checkpoint import make_checkpoint
 from avsbench.media.folders import MANIFEST
-from avsbench.models.avs import build_model_from_config, build_vggish
-from avsbench.models.official_names import to_official_state_dict
+from avsbench.models import registry
+from avsbench.models.backbones.vggish import build_vggish
+from avsbench.models.registry import build_model_for
+from avsbench.models.tpavi.official_names import to_official_state_dict
 from avsbench.predict import PredictError, Predictor, predict_video
 
 IMAGE_SIZE = 64  # small model input: fast on a CPU
@@ -52,8 +54,8 @@ IMAGE_SIZE = 64  # small model input: fast on a CPU
 
 
 def small_config(setting: str) -> C.Config:
-    cfg = C.synthetic(C.preset(setting))
-    return C.override(cfg, {"data.image_size": IMAGE_SIZE, "model.decoder_channels": 16})
+    cfg = registry.synthetic(registry.preset(setting))
+    return C.override(cfg, {"data.image_size": IMAGE_SIZE, "model.arch.decoder_channels": 16})
 
 
 def save_checkpoint(model: nn.Module, cfg: C.Config, path: Path) -> Path:
@@ -71,9 +73,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     for setting in ("s4", "avss"):
         torch.manual_seed(0)
         cfg = small_config(setting)
-        out[setting] = save_checkpoint(
-            build_model_from_config(cfg.model), cfg, folder / f"{setting}.pth"
-        )
+        out[setting] = save_checkpoint(build_model_for(cfg), cfg, folder / f"{setting}.pth")
     return out
 
 
@@ -374,8 +374,10 @@ def test_official_state_dict_gives_the_same_masks(tmp_path):
     --backbone, which the keys read as the published ResNet-50) predicts exactly like the
     project checkpoint of the same network; --setting is a check."""
     torch.manual_seed(1)
-    cfg = C.override(C.s4(), {"model.backbone": "resnet18"})  # preset: decoder 256, 224 px
-    model = build_model_from_config(cfg.model)
+    cfg = C.override(
+        registry.preset("s4"), {"model.backbone": "resnet18"}
+    )  # preset: decoder 256, 224 px
+    model = build_model_for(cfg)
     project = save_checkpoint(model, cfg, tmp_path / "project.pth")
     official = tmp_path / "official.pth"
     torch.save(to_official_state_dict(model), official)
@@ -666,8 +668,8 @@ def train_red_square_segmenter(steps: int = 50, seed: int = 0) -> tuple[nn.Modul
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    cfg = C.override(small_config("s4"), {"model.decoder_channels": 32})
-    model = build_model_from_config(cfg.model)
+    cfg = C.override(small_config("s4"), {"model.arch.decoder_channels": 32})
+    model = build_model_for(cfg)
     t = np.arange(16000) / 16000
     tone = (0.4 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
     with torch.no_grad():

@@ -18,6 +18,7 @@ from avsbench.data.synthetic import make_toy_data
 from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder
+from avsbench.models import registry
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--synthetic", "--image_size", "64", "--decoder_channels", "16", "--num_workers", "0",
@@ -50,11 +51,12 @@ def _scalars(metrics: dict) -> dict[str, float]:
 
 
 def _reevaluate(result: dict, root: Path, batch_size: int) -> dict:
-    from avsbench.models.avs import build_model_from_config, build_vggish
+    from avsbench.models.backbones.vggish import build_vggish
+    from avsbench.models.registry import build_model_for
 
     ckpt = torch.load(result["weights"], weights_only=True)
-    cfg = C.from_dict(ckpt["config"])
-    model = build_model_from_config(C.override(cfg, {"model.backbone_weights": None}).model)
+    cfg = registry.config_from_dict(ckpt["config"])
+    model = build_model_for(C.override(cfg, {"model.backbone_weights": None}))
     model.load_state_dict(ckpt["model"])
     data = build_dataset(cfg.model.setting, root, "test", image_size=cfg.data.image_size)
     loader = E.build_eval_loader(data, batch_size, DistInfo(), num_workers=0)
@@ -143,11 +145,14 @@ def test_relative_paths_are_where_the_command_is_typed(toy, tmp_path):
     finds ./mybest.pth: every relative path flag joins the folder the command is typed in
     (the script itself runs in its own folder)."""
     from avsbench.engine.checkpoint import atomic_save, make_checkpoint
-    from avsbench.models.avs import build_model_from_config
+    from avsbench.models.registry import build_model_for
 
-    cfg = C.override(C.synthetic(C.s4()), {"data.image_size": 64, "model.decoder_channels": 16})
+    cfg = C.override(
+        registry.synthetic(registry.preset("s4")),
+        {"data.image_size": 64, "model.arch.decoder_channels": 16},
+    )
     torch.manual_seed(0)
-    model = build_model_from_config(cfg.model)
+    model = build_model_for(cfg)
     ckpt = make_checkpoint(model.state_dict(), C.to_dict(cfg), epoch=0, best_miou=0.0,
                            history=[], with_rng=False)  # fmt: skip
     atomic_save(ckpt, tmp_path / "mybest.pth")

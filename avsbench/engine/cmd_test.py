@@ -106,6 +106,7 @@ def _header(setting: str, split: str, clips: int, batch_size: int, swapped: bool
 def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[str, Any]:
     """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
     info = setup.start(args)
+    O.check_flags(args)
     base = user.get_config(args.synthetic, args.method)
     weights = find_weights(args, base)
 

@@ -49,8 +49,11 @@ def resolve_config(
         init_path, init_flag = _init_flag(args)
         if init_path and args.method is None:
             base = _method_of_file(base, init_path, init_flag, args, user)
-        flags = {**O.model_overrides(args, user, base.model.method, train=True),
-                 **O.train_overrides(args)}  # fmt: skip
+        method = base.model.method
+        flags = {
+            **O.model_overrides(args, user, method),
+            **O.train_overrides(args, setting, method),
+        }
         return O.apply(base, flags), None
 
     if args.weights or getattr(args, "load_s4_params", None):
@@ -70,8 +73,8 @@ def resolve_config(
                 f"--resume {path} holds a {stored.model.method} model, not {args.method}: "
                 "leave --method out (it is read off the checkpoint)"
             )
-        changes = O.model_overrides(args, user, stored.model.method, train=True)
-        return {**changes, **O.train_overrides(args)}
+        method = stored.model.method
+        return {**O.model_overrides(args, user, method), **O.train_overrides(args, setting, method)}
 
     loaded = setup.load_checkpoint(
         path, "--resume checkpoint", overrides=flags, expect_setting=setting, kinds=("project",)
@@ -149,6 +152,7 @@ def run_training(
     """train.py: everything from flags to the finished run. Returns {best_miou, history,
     run_dir}."""
     info = setup.start(args)
+    O.check_flags(args)
     cfg, resume = resolve_config(setting, args, user)
     O.check_config(cfg)
     init_path, init_flag = _init_flag(args)

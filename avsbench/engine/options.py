@@ -286,19 +286,17 @@ def build_test_parser(setting: str) -> argparse.ArgumentParser:
 # Flags -> Config
 # ---------------------------------------------------------------------------------------
 def model_overrides(
-    args: argparse.Namespace, user: UserConfig, method: str, *, train: bool = False
+    args: argparse.Namespace,
+    user: UserConfig,
+    method: str = registry.DEFAULT_METHOD,
 ) -> dict[str, Any]:
     """Dotted config changes for the model/data/runtime flags that were given, and the
-    flags of `method` (its architecture; with `train`, its losses too).
+    architecture flags of `method`.
 
     --visual_backbone also sets the backbone's file (BACKBONE_WEIGHTS of config.py; none
     with --synthetic)."""
     ch: dict[str, Any] = {}
-    if args.session_name is not None:  # before any data or model is built
-        try:
-            check_session_name(args.session_name)
-        except ValueError as err:
-            raise SetupError(str(err)) from err
+    check_flags(args)
     if args.visual_backbone is not None:
         backbone = resolve_backbone(args.visual_backbone)
         ch["model.backbone"] = backbone
@@ -319,12 +317,23 @@ def model_overrides(
         value = getattr(args, flag, None)
         if value is not None:
             ch[key] = value
-    setting = user.setting
-    return {**ch, **_method_changes(args, method, setting, train)}
+    return {**ch, **_method_changes(args, method, user.setting, train=False)}
 
 
-def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Dotted config changes for the training flags that were given."""
+def check_flags(args: argparse.Namespace) -> None:
+    """Flags that are wrong whatever the config: checked before any file is read."""
+    if args.session_name is not None:
+        try:
+            check_session_name(args.session_name)
+        except ValueError as err:
+            raise SetupError(str(err)) from err
+
+
+def train_overrides(
+    args: argparse.Namespace, setting: str, method: str = registry.DEFAULT_METHOD
+) -> dict[str, Any]:
+    """Dotted config changes for the training flags that were given, and the training-only
+    flags of `method` (its losses)."""
     ch: dict[str, Any] = {}
     for flag in ("train_batch_size", "val_batch_size", "max_epoches", "lr", "wt_dec", "seed",
                  "max_steps_per_epoch", "start_eval_epoch", "eval_interval",
@@ -332,7 +341,12 @@ def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, flag, None)
         if value is not None:
             ch[f"train.{flag}"] = value
-    return ch
+    only_train = {
+        key: value
+        for key, value in _method_changes(args, method, setting, train=True).items()
+        if key.startswith("train.")
+    }
+    return {**ch, **only_train}
 
 
 def check_model_config(cfg: C.Config) -> None:

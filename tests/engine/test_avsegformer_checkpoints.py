@@ -19,6 +19,7 @@ from avsbench.engine import cmd_test, cmd_train
 from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder
+from avsbench.models import registry
 
 # the official tensors the published forward pass never uses
 UNUSED = re.compile(r"^(backbone\.layer[34]_2\.|head\.fpn\.|head\.attn_fc\.)")
@@ -73,9 +74,10 @@ def test_detected_by_keys_with_setting_backbone_and_sizes(tmp_path, setting, exp
     assert (m.method, m.setting, m.backbone, m.num_classes) == (
         "avsegformer", found, "resnet18", C.SETTINGS[found].num_classes,
     )  # fmt: skip
-    sizes = (m.decoder_channels, m.num_queries, m.encoder_layers, m.decoder_layers,
-             m.generator_layers, m.num_points, m.ffn_dim, m.generator_ffn_dim,
-             m.mlp_dim)  # fmt: skip
+    a = m.arch
+    sizes = (a.embed_dim, a.num_queries, a.encoder_layers, a.decoder_layers,
+             a.generator_layers, a.num_points, a.ffn_dim, a.generator_ffn_dim,
+             a.mlp_dim)  # fmt: skip
     assert sizes == (32, 6, 1, 2, 1, 2, 64, 32, 48)
     assert loaded.config.train.optimizer == "adamw"  # the method's recipe comes with it
     for key, value in model.state_dict().items():
@@ -98,9 +100,11 @@ def test_released_layout_is_read_as_the_published_network(tmp_path):
     torch.save({k: v for k, v in sd.items() if not k.startswith("vggish.")}, path)
     with torch.device("meta"):  # architecture only: the meta model has no values to copy
         obj = checkpoints.safe_torch_load(path, "file")
-        cfg = checkpoints.DETECTORS["official_avsegformer"].config(obj, None)
+        cfg = checkpoints.detectors()["official_avsegformer"].config(obj, None)
     assert checkpoints.detect(obj) == "official_avsegformer"
-    assert cfg == C.override(C.avsegformer("s4"), {})  # the published sizes, ResNet-50
+    assert cfg == C.override(
+        registry.preset("s4", "avsegformer"), {}
+    )  # the published sizes, ResNet-50
     assert cfg.model.backbone == "resnet50"
 
 
@@ -120,8 +124,8 @@ def test_test_sh_with_a_released_layout(tmp_path):
     assert status == 0
     result = json.loads(out_json.read_text())
     assert result["checkpoint_kind"] == "official_avsegformer"
-    cfg = C.from_dict(result["config"])
-    assert (cfg.model.method, cfg.model.backbone, cfg.model.num_queries) == (
+    cfg = registry.config_from_dict(result["config"])
+    assert (cfg.model.method, cfg.model.backbone, cfg.model.arch.num_queries) == (
         "avsegformer", "resnet50", 300,
     )  # fmt: skip
 
@@ -147,8 +151,12 @@ def test_train_sh_weights_builds_the_file_s_model(tmp_path):
     assert cmd_train.main("ms3", flags) == 0
     (run,) = [p for p in logs.iterdir() if p.is_dir()]
     last = torch.load(run / "checkpoints" / "last.pth", weights_only=True)
-    cfg = C.from_dict(last["config"])
-    assert (cfg.model.method, cfg.model.setting, cfg.model.num_queries) == ("avsegformer", "ms3", 6)
+    cfg = registry.config_from_dict(last["config"])
+    assert (cfg.model.method, cfg.model.setting, cfg.model.arch.num_queries) == (
+        "avsegformer",
+        "ms3",
+        6,
+    )
     assert cfg.train.optimizer == "adamw"
     trained = last["model"]
     assert trained.keys() == model.state_dict().keys()

@@ -11,10 +11,10 @@ import torch
 from engine_helpers import tiny_flags
 
 from avsbench import config as C
-from avsbench.checkpoints import build_model_for
 from avsbench.engine import cmd_test, cmd_train, runs, train
 from avsbench.engine.step import forward
-from avsbench.losses import compute_loss
+from avsbench.models import registry
+from avsbench.models.registry import build_model_for
 
 # a small AVSegFormer: width 32 (GroupNorm needs a multiple of 32), 64 px frames
 FLAGS = {"method": "avsegformer", "decoder_channels": 32, "max_steps_per_epoch": 2}
@@ -31,7 +31,7 @@ def test_train_and_test_with_method_avsegformer(tmp_path, s4_toy):
     assert cmd_train.main("s4", tiny_flags(s4_toy, logs, max_epoches=2, **FLAGS)) == 0
     run = _only_run(logs)
     last = torch.load(run.last, weights_only=True)
-    cfg = C.from_dict(last["config"])
+    cfg = registry.config_from_dict(last["config"])
     assert cfg.model.method == "avsegformer" and cfg.train.optimizer == "adamw"
     assert any(k.startswith("head.query_generator.") for k in last["model"])
     assert last["optimizer"]["param_groups"][0]["weight_decay"] == 0.01  # AdamW defaults
@@ -47,7 +47,7 @@ def test_train_and_test_with_method_avsegformer(tmp_path, s4_toy):
     assert cmd_test.main("s4", test_flags) == 0
     result = json.loads(out_json.read_text())
     assert result["checkpoint_kind"] == "project"
-    assert C.from_dict(result["config"]).model.method == "avsegformer"
+    assert registry.config_from_dict(result["config"]).model.method == "avsegformer"
     assert 0.0 <= result["metrics"]["miou"] <= 1.0
     assert list((_only_run(tmp_path / "test").root / "report").iterdir())
     # --method contradicting the checkpoint is refused, not silently rebuilt
@@ -79,7 +79,7 @@ def test_resume_across_the_unfreeze_epoch_is_exact(tmp_path, s4_toy):
 
     # epoch 1: backbone weights untouched, the head trained; epoch 2: the backbone trained
     torch.manual_seed(C.TrainConfig().seed)
-    cfg = C.from_dict(a["config"])
+    cfg = registry.config_from_dict(a["config"])
     conv = "visual.body.conv1.weight"
     start = build_model_for(cfg).state_dict()
     assert conv in start, sorted(k for k in start if k.startswith("visual."))[:3]
@@ -92,7 +92,7 @@ def test_resume_across_the_unfreeze_epoch_is_exact(tmp_path, s4_toy):
 
 
 def test_freeze_follows_the_epoch():
-    cfg = C.override(C.synthetic(C.preset("ms3", method="avsegformer")),
+    cfg = C.override(registry.synthetic(registry.preset("ms3", method="avsegformer")),
                      {"train.freeze_backbone_epochs": 2})  # fmt: skip
     model = build_model_for(cfg)
     for epoch, trainable in [(0, False), (1, False), (2, True), (5, True), (1, False)]:
@@ -102,8 +102,8 @@ def test_freeze_follows_the_epoch():
 
 
 def test_bf16_autocast_step_is_finite_and_backpropagates():
-    cfg = C.override(C.synthetic(C.preset("avss", method="avsegformer")),
-                     {"model.decoder_channels": 32, "data.image_size": 64})  # fmt: skip
+    cfg = C.override(registry.synthetic(registry.preset("avss", method="avsegformer")),
+                     {"model.arch.embed_dim": 32, "data.image_size": 64})  # fmt: skip
     torch.manual_seed(0)
     model = build_model_for(cfg).train()
     frames, audio = torch.randn(4, 3, 64, 64), torch.randn(4, 128)
@@ -111,7 +111,9 @@ def test_bf16_autocast_step_is_finite_and_backpropagates():
     out = forward(model, frames, audio, valid, amp="bf16")
     assert out.logits.dtype == torch.float32 and out.mask_feature is not None
     masks = torch.randint(0, 71, (4, 64, 64))
-    loss, parts = compute_loss("avss", out, masks, valid, cfg.train.loss, method="avsegformer")
+    loss, parts = registry.method_spec("avsegformer").loss(
+        "avss", out, masks, valid, cfg.train.loss
+    )
     loss.backward()
     grads = [p.grad for p in model.head.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -32,6 +32,7 @@ from avsbench.engine.distributed import (
 )
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.step import unwrap
+from avsbench.models import registry
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:
@@ -43,21 +44,22 @@ def _freeze_batchnorm(model: nn.Module) -> None:
 
 def _config(setting: str) -> C.Config:
     return C.override(
-        C.synthetic(C.preset(setting)),
-        {"data.image_size": 64, "model.decoder_channels": 16, "train.train_batch_size": 2,
+        registry.synthetic(registry.preset(setting)),
+        {"data.image_size": 64, "model.arch.decoder_channels": 16, "train.train_batch_size": 2,
          "train.lr": 1e-3, "data.num_workers": 0},
     )  # fmt: skip
 
 
 def _train_and_test(info: DistInfo, setting: str, root: str) -> dict:
-    from avsbench.models.avs import build_model_from_config, build_vggish
+    from avsbench.models.backbones.vggish import build_vggish
+    from avsbench.models.registry import build_model_for
 
     cfg = _config(setting)
     ckpt_io.seed_everything(cfg.train.seed)
     train_set = build_dataset(setting, root, "train", image_size=64)
     per_process = per_process_batch_size(cfg.train.train_batch_size, info.world_size, "batch")
     loader, sampler = T.build_train_loader(train_set, per_process, info, seed=123, num_workers=0)
-    model = build_model_from_config(cfg.model)
+    model = build_model_for(cfg)
     _freeze_batchnorm(model)
     model = T.prepare_model(model, cfg, info, sync_bn=None)
     embedder = AudioEmbedder(build_vggish(cfg.model), info.device)
@@ -113,9 +115,9 @@ def test_two_processes_equal_one(setting, tmp_path_factory):
     for name, value in one["model"].items():
         assert torch.allclose(ddp["model"][name], value, rtol=1e-4, atol=3e-5), name
     torch.manual_seed(_config(setting).train.seed)
-    from avsbench.models.avs import build_model_from_config
+    from avsbench.models.registry import build_model_for
 
-    fresh = build_model_from_config(_config(setting).model).state_dict()
+    fresh = build_model_for(_config(setting)).state_dict()
     moved = sum(not torch.allclose(fresh[k], v) for k, v in one["model"].items())
     assert moved > 20  # the epoch trained (the comparison is not of untouched weights)
     for key in ("miou", "fscore"):

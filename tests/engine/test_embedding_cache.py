@@ -148,7 +148,7 @@ def test_a_cached_embedding_does_not_depend_on_the_batch_it_came_in(two_threads)
     an empty memory cache and meets its clips in other batches than the run that filled the
     cache; every clip's embedding must still be the same bit for bit."""
     from avsbench.config import ModelConfig
-    from avsbench.models.avs import build_vggish
+    from avsbench.models.backbones.vggish import build_vggish
 
     vggish = build_vggish(ModelConfig())  # the synthetic runs' VGGish: deterministic init
     batch = _batch(["a", "b", "c"], seed=2)

@@ -10,14 +10,14 @@ import torch
 from golden_files import STATE_DICTS
 from torch import nn
 
-from avsbench import config as C
 from avsbench.data.datasets import build_dataset
 from avsbench.engine import cmd_test
 from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.metrics import BinaryMetrics
-from avsbench.models.avs import AVSOutput
+from avsbench.models import registry
+from avsbench.models.tpavi.model import TPAVIOutput
 
 SPEC = STATE_DICTS
 
@@ -27,7 +27,7 @@ class BrightnessModel(nn.Module):
 
     def forward(self, frames, audio_emb, frame_valid=None):
         logits = frames.mean(1, keepdim=True) * 4.0 + audio_emb[:, :1, None, None] * 0.0
-        return AVSOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
+        return TPAVIOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
 
 
 class ZeroAudio(nn.Module):
@@ -80,7 +80,7 @@ def test_test_without_a_trained_model_says_what_to_do(tmp_path, s4_toy, capsys):
 def _official_from_tsv(model, tsv: Path) -> dict[str, torch.Tensor]:
     """A random official state dict in the exact layout of `tsv` (names, shapes, order),
     with the values of `model` (so BatchNorm statistics are sensible)."""
-    from avsbench.models.official_names import to_official_state_dict
+    from avsbench.models.tpavi.official_names import to_official_state_dict
 
     values = to_official_state_dict(model)
     layout = [line.split("\t") for line in tsv.read_text().splitlines() if line.strip()]
@@ -95,7 +95,8 @@ def _official_from_tsv(model, tsv: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
-    from avsbench.models.avs import build_model, build_vggish
+    from avsbench.models.backbones.vggish import build_vggish
+    from avsbench.models.registry import build_model
 
     torch.manual_seed(1)
     model = build_model("s4", "resnet50", decoder_channels=256).eval()
@@ -103,7 +104,7 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     torch.save(_official_from_tsv(model, SPEC / "avs_s4_resnet.tsv"), weights)
     out_json = tmp_path / "metrics.json"
     vggish_file = tmp_path / "vggish.pth"  # official checkpoints hold no VGGish
-    torch.save(build_vggish(C.preset("s4").model).state_dict(), vggish_file)
+    torch.save(build_vggish(registry.preset("s4").model).state_dict(), vggish_file)
     status = cmd_test.main("s4", ["--synthetic", "--data_root", str(s4_toy), "--weights",
                                   str(weights), "--image_size", "64", "--num_workers", "0",
                                   "--log_dir", str(tmp_path / "logs"), "--out_json",
@@ -111,8 +112,8 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     assert status == 0
     result = json.loads(out_json.read_text())
     assert result["checkpoint_kind"] == "official_tpavi" and result["test_batch_size"] == 4
-    cfg = C.from_dict(result["config"])
-    assert cfg.model.backbone == "resnet50" and cfg.model.decoder_channels == 256
+    cfg = registry.config_from_dict(result["config"])
+    assert cfg.model.backbone == "resnet50" and cfg.model.arch.decoder_channels == 256
 
     # the same numbers from the model itself: the file was loaded exactly
     data = build_dataset("s4", s4_toy, "test", image_size=64)
@@ -136,7 +137,7 @@ class ColourClasses(nn.Module):
 
     def forward(self, frames, audio_emb, frame_valid=None):
         logits = self.conv(frames) * 4.0 + audio_emb[:, :1, None, None] * 0.0
-        return AVSOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
+        return TPAVIOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
 
 
 def test_avss_per_subset_metrics_equal_each_subset_evaluated_alone(avss_toy):

@@ -13,17 +13,18 @@ from avsbench import config as C
 from avsbench.engine import cmd_train
 from avsbench.engine import options as O
 from avsbench.engine.user_config import UserConfig
+from avsbench.models import registry
 
 
 @pytest.mark.parametrize("build", [O.build_train_parser, O.build_test_parser])
 def test_the_flag_sets_the_config_field(build):
     user = UserConfig("s4")
     args = build("s4").parse_args(["--frame_cache", "/scratch/avs_cache"])
-    base = C.s4()
+    base = registry.preset("s4")
     assert base.data.frame_cache is None  # off by default
     cfg = O.apply(base, O.model_overrides(args, user))
     assert cfg.data.frame_cache == "/scratch/avs_cache"
-    assert C.from_dict(C.to_dict(cfg)) == cfg
+    assert registry.config_from_dict(C.to_dict(cfg)) == cfg
 
 
 def _last_checkpoint(log_dir: Path) -> dict:

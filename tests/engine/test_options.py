@@ -11,6 +11,7 @@ from avsbench import config as C
 from avsbench.engine import cmd_train
 from avsbench.engine import options as O
 from avsbench.engine.user_config import REPO_ROOT, UserConfig
+from avsbench.models import registry
 
 
 def _cfg(setting, argv, module=None):
@@ -22,9 +23,9 @@ def _cfg(setting, argv, module=None):
 
 
 def test_no_flags_is_the_published_recipe():
-    assert _cfg("s4", []) == C.s4()
-    assert _cfg("avss", []) == C.avss()
-    toy = C.synthetic(C.ms3())
+    assert _cfg("s4", []) == registry.preset("s4")
+    assert _cfg("avss", []) == registry.preset("avss")
+    toy = registry.synthetic(registry.preset("ms3"))
     assert _cfg("ms3", ["--synthetic"]) == toy
 
 
@@ -43,8 +44,8 @@ def test_official_flags_map_onto_the_config():
     assert cfg.model.backbone_weights == "/w/pvt_v2_b5.pth"
     assert (cfg.train.train_batch_size, cfg.train.max_epoches, cfg.train.lr) == (8, 3, 3e-4)
     assert cfg.train.wt_dec == 0 and cfg.train.seed == 7 and cfg.train.amp == "bf16"
-    assert cfg.model.tpavi_stages == (1, 2)
-    assert cfg.model.tpavi_vv and cfg.model.tpavi_va
+    assert cfg.model.arch.tpavi_stages == (1, 2)
+    assert cfg.model.arch.tpavi_vv and cfg.model.arch.tpavi_va
     loss = cfg.train.loss
     assert loss.sa_loss_flag and loss.lambda_1 == 0.2 and loss.av_stages == (2,)
     assert loss.mask_pooling_type == "max" and cfg.train.session_name == "X"
@@ -53,8 +54,8 @@ def test_official_flags_map_onto_the_config():
 def test_tpavi_flags_follow_the_official_scripts():
     # only --tpavi_vv_flag: video self-attention alone (va off), as the official argparse
     cfg = _cfg("s4", ["--tpavi_vv_flag"])
-    assert (cfg.model.tpavi_vv, cfg.model.tpavi_va) == (True, False)
-    assert _cfg("s4", ["--tpavi_stages"]).model.tpavi_stages == ()  # no TPAVI at all
+    assert (cfg.model.arch.tpavi_vv, cfg.model.arch.tpavi_va) == (True, False)
+    assert _cfg("s4", ["--tpavi_stages"]).model.arch.tpavi_stages == ()  # no TPAVI at all
     assert _cfg("s4", ["--visual_backbone", "convnext_tiny"]).model.backbone == "convnext_tiny"
 
 
@@ -74,7 +75,7 @@ PUBLISHED_TRAIN_SH_FLAGS = {
 @pytest.mark.parametrize("setting", sorted(PUBLISHED_TRAIN_SH_FLAGS))
 def test_presets_are_the_published_train_sh_flags(setting):
     argv = PUBLISHED_TRAIN_SH_FLAGS[setting].split()
-    assert _cfg(setting, argv) == C.preset(setting)
+    assert _cfg(setting, argv) == registry.preset(setting)
 
 
 def test_avss_background_flag():
@@ -87,11 +88,11 @@ def test_avss_background_flag():
 
 
 def test_ms3_distance_flags():
-    assert C.ms3().train.loss.kl_flag
+    assert registry.preset("ms3").train.loss.kl_flag
     loss = _cfg("ms3", ["--euclidean_flag"]).train.loss
     assert loss.euclidean_flag and not loss.kl_flag  # choosing one turns the other off
     with pytest.raises(O.SetupError, match="contradict"):
-        _cfg("ms3", ["--euclidean_flag", "--kl_flag"])
+        O.check_config(_cfg("ms3", ["--euclidean_flag", "--kl_flag"]))
     off = _cfg("ms3", ["--no-masked_av_flag"]).train.loss
     assert not off.masked_av_flag
 
@@ -180,11 +181,11 @@ def test_the_three_script_configs_build(tmp_path, monkeypatch):
         assert user.log_dir("test") == str(folder / "test_logs")
         # nothing but the paths differs from the preset
         assert real == C.with_user_paths(
-            C.preset(setting), data_root=here(module.DATA_ROOT),
+            registry.preset(setting), data_root=here(module.DATA_ROOT),
             backbone_weights=here(module.BACKBONE_WEIGHTS["resnet50"]),
             vggish_weights=here(module.VGGISH_WEIGHTS), vggish_pca=None,
             log_dir=str(folder / "train_logs"),
         )  # fmt: skip
         assert toy.model.backbone == "resnet18" and toy.data.image_size % 32 == 0
         assert toy.model.backbone_weights is None and toy.model.vggish_weights is None
-        assert toy.model.decoder_channels == 64 and toy.data.root == real.data.root
+        assert toy.model.arch.decoder_channels == 64 and toy.data.root == real.data.root

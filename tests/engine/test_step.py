@@ -9,7 +9,7 @@ from torch import nn
 
 from avsbench.engine import step
 from avsbench.engine.embeddings import AudioEmbedder, content_digest
-from avsbench.models.avs import build_model
+from avsbench.models.registry import build_model
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,18 @@ import pytest
 import torch
 
 from avsbench import config as C
-from avsbench.checkpoints import build_model_for
 from avsbench.engine import checkpoint as ckpt_io
 from avsbench.engine import cmd_test
+from avsbench.models import registry
+from avsbench.models.registry import build_model_for
 
 TINY = ["--image_size", "64", "--num_workers", "0", "--device", "cpu"]
 OFFICIAL = ["--visual_backbone", "resnet18"]  # keys read as the published ResNet-50
 
 
 def tiny_config(**changes: object) -> C.Config:
-    cfg = C.synthetic(C.preset("s4"))
-    return C.override(cfg, {"data.image_size": 64, "model.decoder_channels": 16, **changes})
+    cfg = registry.synthetic(registry.preset("s4"))
+    return C.override(cfg, {"data.image_size": 64, "model.arch.decoder_channels": 16, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_every_file_test_sh_writes_is_inside_its_run_folder(tmp_path, s4_toy, pr
 @pytest.fixture(scope="module")
 def official_ckpt(tmp_path_factory) -> Path:
     """The same kind of tiny model as an official flat state dict (holds no VGGish)."""
-    from avsbench.models.official_names import to_official_state_dict
+    from avsbench.models.tpavi.official_names import to_official_state_dict
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("official") / "official.pth"
@@ -84,7 +85,7 @@ def test_an_official_checkpoint_never_runs_with_a_random_vggish(tmp_path, s4_toy
     assert not logs.exists() or not any(logs.iterdir())  # no run folder left behind
 
     vggish_file = tmp_path / "vggish.pth"
-    from avsbench.models.avs import build_vggish
+    from avsbench.models.backbones.vggish import build_vggish
 
     torch.save(build_vggish(tiny_config().model).state_dict(), vggish_file)
     out = tmp_path / "m.json"
@@ -106,7 +107,7 @@ def test_metrics_say_a_checkpoint_trained_with_a_random_vggish_used_one(tmp_path
 def test_a_new_training_run_needs_vggish_weights_unless_synthetic():
     from avsbench.checkpoints import CheckpointError, choose_vggish
 
-    cfg = C.preset("s4")  # VGGish file None
+    cfg = registry.preset("s4")  # VGGish file None
     assert choose_vggish(None, cfg, synthetic=True).source == "random"
     with pytest.raises(CheckpointError, match="no VGGish weights are configured"):
         choose_vggish(None, cfg)

@@ -15,6 +15,7 @@ from avsbench import config as C
 from avsbench.engine import checkpoint as ckpt_io
 from avsbench.engine import cmd_train, runs, train
 from avsbench.engine.distributed import DistInfo
+from avsbench.models import registry
 
 
 def _only_run(log_dir: Path) -> runs.RunDir:
@@ -59,9 +60,9 @@ def test_resume_is_exact_and_the_run_is_laid_out_as_published(tmp_path, s4_toy):
     log_text = (run.log / "train.log").read_text()
     assert "epoch 1/2" in log_text and "epoch 2/2" in log_text and "val mIoU" in log_text
     stored = json.loads(run.config_json.read_text())
-    cfg = C.from_dict({k: stored[k] for k in ("model", "data", "train", "eval")})
-    assert cfg == C.from_dict(a["config"])
-    assert cfg.data.image_size == 64 and cfg.model.decoder_channels == 16
+    cfg = registry.config_from_dict({k: stored[k] for k in ("model", "data", "train", "eval")})
+    assert cfg == registry.config_from_dict(a["config"])
+    assert cfg.data.image_size == 64 and cfg.model.arch.decoder_channels == 16
     assert (run.root / "command.txt").read_text().startswith("python train.py --synthetic")
     best = torch.load(run.best("S4"), weights_only=True)
     assert "optimizer" not in best and "rng" not in best
@@ -71,12 +72,12 @@ def test_resume_is_exact_and_the_run_is_laid_out_as_published(tmp_path, s4_toy):
 
 
 def test_validation_schedule():
-    cfg = C.avss()  # 60 epochs; published: epoch >= 15 and epoch % 2 == 0 (0-based)
+    cfg = registry.preset("avss")  # 60 epochs; published: epoch >= 15 and epoch % 2 == 0 (0-based)
     epochs = [e for e in range(cfg.train.max_epoches) if train.should_validate(e, cfg)]
     assert epochs == list(range(16, 60, 2))
     odd = C.override(cfg, {"train.start_eval_epoch": 3, "train.eval_interval": 4})
     assert [e for e in range(20) if train.should_validate(e, odd)] == [4, 8, 12, 16]
-    s4 = C.s4()
+    s4 = registry.preset("s4")
     assert all(train.should_validate(e, s4) for e in range(s4.train.max_epoches))
 
 
@@ -98,7 +99,7 @@ class _Stub:
         results = iter(val_results)
         monkeypatch.setattr(train, "train_one_epoch", fake_epoch)
         monkeypatch.setattr(train, "evaluate", lambda *a, **k: next(results))
-        cfg = C.override(C.s4(), {"train.max_epoches": len(val_results)})
+        cfg = C.override(registry.preset("s4"), {"train.max_epoches": len(val_results)})
         model = nn.Linear(2, 2)
         sampler = torch.utils.data.DistributedSampler(list(range(4)), 1, 0)
         self.run_dir = runs.create_run_dir(tmp_path, "S4")
@@ -158,22 +159,24 @@ class _NaNModel(nn.Module):
         self.calls = 0
 
     def forward(self, frames, audio_emb, frame_valid=None, target_frames=None):  # as AVSModel
-        from avsbench.models.avs import AVSOutput
+        from avsbench.models.tpavi.model import TPAVIOutput
 
         self.calls += 1
         logits = frames.mean(1, keepdim=True) * self.scale
         if self.calls > 1:
             logits = logits * float("nan")
-        return AVSOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
+        return TPAVIOutput(logits=logits, visual_maps=[logits] * 4, audio_maps=[None] * 4)
 
 
 def test_non_finite_loss_names_the_step(s4_toy):
-    """compute_loss stops on a non-finite loss (the one finite check); the loop names the
+    """The loss stops on a non-finite loss (the one finite check); the loop names the
     epoch and step it happened in."""
     from avsbench.data.datasets import build_dataset
     from avsbench.engine.embeddings import AudioEmbedder
 
-    cfg = C.override(C.synthetic(C.s4()), {"data.image_size": 64, "train.max_epoches": 3})
+    cfg = C.override(
+        registry.synthetic(registry.preset("s4")), {"data.image_size": 64, "train.max_epoches": 3}
+    )
     info = DistInfo()
     data = build_dataset("s4", s4_toy, "train", image_size=64)
     loader, _ = train.build_train_loader(data, 1, info, seed=0, num_workers=0)
@@ -186,10 +189,10 @@ def test_non_finite_loss_names_the_step(s4_toy):
 
 
 def test_distributed_loss_config_scales_only_the_summed_kl_term():
-    ms3 = C.ms3()  # KL masked-AV loss, summed over the frames of the batch
+    ms3 = registry.preset("ms3")  # KL masked-AV loss, summed over the frames of the batch
     assert train.distributed_loss_config(ms3, 1) is ms3.train.loss
     assert train.distributed_loss_config(ms3, 4).lambda_1 == pytest.approx(4 * 0.5)
-    avss = C.avss()  # a gt_valid-weighted mean: handled by ddp_loss_weight instead
+    avss = registry.preset("avss")  # a gt_valid-weighted mean: handled by ddp_loss_weight instead
     assert train.distributed_loss_config(avss, 4).lambda_1 == 0.5
     euclid = C.override(ms3, {"train.loss.kl_flag": False, "train.loss.euclidean_flag": True})
     assert train.distributed_loss_config(euclid, 4).lambda_1 == 0.5
@@ -201,14 +204,15 @@ def test_bf16_autocast_steps_change_the_weights(tmp_path, ms3_toy):
     every trained tensor moves."""
     from avsbench.data.datasets import build_dataset
     from avsbench.engine.embeddings import AudioEmbedder
-    from avsbench.models.avs import build_model_from_config, build_vggish
+    from avsbench.models.backbones.vggish import build_vggish
+    from avsbench.models.registry import build_model_for
 
     cfg = C.override(
-        C.synthetic(C.ms3()),
-        {"data.image_size": 64, "model.decoder_channels": 16, "train.amp": "bf16",
+        registry.synthetic(registry.preset("ms3")),
+        {"data.image_size": 64, "model.arch.decoder_channels": 16, "train.amp": "bf16",
          "train.channels_last": True,
          "train.max_steps_per_epoch": 2, "train.train_batch_size": 1,
-         "model.tpavi_stages": (3,), "train.loss.av_stages": (3,),
+         "model.arch.tpavi_stages": (3,), "train.loss.av_stages": (3,),
          # the published MS3 masked AV loss (the synthetic preset leaves it out)
          "train.loss.masked_av_flag": True, "train.loss.lambda_1": 0.5},
     )  # fmt: skip
@@ -216,7 +220,7 @@ def test_bf16_autocast_steps_change_the_weights(tmp_path, ms3_toy):
     data = build_dataset("ms3", ms3_toy, "train", image_size=64)
     loader, _ = train.build_train_loader(data, 1, info, seed=0, num_workers=0)
     torch.manual_seed(0)
-    model = build_model_from_config(cfg.model)
+    model = build_model_for(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     dtypes = []
     model.projections[0].register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))

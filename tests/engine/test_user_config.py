@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from avsbench import config as C
 from avsbench.engine import options as O
 from avsbench.engine import user_config as U
+from avsbench.models import registry
 
 
 def test_path_flags_join_the_folder_the_command_was_typed_in(tmp_path, monkeypatch):
@@ -87,6 +87,6 @@ def test_config_py_paths_join_its_folder_wherever_the_command_runs(tmp_path, mon
 
 def test_without_a_config_module_the_preset_is_used():
     user = U.UserConfig("ms3")
-    assert user.get_config(False) == C.ms3()
-    assert user.get_config(True) == C.synthetic(C.ms3())
+    assert user.get_config(False) == registry.preset("ms3")
+    assert user.get_config(True) == registry.synthetic(registry.preset("ms3"))
     assert user.file == "avs_scripts/avs_ms3/config.py"  # how messages name the file to edit

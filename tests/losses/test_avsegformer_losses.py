@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from avsbench.losses.avsegformer import (
+from avsbench.models.avsegformer.losses import (
     avsegformer_loss,
     cross_entropy_loss,
     dice_loss,
@@ -162,31 +162,37 @@ def test_gradients_flow_and_errors():
         avsegformer_loss("s4", logits.detach() * float("nan"), feature, masks, torch.ones(5))
 
 
-def test_compute_loss_dispatches_by_method():
-    """One entry point: method="avsegformer" gives dice + mix_loss_weight x mix from the
-    output's mask feature; method="tpavi" (the default) the AVSBench BCE; others refused."""
+def test_spec_losses_dispatch_by_method_and_check_the_output_type():
+    """Each method's spec owns its loss: avsegformer gives dice + mix_loss_weight x mix from
+    the output's mask feature; tpavi the AVSBench BCE of its own output type; a loss given
+    another method's output is refused by the contract check; unknown names are refused."""
     from avsbench.config import LossConfig
-    from avsbench.losses import compute_loss
-    from avsbench.models.avs import AVSOutput
+    from avsbench.models import registry
+    from avsbench.models.avsegformer.model import AVSegFormerOutput
+    from avsbench.models.tpavi.model import TPAVIOutput
 
     logits, feature, masks = _batch("ms3")
     gt_valid = torch.ones(10)
-    output = AVSOutput(logits=logits, mask_feature=feature)
+    output = AVSegFormerOutput(logits=logits, mask_feature=feature)
     mix_logits = mask_feature_logits(feature, (8, 8))
     main = sum(loop_dice(logits[:, 0], masks)) / 10
     mix = sum(loop_dice(mix_logits[:, 0], masks)) / 10
     cfg = LossConfig(mix_loss_weight=0.25)
-    total, parts = compute_loss("ms3", output, masks, gt_valid, cfg, method="avsegformer")
+    avsegformer = registry.method_spec("avsegformer")
+    total, parts = avsegformer.loss("ms3", output, masks, gt_valid, cfg)
     assert total.item() == pytest.approx(main + 0.25 * mix, rel=1e-6)
     assert parts["mix_loss"] == pytest.approx(0.25 * mix, rel=1e-6)
     bce = 0.0
     for p_logit, g in zip(logits[:, 0].flatten().tolist(), masks.flatten().tolist()):
         p = 1 / (1 + math.exp(-p_logit))
         bce -= g * math.log(p) + (1 - g) * math.log(1 - p)
-    total, parts = compute_loss("ms3", output, masks, gt_valid, cfg)
+    tpavi = registry.method_spec("tpavi")
+    total, parts = tpavi.loss("ms3", TPAVIOutput(logits=logits), masks, gt_valid, cfg)
     assert total.item() == pytest.approx(bce / masks.numel(), rel=1e-5)
     assert "mix_loss" not in parts
     with pytest.raises(ValueError, match="unknown method 'detr'; valid"):
-        compute_loss("ms3", output, masks, gt_valid, cfg, method="detr")
-    with pytest.raises(ValueError, match="needs the model's mask_feature"):
-        compute_loss("ms3", AVSOutput(logits=logits), masks, gt_valid, cfg, method="avsegformer")
+        registry.method_spec("detr")
+    with pytest.raises(TypeError, match="the tpavi loss needs a TPAVIOutput .* got AVSegFormer"):
+        tpavi.loss("ms3", output, masks, gt_valid, cfg)
+    with pytest.raises(TypeError, match="the avsegformer loss needs a AVSegFormerOutput"):
+        avsegformer.loss("ms3", TPAVIOutput(logits=logits), masks, gt_valid, cfg)

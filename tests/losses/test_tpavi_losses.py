@@ -13,15 +13,15 @@ import torch
 import torch.nn as nn
 
 from avsbench.config import LossConfig
-from avsbench.losses import (
+from avsbench.models.tpavi.losses import (
     avss_background_index,
     avss_masked_av_loss,
     avss_seg_loss,
-    compute_loss,
     masked_av_loss,
     ms3_seg_loss,
     s4_seg_loss,
     sa_loss,
+    tpavi_loss,
 )
 
 # stage sizes of a tiny model on 16 x 16 frames; 3 x 3 checks non-divisible adaptive pooling
@@ -359,8 +359,8 @@ def test_avss_background_choices_differ_and_default_is_class_0():
     before_fix = dataclasses.replace(published, avss_background="last")
     seg = float(avss_seg_loss(out.logits, masks, gt_valid))
 
-    _, parts = compute_loss("avss", out, masks, gt_valid, published)
-    _, parts_before = compute_loss("avss", out, masks, gt_valid, before_fix)
+    _, parts = tpavi_loss("avss", out, masks, gt_valid, published)
+    _, parts_before = tpavi_loss("avss", out, masks, gt_valid, before_fix)
     av_bg0 = ref_avm(out, (0, 1, 2, 3), "avss", flags, gt_valid=gt_valid, background=0)
     av_bg70 = ref_avm(out, (0, 1, 2, 3), "avss", flags, gt_valid=gt_valid, background=70)
     assert parts["sa_loss"] == pytest.approx(av_bg0, rel=1e-5)
@@ -392,28 +392,28 @@ def test_avm_stage_errors():
         sa_loss(out.logits, out.audio_maps, out.visual_maps, (0,), "median")
 
 
-# ---------------------------------------------------------------- compute_loss
+# ---------------------------------------------------------------- tpavi_loss
 
 
-def test_compute_loss_s4_ms3_avss_totals():
+def test_tpavi_loss_s4_ms3_avss_totals():
     gen = torch.Generator().manual_seed(8)
     out = make_output(5, seed=8)
     masks = (torch.rand(5, 16, 16, generator=gen) > 0.5).float()
     gt_first = torch.tensor([1.0, 0, 0, 0, 0])
 
-    total, parts = compute_loss("s4", out, masks, gt_first, LossConfig())
+    total, parts = tpavi_loss("s4", out, masks, gt_first, LossConfig())
     assert float(total) == pytest.approx(float(ref_bce(out.logits[0, 0], masks[0])), rel=1e-6)
     assert parts["sa_loss"] == 0.0 and parts["total_loss"] == pytest.approx(float(total))
 
     cfg = LossConfig(sa_loss_flag=True, lambda_1=0.3, av_stages=(1, 3))
-    total, parts = compute_loss("s4", out, masks, gt_first, cfg)
+    total, parts = tpavi_loss("s4", out, masks, gt_first, cfg)
     sa = ref_avm(out, (1, 3), "s4", {"pool": "avg"})
     assert parts["sa_loss"] == pytest.approx(sa, rel=1e-5)
     assert float(total) == pytest.approx(parts["iou_loss"] + 0.3 * sa, rel=1e-5)
     assert total.requires_grad is False  # inputs without grad; with grad it back-propagates
 
     cfg = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)  # the MS3 preset
-    total, parts = compute_loss("ms3", out, masks, torch.ones(5), cfg)
+    total, parts = tpavi_loss("ms3", out, masks, torch.ones(5), cfg)
     av = ref_avm(
         out,
         (0, 1, 2, 3),
@@ -426,7 +426,7 @@ def test_compute_loss_s4_ms3_avss_totals():
     out = make_output(5, num_classes=4, seed=9)
     labels = torch.randint(0, 4, (5, 16, 16), generator=gen)
     gt_valid = torch.tensor([1.0, 1, 0, 1, 0])
-    total, parts = compute_loss("avss", out, labels, gt_valid, cfg)
+    total, parts = tpavi_loss("avss", out, labels, gt_valid, cfg)
     av = ref_avm(
         out,
         (0, 1, 2, 3),
@@ -439,32 +439,32 @@ def test_compute_loss_s4_ms3_avss_totals():
     assert float(total) == pytest.approx(seg + 0.5 * av, rel=1e-5)
 
 
-def test_compute_loss_backpropagates():
+def test_tpavi_loss_backpropagates():
     out = make_output(5, seed=10)
     out.logits.requires_grad_(True)
     for v in out.visual_maps:
         v.requires_grad_(True)
     cfg = LossConfig(masked_av_flag=True, lambda_1=0.5, kl_flag=True)
-    total, _ = compute_loss("ms3", out, torch.zeros(5, 16, 16), torch.ones(5), cfg)
+    total, _ = tpavi_loss("ms3", out, torch.zeros(5, 16, 16), torch.ones(5), cfg)
     total.backward()
     assert out.logits.grad is not None and out.logits.grad.abs().sum() > 0
     assert all(v.grad.abs().sum() > 0 for v in out.visual_maps)
 
 
-def test_compute_loss_errors():
+def test_tpavi_loss_errors():
     out = make_output(5, seed=11)
     masks = torch.zeros(5, 16, 16)
     ones = torch.ones(5)
     with pytest.raises(ValueError, match="sa_loss_flag"):
-        compute_loss("s4", out, masks, ones, LossConfig(masked_av_flag=True, kl_flag=True))
+        tpavi_loss("s4", out, masks, ones, LossConfig(masked_av_flag=True, kl_flag=True))
     with pytest.raises(ValueError, match="S4 option"):
-        compute_loss("ms3", out, masks, ones, LossConfig(sa_loss_flag=True))
+        tpavi_loss("ms3", out, masks, ones, LossConfig(sa_loss_flag=True))
     with pytest.raises(ValueError, match="none of the options"):
-        compute_loss("s4", out, masks, ones, LossConfig(sa_loss_flag=True, kl_flag=True))
+        tpavi_loss("s4", out, masks, ones, LossConfig(sa_loss_flag=True, kl_flag=True))
     with pytest.raises(ValueError, match="unknown setting"):
-        compute_loss("s5", out, masks, ones, LossConfig())
+        tpavi_loss("s5", out, masks, ones, LossConfig())
     with pytest.raises(FloatingPointError, match="not finite"):
-        compute_loss("s4", out, masks, torch.zeros(5), LossConfig())  # no annotated frame
+        tpavi_loss("s4", out, masks, torch.zeros(5), LossConfig())  # no annotated frame
     out.logits[0, 0, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="not finite"):
-        compute_loss("ms3", out, masks, ones, LossConfig())
+        tpavi_loss("ms3", out, masks, ones, LossConfig())

@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsbench import config
-from avsbench.models.avs import AVSModel, AVSOutput, build_model, build_model_from_config
+from avsbench.models import registry
+from avsbench.models.contract import AVSOutput
+from avsbench.models.registry import build_model, build_model_for
+from avsbench.models.tpavi.model import AVSModel
 
 
 def published_forward(model: AVSModel, dense_twin: AVSModel, frames, audio, mask=None):
@@ -202,8 +204,8 @@ def test_input_checks():
 
 
 def test_from_config_and_training_step():
-    cfg = config.synthetic(config.avss())
-    model = build_model_from_config(cfg.model)
+    cfg = registry.synthetic(registry.preset("avss"))
+    model = build_model_for(cfg)
     assert model.visual.name == "resnet18" and model.decoder.output_conv[4].out_channels == 71
     assert model.tpavi_blocks["0"].align_channel.bias is None
     assert [model.decoder.output_conv[i].out_channels for i in (0, 2)] == [32, 8]

@@ -9,11 +9,11 @@ import dataclasses
 import pytest
 import torch
 
-from avsbench import config
-from avsbench.engine.target_frames import loss_target_frames
-from avsbench.losses import compute_loss
-from avsbench.models.avs import build_model
-from avsbench.models.decoder import DilatedProjection, used_taps
+from avsbench.models import registry
+from avsbench.models.registry import build_model
+from avsbench.models.tpavi.decoder import DilatedProjection, used_taps
+from avsbench.models.tpavi.losses import tpavi_loss
+from avsbench.models.tpavi.target_frames import loss_target_frames
 
 
 def test_used_taps_keeps_the_centre_only_when_the_dilation_reaches_past_the_map():
@@ -75,7 +75,7 @@ def _step(model, cfg, batch, target_frames):
     images, audio, frame_valid, masks, gt_valid = batch
     model.zero_grad(set_to_none=True)
     out = model(images, audio, frame_valid, target_frames=target_frames)
-    loss, _ = compute_loss("s4", out, masks, gt_valid, cfg.train.loss)
+    loss, _ = tpavi_loss("s4", out, masks, gt_valid, cfg.train.loss)
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
@@ -84,7 +84,7 @@ def _step(model, cfg, batch, target_frames):
 
 @pytest.mark.parametrize("sa_loss", [False, True], ids=["published_loss", "with_sa_loss"])
 def test_s4_training_step_with_exact_savings_equals_the_full_computation(sa_loss):
-    cfg = config.s4()
+    cfg = registry.preset("s4")
     loss_cfg = dataclasses.replace(cfg.train.loss, sa_loss_flag=sa_loss)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=loss_cfg))
     exact, published = _s4_pair()
@@ -118,7 +118,10 @@ def test_s4_training_step_with_exact_savings_equals_the_full_computation(sa_loss
 
 
 def test_ms3_and_the_published_avss_recipe_decode_every_frame():
-    for preset in (config.ms3(), config.avss()):  # avss(): masked AV loss on, as published
+    for preset in (
+        registry.preset("ms3"),
+        registry.preset("avss"),
+    ):  # avss(): masked AV loss on, as published
         assert loss_target_frames(preset, torch.ones(5)) is None
 
 
@@ -127,7 +130,7 @@ def test_avss_training_step_without_masked_av_decodes_only_annotated_frames_exac
     runs it: decoding only the annotated frames gives the same loss, every gradient and
     the BatchNorm statistics of the full computation. Clips as in AVSS training: v1s
     (frame 1 annotated), v1m (5 of 10, then padding), v2 (10)."""
-    cfg = config.synthetic(config.avss())
+    cfg = registry.synthetic(registry.preset("avss"))
     assert not cfg.train.loss.masked_av_flag
     torch.manual_seed(0)
     exact = build_model("avss", "resnet18", decoder_channels=16, num_classes=5).double()
@@ -148,7 +151,7 @@ def test_avss_training_step_without_masked_av_decodes_only_annotated_frames_exac
     def step(model, target_frames):
         model.train().zero_grad(set_to_none=True)
         out = model(images, audio, frame_valid, target_frames=target_frames)
-        loss, _ = compute_loss("avss", out, masks, gt_valid, cfg.train.loss)
+        loss, _ = tpavi_loss("avss", out, masks, gt_valid, cfg.train.loss)
         loss.backward()
         grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         return loss.detach(), grads, {n: b.clone() for n, b in model.named_buffers()}

@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from avsbench.models.avs import build_model
-from avsbench.models.official_names import (
+from avsbench.models.registry import build_model
+from avsbench.models.tpavi.official_names import (
     load_official_state_dict,
     looks_official,
     official_architecture,
@@ -185,8 +185,8 @@ def test_other_backbones_have_no_official_layout():
 def test_official_architecture_is_read_off_the_keys(tsv, expected, tsv_rows):
     state = {"module." + name: torch.empty(shape, device="meta") for name, shape in tsv_rows(tsv)}
     ch = official_architecture(state)  # DataParallel form
-    fields = ("backbone", "decoder_channels", "tpavi_stages", "align_bias", "num_classes")
-    got = tuple(ch[f"model.{k}"] for k in fields)
+    fields = ("backbone", "arch.decoder_channels", "arch.tpavi_stages", "arch.align_bias")
+    got = tuple(ch[f"model.{k}"] for k in (*fields, "num_classes"))
     assert got == expected
     del_stages = {k: v for k, v in state.items() if not k.startswith("module.tpavi_b2")}
-    assert official_architecture(del_stages)["model.tpavi_stages"] == (0, 2, 3)
+    assert official_architecture(del_stages)["model.arch.tpavi_stages"] == (0, 2, 3)

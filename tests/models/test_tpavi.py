@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avsbench.models.tpavi import TPAVI, TPAVI_MODES
+from avsbench.models.tpavi.block import TPAVI, TPAVI_MODES
 
 PREFIXES = [f"{v}_{m}" for v in ("avs_s4", "avss") for m in TPAVI_MODES]
 

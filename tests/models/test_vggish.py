@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from avsbench.config import ModelConfig
-from avsbench.models.audio import VGGish
-from avsbench.models.avs import build_vggish
+from avsbench.models.backbones.vggish import VGGish, build_vggish
 
 
 def reference_vggish(params: dict[str, torch.Tensor], log_mel: torch.Tensor) -> torch.Tensor:

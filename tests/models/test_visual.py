@@ -9,8 +9,12 @@ import timm
 import torch
 import torchvision
 
-from avsbench.models.official_names import pvt_timm_to_original
-from avsbench.models.visual import VisualEncoder, build_visual_encoder, load_backbone_weights
+from avsbench.models.backbones.official_names import pvt_timm_to_original
+from avsbench.models.backbones.visual import (
+    VisualEncoder,
+    build_visual_encoder,
+    load_backbone_weights,
+)
 
 
 def test_four_stages_from_timm_feature_info():

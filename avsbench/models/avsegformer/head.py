@@ -24,12 +24,9 @@ from torch import nn
 
 from avsbench.models.avsegformer.mixer import CrossModalMixer
 from avsbench.models.avsegformer.query_generator import QueryGenerator
-from avsbench.models.avsegformer.transformer import (
-    DeformableEncoder,
-    QueryDecoder,
-    sine_positional_encoding,
-)
+from avsbench.models.avsegformer.transformer import DeformableEncoder, QueryDecoder
 from avsbench.models.backbones.deform_attn import MSDeformAttn
+from avsbench.models.backbones.positions import sine_positional_encoding
 
 GROUP_NORM_GROUPS = 32  # GroupNorm groups of every projection (embed_dim must divide by it)
 FC_CHANNELS = (128, 32)  # widths of the output convs `fc.0` and `fc.2`

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
 import bench_avsegformer_model as bench  # noqa: E402
 
-from avsbench.models.avsegformer import deform_attn  # noqa: E402
+from avsbench.models.backbones import deform_attn  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avsbench.models.avsegformer.deform_attn import MSDeformAttn, multi_scale_deformable_attention
+from avsbench.models.backbones.deform_attn import MSDeformAttn, multi_scale_deformable_attention
 
 SHAPES = [(3, 5), (2, 2), (1, 3)]  # three levels of different, non-square sizes
 

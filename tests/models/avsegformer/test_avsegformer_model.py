@@ -9,10 +9,12 @@ import torch
 from avsegformer_helpers import TINY
 
 import avsbench
-from avsbench.models.avs import AVSModel, AVSOutput
 from avsbench.models.avsegformer import AVSegFormer
 from avsbench.models.avsegformer.mixer import CrossModalMixer
-from avsbench.models.avsegformer.transformer import reference_points, sine_positional_encoding
+from avsbench.models.avsegformer.transformer import reference_points
+from avsbench.models.backbones.positions import sine_positional_encoding
+from avsbench.models.contract import AVSOutput
+from avsbench.models.tpavi.model import AVSModel
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_outputs(tiny):
     assert isinstance(out, AVSOutput)
     assert out.logits.shape == (4, 71, 64, 64)
     assert out.mask_feature.shape == (4, 64, 16, 16)
-    assert out.visual_maps == [] and out.audio_maps == []
+    assert not hasattr(out, "visual_maps")  # TPAVI's extras are not AVSegFormer's
     assert torch.isfinite(out.logits).all()
 
 
@@ -139,7 +141,7 @@ def test_settings_and_methods():
         assert isinstance(model, AVSegFormer) and model.head.fc[-1].out_channels == classes
     tpavi = avsbench.build_model("s4", "resnet18", decoder_channels=16)
     assert isinstance(tpavi, AVSModel)  # method="tpavi" stays the default
-    with pytest.raises(ValueError, match=r"unknown method 'segformer'.*'tpavi', 'avsegformer'"):
+    with pytest.raises(ValueError, match=r"unknown method 'segformer'.*'avsegformer', 'tpavi'"):
         avsbench.build_model("s4", "resnet18", method="segformer")
     with pytest.raises(ValueError, match="unknown setting"):
         avsbench.build_model("s5", "resnet18", method="avsegformer")
