@@ -1,12 +1,17 @@
 """What a frame-cache entry depends on: the files each S4 / MS3 / AVSS sample is decoded
 from, the decoding code and the libraries (docs/FRAME_CACHE.md).
 
-Paths come from the official layouts (layouts.py). Files a sample may read are all listed,
-present or not (S4 train masks 2-5, the `.npy` / `.pkl` / `.wav` audio alternatives, AVSS
-`labels_semantic` and `labels_rgb`): a file that appears or disappears changes the
-fingerprint as surely as one that is rewritten. Each file contributes its size, mtime and
-ctime (nanoseconds); ctime is set by the kernel on every write, so even a rewrite that
-restores the old mtime (`cp -p`, `rsync -t`, `touch -d`) is seen, without reading contents.
+Paths come from the official layouts (layouts.py) and the dataset's declared extra inputs
+(extra_inputs.py). Files a sample may read are all listed, present or not (S4 train masks
+2-5, the `.npy` / `.pkl` / `.wav` audio alternatives, AVSS `labels_semantic` and
+`labels_rgb`): a file that appears or disappears changes the fingerprint as surely as one
+that is rewritten. Each file contributes its size, mtime and ctime (nanoseconds); ctime is
+set by the kernel on every write, so even a rewrite that restores the old mtime (`cp -p`,
+`rsync -t`, `touch -d`) is seen, without reading contents.
+
+The dataset is used through its attributes only (`frame_cache_setting` of its class,
+`layout`, `split`, `rows`, `extra_inputs`), so this module never imports datasets.py (which
+imports the frame cache).
 """
 
 from __future__ import annotations
