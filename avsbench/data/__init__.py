@@ -13,6 +13,7 @@ from avsbench.data.audio import (
     wav_to_log_mel,
 )
 from avsbench.data.datasets import DATASETS, AVSSDataset, MS3Dataset, S4Dataset, build_dataset
+from avsbench.data.extra_inputs import MASKIGE, ExtraInput
 from avsbench.data.layouts import (
     S4_CATEGORIES,
     AVSDataError,
@@ -37,6 +38,8 @@ __all__ = [
     "AVSSLayout",
     "CLASS_NAMES",
     "DATASETS",
+    "ExtraInput",
+    "MASKIGE",
     "MS3Dataset",
     "MS3Layout",
     "NUM_CLASSES",

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from avsbench.data import frame_fingerprint
+from avsbench.data.extra_inputs import ExtraInput
 from avsbench.data.frame_cache_build import (
     ARRAYS,
     BUILDING_MARKER,
@@ -39,6 +40,7 @@ from avsbench.data.frame_cache_build import (
     FrameCacheError,
     build_entry,
     default_build_workers,
+    extra_array,
 )
 from avsbench.data.transforms import normalize_pixels
 
@@ -87,10 +89,16 @@ def claim_folder(folder: str | os.PathLike[str]) -> Path:
 
 
 def entry_name(dataset: Any) -> str:
-    """`<setting>_<split>_<S>px_<hash of the resolved dataset root>`."""
+    """`<setting>_<split>_<S>px_<hash of the resolved dataset root>`, followed by
+    `_x<hash of the declarations>` when the dataset declares extra inputs (so that runs
+    with and without them keep their own entries)."""
     setting = frame_fingerprint.setting_of(dataset)
     where = hashlib.sha1(str(Path(dataset.root).resolve()).encode()).hexdigest()[:10]
-    return f"{setting}_{dataset.split}_{dataset.image_size}px_{where}"
+    name = f"{setting}_{dataset.split}_{dataset.image_size}px_{where}"
+    if dataset.extra_inputs:
+        declared = json.dumps([extra.describe() for extra in dataset.extra_inputs])
+        name += "_x" + hashlib.sha1(declared.encode()).hexdigest()[:8]
+    return name
 
 
 @contextlib.contextmanager
@@ -172,6 +180,9 @@ class FrameCachedDataset(Dataset):
         self.clips = [tuple(c) for c in manifest["clips"]]
         self.mask_dtype = np.dtype(manifest["mask_dtype"])
         self.shapes = {k: tuple(v["shape"]) for k, v in manifest["arrays"].items()}
+        self.extra_inputs = tuple(
+            ExtraInput.from_description(d) for d in manifest.get("extra_inputs", [])
+        )
         self.built = built  # True when this process built the entry
         self._arrays: dict[str, np.ndarray] | None = None
         self._pid: int | None = None
@@ -186,11 +197,12 @@ class FrameCachedDataset(Dataset):
         if self._arrays is not None and self._pid == os.getpid():
             return self._arrays
         before = self._current_build_id()
-        arrays = {k: np.load(self.entry / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
+        names = (*ARRAYS, *map(extra_array, self.extra_inputs))
+        arrays = {k: np.load(self.entry / f"{k}.npy", mmap_mode="r") for k in names}
         if (
             before != self.build_id
             or self._current_build_id() != self.build_id
-            or any(arrays[k].shape != self.shapes[k] for k in ARRAYS)
+            or any(arrays[k].shape != self.shapes[k] for k in names)
         ):
             raise FrameCacheError(
                 f"{self.entry}: rebuilt or changed by another process while this one uses it; "
@@ -209,21 +221,25 @@ class FrameCachedDataset(Dataset):
         arrays = self._open()
         video_id, category = self.clips[index]
         frame_valid = np.array(arrays["frame_valid"][index])  # [T]
-        pixels = arrays["frames"][index]  # uint8 [T, 3, S, S], a view of the map
-        if frame_valid.all():
-            frames = normalize_pixels(pixels)
-        else:  # AVSS padding frames are zeros, not normalised zeros
-            valid = frame_valid > 0
-            frames = np.zeros(pixels.shape, dtype=np.float32)
-            frames[valid] = normalize_pixels(pixels[valid])
+
+        def values(name: str, encode: Any) -> torch.Tensor:
+            pixels = arrays[name][index]  # uint8 [T, 3, S, S], a view of the map
+            if frame_valid.all():
+                return torch.from_numpy(encode(pixels))
+            valid = frame_valid > 0  # AVSS padding frames are zeros, not encoded zeros
+            out = np.zeros(pixels.shape, dtype=np.float32)
+            out[valid] = encode(pixels[valid])
+            return torch.from_numpy(out)
+
         return {
-            "frames": torch.from_numpy(frames),
+            "frames": values("frames", normalize_pixels),
             "audio": torch.from_numpy(np.array(arrays["audio"][index])),
             "masks": torch.from_numpy(arrays["masks"][index].astype(self.mask_dtype)),
             "frame_valid": torch.from_numpy(frame_valid),
             "gt_valid": torch.from_numpy(np.array(arrays["gt_valid"][index])),
             "video_id": video_id,
             "category": category,
+            **{e.key: values(extra_array(e), e.encode) for e in self.extra_inputs},
         }
 
     def __repr__(self) -> str:

@@ -8,10 +8,14 @@ An entry folder holds one `.npy` file per array (N clips, T frames, S pixels):
     audio.npy        float32 [N, T, 1, 96, 64] log-mel examples
     frame_valid.npy  float32 [N, T]
     gt_valid.npy     float32 [N, T]
-    manifest.json    format, fingerprint, clips [[video_id, category], ...], build id
+    extra_<key>.npy  uint8   [N, T, 3, S, S]   per declared extra input (extra_inputs.py):
+                                               its resized RGB pixels (0 for AVSS padding)
+    manifest.json    format, fingerprint, clips [[video_id, category], ...], extra
+                     inputs, build id
 
-The pixels are recovered from the dataset's normalised frames and accepted only if
-`transforms.normalize_pixels` gives those frames back bit for bit, so the builder trusts
+The pixels are recovered from the dataset's normalised frames (and extra inputs) and
+accepted only if the value transform (`transforms.normalize_pixels` for frames, the
+input's own for extra inputs) gives those values back bit for bit, so the builder trusts
 no assumption about how the dataset decodes: whatever it returns is stored exactly, or the
 build stops naming the clip.
 """
@@ -33,17 +37,23 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from avsbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels
+from avsbench.data.extra_inputs import BASE_SAMPLE_KEYS, ExtraInput, imagenet_to_pixels
+from avsbench.data.transforms import normalize_pixels
 from avsbench.fileio import atomic_write
 
 logger = logging.getLogger("avsbench.data.frame_cache")
 
-FORMAT = "avsbench-frame-cache/1"  # bump when the stored layout changes
+FORMAT = "avsbench-frame-cache/2"  # bump when the stored layout changes (2: extra inputs)
 FORMAT_FAMILY = FORMAT.split("/")[0]
 MANIFEST = "manifest.json"
 BUILDING_MARKER = ".avsbench-building"  # inside a temporary build folder
-SAMPLE_KEYS = {"frames", "audio", "masks", "frame_valid", "gt_valid", "video_id", "category"}
-ARRAYS = ("frames", "masks", "audio", "frame_valid", "gt_valid")
+SAMPLE_KEYS = set(BASE_SAMPLE_KEYS)  # and one key per declared extra input
+ARRAYS = ("frames", "masks", "audio", "frame_valid", "gt_valid")  # and extra_<key> per input
+
+
+def extra_array(extra: ExtraInput) -> str:
+    """Name of the array (and `.npy` file) holding an extra input's pixels."""
+    return f"extra_{extra.key}"
 
 
 class FrameCacheError(Exception):
@@ -78,32 +88,42 @@ class _NpyFile:
         self.file.close()
 
 
-def _pixels(frames: np.ndarray, valid: np.ndarray, where: str) -> np.ndarray:
-    """Normalised float32 frames [T, 3, S, S] -> the uint8 pixels they were made from,
-    checked: normalize_pixels(pixels) gives `frames` back bit for bit (zeros where not
-    valid)."""
-    mean = IMAGENET_MEAN.astype(np.float64)[:, None, None]
-    std = IMAGENET_STD.astype(np.float64)[:, None, None]
-    pixels = np.rint((frames.astype(np.float64) * std + mean) * 255.0)
-    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+def _pixels(
+    frames: np.ndarray,
+    valid: np.ndarray,
+    where: str,
+    *,
+    key: str = "frames",
+    encode: Any = normalize_pixels,
+    to_pixels: Any = imagenet_to_pixels,
+) -> np.ndarray:
+    """float32 values [T, 3, S, S] (frames, or an extra input) -> the uint8 pixels they
+    were made from, checked: encode(pixels) gives `frames` back bit for bit (zeros where
+    not valid)."""
+    pixels = to_pixels(frames)
     pixels[~valid] = 0
     served = np.zeros_like(frames)
-    served[valid] = normalize_pixels(pixels[valid])
+    served[valid] = encode(pixels[valid])
     if frames.dtype != np.float32 or not np.array_equal(
         served.view(np.uint32), frames.view(np.uint32)
     ):
+        transform = "ImageNet-normalised" if encode is normalize_pixels else "value-transformed"
         raise FrameCacheError(
-            f"{where}: its frames are not ImageNet-normalised uint8 pixels (zeros where "
+            f"{where}: its {key} are not {transform} uint8 pixels (zeros where "
             "frame_valid is 0), so the frame cache cannot store them exactly"
         )
     return pixels
 
 
-def encode_sample(sample: dict[str, Any], where: str) -> dict[str, Any]:
-    """A dataset sample -> the arrays stored (frames, masks as uint8), checked exact."""
-    if set(sample) != SAMPLE_KEYS:
+def encode_sample(
+    sample: dict[str, Any], where: str, extras: tuple[ExtraInput, ...] = ()
+) -> dict[str, Any]:
+    """A dataset sample -> the arrays stored (frames, masks and `extras` as uint8),
+    checked exact."""
+    keys = SAMPLE_KEYS | {extra.key for extra in extras}
+    if set(sample) != keys:
         raise FrameCacheError(
-            f"{where}: sample keys {sorted(sample)}, the frame cache stores {sorted(SAMPLE_KEYS)}"
+            f"{where}: sample keys {sorted(sample)}, the frame cache stores {sorted(keys)}"
         )
     arrays = {k: np.asarray(sample[k]) for k in ARRAYS}
     for key in ("audio", "frame_valid", "gt_valid"):
@@ -111,6 +131,16 @@ def encode_sample(sample: dict[str, Any], where: str) -> dict[str, Any]:
             raise FrameCacheError(f"{where}: {key} is {arrays[key].dtype}, expected float32")
     valid = arrays["frame_valid"] > 0
     arrays["frames"] = _pixels(arrays["frames"], valid, where)
+    for extra in extras:
+        values = np.asarray(sample[extra.key])
+        if values.shape != arrays["frames"].shape:
+            raise FrameCacheError(
+                f"{where}: {extra.key} is {list(values.shape)}, the frames "
+                f"{list(arrays['frames'].shape)}"
+            )
+        arrays[extra_array(extra)] = _pixels(
+            values, valid, where, key=extra.key, encode=extra.encode, to_pixels=extra.to_pixels
+        )
     masks = arrays["masks"]
     stored = masks.astype(np.uint8)
     if not np.array_equal(stored.astype(masks.dtype), masks):
@@ -150,28 +180,32 @@ def _write_arrays(
 ) -> dict[str, Any]:
     """Decode every clip into `folder`; returns the manifest's array and clip parts."""
     n = len(dataset)
+    extras = tuple(dataset.extra_inputs)
+    names = (*ARRAYS, *map(extra_array, extras))
+    pixel_arrays = ("frames", *map(extra_array, extras))  # written per real frame
     files: dict[str, _NpyFile] = {}
     clips, mask_dtype = [], None
     bar = _progress_bar(n, f"frame cache {dataset.split}", progress)
     try:
         for index, sample in enumerate(_samples(dataset, workers)):
             where = f"{dataset!r} clip {index} ({sample.get('video_id')})"
-            enc = encode_sample(sample, where)
+            enc = encode_sample(sample, where, extras)
             if not files:
                 mask_dtype = enc["mask_dtype"]
-                for name in ARRAYS:
+                for name in names:
                     shape = (n, *enc[name].shape)
                     files[name] = _NpyFile(folder / f"{name}.npy", enc[name].dtype, shape)
                 logger.info(
                     "frame cache: building %s (%d clips, at most %.2f GB)",
                     entry_name, n, sum(f.row_bytes[0] for f in files.values()) * n / 1e9,
                 )  # fmt: skip
-            elif any(enc[k].shape != files[k].shape[1:] for k in ARRAYS) or (
+            elif any(enc[k].shape != files[k].shape[1:] for k in names) or (
                 enc["mask_dtype"] != mask_dtype
             ):
                 raise FrameCacheError(f"{where}: shapes or mask dtype differ from clip 0")
             for t in np.flatnonzero(enc["frame_valid"] > 0):  # padding stays zero (sparse)
-                files["frames"].write(index, enc["frames"][t], int(t))
+                for name in pixel_arrays:
+                    files[name].write(index, enc[name][t], int(t))
             for t in np.flatnonzero(enc["masks"].reshape(len(enc["masks"]), -1).any(1)):
                 files["masks"].write(index, enc["masks"][t], int(t))
             for name in ("audio", "frame_valid", "gt_valid"):
@@ -185,7 +219,12 @@ def _write_arrays(
     if not files:
         raise FrameCacheError(f"{dataset!r}: no clips to cache")
     arrays = {k: {"shape": list(f.shape), "dtype": f.dtype.name} for k, f in files.items()}
-    return {"arrays": arrays, "mask_dtype": mask_dtype, "clips": clips}
+    return {
+        "arrays": arrays,
+        "mask_dtype": mask_dtype,
+        "clips": clips,
+        "extra_inputs": [extra.describe() for extra in extras],
+    }
 
 
 def _progress_bar(total: int, desc: str, progress: bool) -> Any:

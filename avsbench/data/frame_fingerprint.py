@@ -1,63 +1,81 @@
 """What a frame-cache entry depends on: the files each S4 / MS3 / AVSS sample is decoded
 from, the decoding code and the libraries (docs/FRAME_CACHE.md).
 
-Paths come from the official layouts (layouts.py). Files a sample may read are all listed,
-present or not (S4 train masks 2-5, the `.npy` / `.pkl` / `.wav` audio alternatives, AVSS
-`labels_semantic` and `labels_rgb`): a file that appears or disappears changes the
-fingerprint as surely as one that is rewritten. Each file contributes its size, mtime and
-ctime (nanoseconds); ctime is set by the kernel on every write, so even a rewrite that
-restores the old mtime (`cp -p`, `rsync -t`, `touch -d`) is seen, without reading contents.
+Paths come from the official layouts (layouts.py) and the dataset's declared extra inputs
+(extra_inputs.py). Files a sample may read are all listed, present or not (S4 train masks
+2-5, the `.npy` / `.pkl` / `.wav` audio alternatives, AVSS `labels_semantic` and
+`labels_rgb`): a file that appears or disappears changes the fingerprint as surely as one
+that is rewritten. Each file contributes its size, mtime and ctime (nanoseconds); ctime is
+set by the kernel on every write, so even a rewrite that restores the old mtime (`cp -p`,
+`rsync -t`, `touch -d`) is seen, without reading contents.
+
+The dataset is used through its attributes only (`frame_cache_setting` of its class,
+`layout`, `split`, `rows`, `extra_inputs`), so this module never imports datasets.py (which
+imports the frame cache).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from avsbench.data import audio, datasets, frame_cache_build, layouts, palette, transforms
-from avsbench.data.datasets import AVSSDataset, MS3Dataset, S4Dataset
-from avsbench.data.layouts import AVSS_SUBSET_FRAMES, OBJECT_FRAMES
+from avsbench.data import (
+    audio,
+    dataset_base,
+    extra_inputs,
+    frame_cache_build,
+    layouts,
+    palette,
+    transforms,
+)
+from avsbench.data.layouts import AVSS_SUBSET_FRAMES, OBJECT_FRAMES, AVSSLayout, MS3Layout, S4Layout
 
-# Modules whose code decides a sample's values (their source is hashed into the fingerprint).
-DECODING_MODULES = (audio, datasets, layouts, palette, transforms, frame_cache_build)
+# Modules whose code decides a sample's values (their source is hashed into the fingerprint),
+# besides the module of the dataset's own class (`code_digest`).
+DECODING_MODULES = (
+    audio,
+    dataset_base,
+    extra_inputs,
+    layouts,
+    palette,
+    transforms,
+    frame_cache_build,
+)
 LIBRARIES = ("numpy", "pillow", "soundfile", "torch")  # they decode, resize or compute log-mel
+
+ClipFiles = tuple[list[Path], list[Path]]  # (frames, the other files a clip may read)
 
 
 def _audio_files(pkl: Path, wav: Path) -> list[Path]:
     return [pkl, pkl.with_suffix(".npy"), wav]
 
 
-def s4_clip_files(ds: S4Dataset, row: tuple[str, str]) -> list[Path]:
+def s4_clip_files(lay: S4Layout, split: str, row: tuple[str, str]) -> ClipFiles:
     name, category = row
-    lay, split = ds.layout, ds.split
     frames = range(1, OBJECT_FRAMES + 1)
-    return [
-        *(lay.frame(split, category, name, i) for i in frames),
+    return [lay.frame(split, category, name, i) for i in frames], [
         *(lay.mask(split, category, name, i) for i in frames),
         *_audio_files(lay.log_mel(split, category, name), lay.wav(split, category, name)),
     ]
 
 
-def ms3_clip_files(ds: MS3Dataset, video_id: str) -> list[Path]:
-    lay, split = ds.layout, ds.split
+def ms3_clip_files(lay: MS3Layout, split: str, video_id: str) -> ClipFiles:
     frames = range(1, OBJECT_FRAMES + 1)
-    return [
-        *(lay.frame(video_id, i) for i in frames),
+    return [lay.frame(video_id, i) for i in frames], [
         *(lay.mask(split, video_id, i) for i in frames),
         *_audio_files(lay.log_mel(split, video_id), lay.wav(split, video_id)),
     ]
 
 
-def avss_clip_files(ds: AVSSDataset, row: tuple[str, str]) -> list[Path]:
+def avss_clip_files(lay: AVSSLayout, split: str, row: tuple[str, str]) -> ClipFiles:
     uid, label = row
-    lay = ds.layout
     frames = range(AVSS_SUBSET_FRAMES[label])
-    return [
-        *(lay.frame(label, uid, k) for k in frames),
+    return [lay.frame(label, uid, k) for k in frames], [
         lay.label_semantic(label, uid, 0).parent,  # its existence chooses the label source
         *(lay.label_semantic(label, uid, k) for k in frames),
         *(lay.label_rgb(label, uid, k) for k in frames),
@@ -65,31 +83,38 @@ def avss_clip_files(ds: AVSSDataset, row: tuple[str, str]) -> list[Path]:
     ]
 
 
-# dataset class -> (setting name, files of the whole split, files of one clip)
-SOURCES: dict[type, tuple[str, Callable[[Any], list[Path]], Callable[[Any, Any], list[Path]]]] = {
-    S4Dataset: ("s4", lambda ds: [ds.layout.meta_csv], s4_clip_files),
-    MS3Dataset: ("ms3", lambda ds: [ds.layout.meta_csv], ms3_clip_files),
-    AVSSDataset: ("avss", lambda ds: [ds.layout.meta_csv, ds.layout.label2idx], avss_clip_files),
+# setting (`frame_cache_setting` of the dataset class) -> (files of the whole split, files
+# of one clip); both take the dataset's layout
+SOURCES: dict[str, tuple[Callable[[Any], list[Path]], Callable[[Any, str, Any], ClipFiles]]] = {
+    "s4": (lambda lay: [lay.meta_csv], s4_clip_files),
+    "ms3": (lambda lay: [lay.meta_csv], ms3_clip_files),
+    "avss": (lambda lay: [lay.meta_csv, lay.label2idx], avss_clip_files),
 }
 
 
-def _sources(dataset: Any) -> tuple:
-    if type(dataset) not in SOURCES:
-        valid = [cls.__name__ for cls in SOURCES]
-        raise TypeError(f"the frame cache serves {valid}, not {type(dataset).__name__}")
-    return SOURCES[type(dataset)]
-
-
 def setting_of(dataset: Any) -> str:
-    return _sources(dataset)[0]
+    """The setting whose files `dataset` reads; TypeError for a dataset the cache does not
+    serve (SemanticObjectDataset, FrameCachedDataset, anything else)."""
+    setting = getattr(type(dataset), "frame_cache_setting", None)
+    if setting not in SOURCES:
+        raise TypeError(
+            "the frame cache serves S4Dataset, MS3Dataset and AVSSDataset, "
+            f"not {type(dataset).__name__}"
+        )
+    return setting
 
 
 def source_files(dataset: Any) -> Iterator[Path]:
-    """Every file the samples of `dataset` may read, split files first, then clip by clip."""
-    _, split_files, clip_files = _sources(dataset)
-    yield from split_files(dataset)
+    """Every file the samples of `dataset` may read, split files first, then clip by clip:
+    frames, the declared extra inputs of each frame, then masks and audio."""
+    split_files, clip_files = SOURCES[setting_of(dataset)]
+    yield from split_files(dataset.layout)
     for row in dataset.rows:
-        yield from clip_files(dataset, row)
+        frames, others = clip_files(dataset.layout, dataset.split, row)
+        yield from frames
+        for extra in dataset.extra_inputs:
+            yield from (extra.path(dataset.layout, frame) for frame in frames)
+        yield from others
 
 
 def sources_digest(dataset: Any) -> tuple[str, int]:
@@ -115,11 +140,12 @@ def _library_version(name: str) -> str:
         return "absent"
 
 
-def code_digest() -> str:
-    """Hash of the modules that decode a sample (a code change may change the arrays)."""
+def code_digest(dataset: Any) -> str:
+    """Hash of the modules that decode a sample of `dataset` (DECODING_MODULES and the
+    module of its class): a code change may change the arrays."""
     digest = hashlib.sha256()
-    for module in DECODING_MODULES:
-        digest.update(Path(module.__file__).read_bytes())
+    for module in (*DECODING_MODULES, sys.modules[type(dataset).__module__]):
+        digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -133,13 +159,18 @@ def fingerprint(dataset: Any) -> dict[str, Any]:
         "clips": len(dataset),
         "sources": sources,
         "source_files": count,
-        "code": code_digest(),
+        "extra_inputs": [extra.describe() for extra in dataset.extra_inputs],
+        "code": code_digest(dataset),
         "libraries": {name: _library_version(name) for name in LIBRARIES},
     }
 
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The parts of the fingerprint that differ, in words (for the rebuild message)."""
-    words = {"sources": "source files (size, mtime or ctime)", "code": "decoding code"}
+    words = {
+        "sources": "source files (size, mtime or ctime)",
+        "code": "decoding code",
+        "extra_inputs": "declared extra inputs",
+    }
     changed = [words.get(k, k) for k in new if old.get(k) != new[k] and k != "source_files"]
     return ", ".join(changed) or "fingerprint"

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
@@ -83,6 +84,9 @@ AVSS_MAX_FRAMES = 10
 
 # Number of frames per clip of AVSBench-object (S4 and MS3).
 OBJECT_FRAMES = 5
+
+# Names of the release layouts below (`S4Layout.name`, ...), as extra inputs name them.
+LAYOUT_NAMES = ("s4", "ms3", "avss")
 
 
 def read_metadata(
@@ -178,10 +182,16 @@ class S4Layout:
     """Paths of the Single-source release; `root` is e.g. avsbench_data/Single-source."""
 
     root: Path
+    name: ClassVar[str] = "s4"
 
     @property
     def meta_csv(self) -> Path:
         return self.root / "s4_meta_data.csv"
+
+    @property
+    def frames_root(self) -> Path:
+        """Folder that all frame paths lie under (extra inputs mirror it)."""
+        return self.data / "visual_frames"
 
     @property
     def data(self) -> Path:
@@ -211,10 +221,16 @@ class MS3Layout:
     """Paths of the Multi-sources release; `root` is e.g. avsbench_data/Multi-sources."""
 
     root: Path
+    name: ClassVar[str] = "ms3"
 
     @property
     def meta_csv(self) -> Path:
         return self.root / "ms3_meta_data.csv"
+
+    @property
+    def frames_root(self) -> Path:
+        """Folder that all frame paths lie under (extra inputs mirror it)."""
+        return self.data / "visual_frames"
 
     @property
     def data(self) -> Path:
@@ -242,10 +258,16 @@ class AVSSLayout:
     """Paths of AVSBench-semantic; `root` is e.g. avsbench_data/AVSBench_semantic."""
 
     root: Path
+    name: ClassVar[str] = "avss"
 
     @property
     def meta_csv(self) -> Path:
         return self.root / "metadata.csv"
+
+    @property
+    def frames_root(self) -> Path:
+        """Folder that all frame paths lie under (extra inputs mirror it): the root."""
+        return self.root
 
     @property
     def label2idx(self) -> Path:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from avsbench.data.datasets import Sample, _AVSDataset, avss_class_ids, check_same_size
+from avsbench.data.dataset_base import Sample, _AVSDataset, avss_class_ids, check_same_size
 from avsbench.data.layouts import (
     AVSS_COLUMNS,
     OBJECT_FRAMES,
@@ -49,6 +49,8 @@ class SemanticObjectDataset(_AVSDataset):
     """S4 (v1s) or MS3 (v1m) clips of AVSBench-semantic; root = the `AVSBench_semantic`
     folder. Returns 5-frame binary samples, like `S4Dataset` / `MS3Dataset`."""
 
+    layout_class = AVSSLayout
+
     def __init__(self, root: str | Path, split: str, *, setting: str, **kwargs: Any) -> None:
         if setting not in SEMANTIC_SUBSETS:
             raise ValueError(
@@ -58,7 +60,6 @@ class SemanticObjectDataset(_AVSDataset):
         super().__init__(root, split, **kwargs)
         self.setting = setting
         self.subset = SEMANTIC_SUBSETS[setting]
-        self.layout = AVSSLayout(self.root)
         csv_path = self.layout.meta_csv
         if not csv_path.is_file():
             raise AVSDataError(

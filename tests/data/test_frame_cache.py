@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from avsbench.data import dataset_base as B
 from avsbench.data import datasets as D
 from avsbench.data import frame_cache as FC
 from avsbench.data import frame_cache_build as FB
@@ -121,8 +122,10 @@ def test_sources_cover_every_file_the_datasets_read(toy, avss_root, monkeypatch)
 
         return wrapper
 
-    for name in ("open_image", "load_log_mel", "wav_to_log_mel", "read_metadata"):
-        monkeypatch.setattr(D, name, recording(getattr(D, name)))
+    for module in (D, B):  # datasets.py and the base class's module
+        for name in ("open_image", "load_log_mel", "wav_to_log_mel", "read_metadata"):
+            if name in vars(module):
+                monkeypatch.setattr(module, name, recording(getattr(module, name)))
     cases = [(s, toy[s], split) for s in ("s4", "ms3", "avss") for split in ("train", "val")]
     for setting, root, split in [*cases, ("avss", avss_root, "train")]:
         read.clear()

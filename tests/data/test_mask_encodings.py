@@ -11,7 +11,7 @@ import pytest
 from avs_fixtures import square_mask
 from PIL import Image
 
-from avsbench.data import datasets as D
+from avsbench.data import dataset_base as D
 from avsbench.data.datasets import S4Dataset
 from avsbench.data.layouts import AVSDataError
 
