@@ -33,10 +33,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from avsbench.errors import InputError
 from avsbench.fileio import is_plain_name
 
 
-class AVSDataError(ValueError):
+class AVSDataError(InputError):
     """Bad or missing AVSBench input; the message names the file and the problem."""
 
 
