@@ -41,6 +41,11 @@ class AVSDataError(InputError):
     """Bad or missing AVSBench input; the message names the file and the problem."""
 
 
+class DataNotFoundError(AVSDataError):
+    """The dataset itself is not where it was looked for (its metadata CSV is missing): the
+    data root is wrong, as opposed to a broken file or row in a dataset that is there."""
+
+
 SPLITS = ("train", "val", "test")
 
 # The 23 AVSBench-object (S4) categories, in the order of the official release.
@@ -100,7 +105,7 @@ def read_metadata(
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise AVSDataError(f"{csv_path}: metadata CSV not found; check the dataset root")
+        raise DataNotFoundError(f"{csv_path}: metadata CSV not found; check the dataset root")
     try:
         df = pd.read_csv(
             csv_path, sep=",", dtype=str, keep_default_na=False, skip_blank_lines=False

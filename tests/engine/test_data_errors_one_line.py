@@ -74,3 +74,36 @@ def test_a_broken_sample_is_one_line(tmp_path, s4_toy, capsys, defect, workers):
     assert lines[0].startswith("avsbench: "), err
     assert EXPECTED[defect] in lines[0], err
     assert any(lines[0].startswith(f"avsbench: {path}: ") for path in broken), err
+
+
+def _csv_line(csv: Path, line: int, old: str, new: str) -> None:
+    lines = csv.read_text().split("\n")
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new, 1)
+    csv.write_text("\n".join(lines))
+
+
+def test_a_malformed_csv_row_is_reported_as_such_not_as_missing_data(tmp_path, s4_toy, capsys):
+    root = tmp_path / "Single-source"
+    shutil.copytree(s4_toy, root)
+    csv = S4Layout(root).meta_csv
+    _csv_line(csv, 3, ",train", ",Train")
+    status = cmd_train.main("s4", tiny_flags(root, tmp_path / "logs"))
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.strip() == (
+        f"avsbench: {csv}, line 3: unknown split 'Train' (valid: ['train', 'val', 'test'], "
+        "lower case); fix or remove the row"
+    )
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_missing_metadata_csv_still_says_where_to_set_the_root(tmp_path, s4_toy, capsys):
+    root = tmp_path / "Single-source"
+    shutil.copytree(s4_toy, root)
+    S4Layout(root).meta_csv.unlink()
+    status = cmd_train.main("s4", tiny_flags(root, tmp_path / "logs"))
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert f"AVSBench S4 data not found at {root} ({root / 's4_meta_data.csv'}: " in err, err
+    assert "Fix: set DATA_ROOT in" in err and "Traceback" not in err, err
