@@ -82,6 +82,8 @@ AVSS_COLUMNS = {"vid": 0, "uid": 1, "a_obj": 4, "split": 5, "label": 6}
 
 # Metadata columns that become path components (checked by `check_rows`).
 PATH_COLUMNS = ("name", "category", "video_id", "uid", "label")
+# The column naming a clip (S4, MS3, AVSS): listed once per split (`check_rows`).
+CLIP_COLUMNS = ("name", "video_id", "uid")
 
 # AVSS subsets: label -> number of frames (and of seconds of audio).
 AVSS_SUBSET_FRAMES = {"v1s": 5, "v1m": 5, "v2": 10}
@@ -151,7 +153,10 @@ def check_rows(meta: pd.DataFrame, csv_path: str | Path) -> None:
     """AVSDataError naming the CSV file and line (the index of `meta`) for a row whose
     split is not one of SPLITS, or whose path column (PATH_COLUMNS) is not a plain name:
     empty, '.' / '..', or holding a path separator (absolute paths included), which would
-    read (and, with --save_pred_mask, write) files outside the dataset."""
+    read (and, with --save_pred_mask, write) files outside the dataset; and naming both
+    lines for a clip (CLIP_COLUMNS) listed twice in the same split."""
+    first_line: dict[tuple[str, str], int] = {}  # (clip, split) -> its first line
+    clip_column = next((c for c in CLIP_COLUMNS if c in meta.columns), None)
     for line, row in meta.iterrows():
         where = f"{csv_path}, line {line}"
         if "split" in row and row["split"] not in SPLITS:
@@ -166,6 +171,15 @@ def check_rows(meta: pd.DataFrame, csv_path: str | Path) -> None:
                     "'\\', '..' or absolute paths: it becomes a path under the dataset root); "
                     "fix or remove the row"
                 )
+        if clip_column is not None and "split" in row:
+            key = (row[clip_column], row["split"])
+            if key in first_line:
+                raise AVSDataError(
+                    f"{csv_path}, lines {first_line[key]} and {line}: clip {key[0]!r} appears "
+                    f"twice in split {key[1]!r} (it would be trained or tested twice); remove "
+                    "one of the rows"
+                )
+            first_line[key] = int(line)
 
 
 def select_split(df: pd.DataFrame, split: str, csv_path: str | Path) -> pd.DataFrame:

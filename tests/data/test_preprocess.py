@@ -11,6 +11,7 @@ import soundfile as sf
 
 from avsbench.data import audio, preprocess
 from avsbench.data.datasets import MS3Dataset, S4Dataset
+from avsbench.data.layouts import AVSDataError
 
 av = pytest.importorskip("av")
 
@@ -202,3 +203,14 @@ def test_read_frames_keeps_the_published_index_rule_at_29_97_fps(tmp_path):
     assert all(f.shape == (224, 224, 3) for f in frames)
     assert [frame_index(f) for f in frames] == preprocess.frame_indices(29.97, 5)
     assert preprocess.frame_indices(29.97, 5) == [28, 58, 88, 118, 148]
+
+
+def test_a_duplicated_row_is_refused_before_any_clip_is_processed(s4_raw):
+    csv = s4_raw / "s4_meta_data.csv"
+    csv.write_text(csv.read_text() + "shortOne001,2,race_car,val\n")
+    with pytest.raises(AVSDataError) as caught:
+        preprocess.preprocess("s4", s4_raw, progress=False)
+    assert str(caught.value).startswith(
+        f"{csv}, lines 3 and 5: clip 'shortOne001' appears twice in split 'val'"
+    )
+    assert not (s4_raw / "s4_data/visual_frames").exists()
