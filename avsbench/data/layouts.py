@@ -27,6 +27,7 @@ so that one reader serves the real and the synthetic data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,12 +142,25 @@ def read_metadata(
         if name != "start":
             out[name] = out[name].astype(str).str.strip()
     if "start" in out.columns:
-        try:
-            out["start"] = out["start"].astype(float)
-        except ValueError as exc:
-            raise AVSDataError(f"{csv_path}: column 'start' must be numbers ({exc})") from exc
+        out["start"] = [
+            _start_seconds(value, csv_path, line) for line, value in out["start"].items()
+        ]
     check_rows(out, csv_path)
     return out.reset_index(drop=True)
+
+
+def _start_seconds(value: str, csv_path: Path, line: object) -> float:
+    """A row's `start` as seconds; AVSDataError naming the line unless a finite number."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise AVSDataError(
+            f"{csv_path}, line {line}: start {value!r} is not a number of seconds (the clip's "
+            "start in its source video, e.g. 0); fix the row"
+        )
+    return seconds
 
 
 def check_rows(meta: pd.DataFrame, csv_path: str | Path) -> None:

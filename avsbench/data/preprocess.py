@@ -49,8 +49,14 @@ from avsbench.data.layouts import (
     S4Layout,
     read_metadata,
 )
+from avsbench.errors import InputError
 from avsbench.media.audio import decode_audio
-from avsbench.media.video import FrameSampler, MediaError, published_frame_indices
+from avsbench.media.video import (
+    FrameSampler,
+    MediaError,
+    probe_video,
+    published_frame_indices,
+)
 
 FRAME_SIZE = 224  # frames are written 224 x 224
 
@@ -101,6 +107,8 @@ class ClipJob:
     frame_path: Callable[[int], Path]  # 1-based frame index -> PNG path
     wav: Path
     log_mel: Path  # the .pkl; the .npy goes next to it
+    start: float | None = None  # S4: the CSV's start (seconds), which sets `seconds`
+    meta_csv: Path | None = None
 
     def outputs(self) -> list[Path]:
         frames = [self.frame_path(i) for i in range(1, self.seconds + 1)]
@@ -112,6 +120,8 @@ class ClipJob:
 
 def process_clip(job: ClipJob) -> None:
     """Frames, wav, .pkl and .npy of one clip (written only after decoding succeeded)."""
+    if job.seconds < 1 and job.start is not None:
+        raise AVSDataError(start_past_the_end(job))
     frames = read_frames(job.video, job.seconds)
     waveform = read_audio(job.video)
     for i, rgb in enumerate(frames, start=1):
@@ -124,6 +134,19 @@ def process_clip(job: ClipJob) -> None:
     examples = clip_log_mel(wav_to_log_mel(job.wav), OBJECT_FRAMES, pad="repeat")
     save_log_mel_pkl(job.log_mel, examples[:, None])  # [5, 1, 96, 64]
     save_log_mel_npy(job.log_mel, examples[:, None])
+
+
+def start_past_the_end(job: ClipJob) -> str:
+    """Why a clip whose start leaves no second to sample (start > 9) fails, with the
+    video's duration."""
+    try:
+        duration = f"{probe_video(job.video).header_duration or 0.0:.2f} s long"
+    except MediaError as exc:
+        duration = f"its duration unknown: {exc}"
+    return (
+        f"{job.video}: start {job.start:g} s (in {job.meta_csv}) is past the video's end "
+        f"({duration}; the clip keeps 10 - start seconds when start > 5): fix the row's start"
+    )
 
 
 def s4_jobs(root: Path, splits: tuple[str, ...] = SPLITS) -> list[ClipJob]:
@@ -144,6 +167,8 @@ def s4_jobs(root: Path, splits: tuple[str, ...] = SPLITS) -> list[ClipJob]:
                 frame_path=frame_path,
                 wav=lay.wav(split, category, name),
                 log_mel=lay.log_mel(split, category, name),
+                start=start,
+                meta_csv=lay.meta_csv,
             )
         )
     return jobs
@@ -230,8 +255,8 @@ def run(args: argparse.Namespace) -> int:
     root = args.root or DEFAULT_ROOTS[args.setting]
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     bad = [s for s in splits if s not in SPLITS]
-    if bad:
-        raise ValueError(f"unknown split(s) {bad}; valid: {list(SPLITS)}")
+    if bad or not splits:
+        raise InputError(f"--splits {args.splits}: unknown split(s) {bad}; use {','.join(SPLITS)}")
     report = preprocess(
         args.setting, root, splits=splits, overwrite=args.overwrite, progress=not args.quiet
     )

@@ -214,3 +214,20 @@ def test_a_duplicated_row_is_refused_before_any_clip_is_processed(s4_raw):
         f"{csv}, lines 3 and 5: clip 'shortOne001' appears twice in split 'val'"
     )
     assert not (s4_raw / "s4_data/visual_frames").exists()
+
+
+def test_a_start_past_the_video_end_says_so_with_the_duration(tmp_path):
+    root = tmp_path / "Single-source"
+    video = root / "s4_data/raw_videos/test/race_car/lateStart01.mp4"
+    make_video(video, 3, 10)
+    csv = root / "s4_meta_data.csv"
+    csv.write_text("name,start,category,split\nlateStart01,12,race_car,test\n")
+    report = preprocess.preprocess("s4", root, progress=False)
+    assert report["failed"] == [
+        (
+            video,
+            f"{video}: start 12 s (in {csv}) is past the video's end (3.00 s long; the clip "
+            "keeps 10 - start seconds when start > 5): fix the row's start",
+        )
+    ]
+    assert not (root / "s4_data/visual_frames").exists()
