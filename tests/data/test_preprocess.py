@@ -231,3 +231,35 @@ def test_a_start_past_the_video_end_says_so_with_the_duration(tmp_path):
         )
     ]
     assert not (root / "s4_data/visual_frames").exists()
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    data = root / "s4_data"
+    return {
+        p.relative_to(data).as_posix(): p.read_bytes()
+        for p in sorted(data.rglob("*"))
+        if p.is_file() and "raw_videos" not in p.parts
+    }
+
+
+def test_a_clip_failing_half_way_leaves_no_output(s4_raw):
+    """0.5 s of video: the frames and the wav decode, the log-mel fails (audio < 0.975 s)."""
+    video = s4_raw / "s4_data/raw_videos/train/dog_barking/longOne0001.mp4"
+    make_video(video, 0.5, 10)
+    report = preprocess.preprocess("s4", s4_raw, splits=("train",), progress=False)
+    assert [v for v, _ in report["failed"]] == [video]
+    assert "audio too short" in report["failed"][0][1]
+    assert _outputs(s4_raw) == {}
+    assert not [p for p in (s4_raw / "s4_data").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_failed_redo_keeps_the_previous_outputs(s4_raw):
+    report = preprocess.preprocess("s4", s4_raw, splits=("train",), progress=False)
+    assert len(report["done"]) == 1
+    before = _outputs(s4_raw)
+    assert len(before) == 5 + 4  # frames, wav, .pkl, .npy and its link to the .pkl
+    make_video(s4_raw / "s4_data/raw_videos/train/dog_barking/longOne0001.mp4", 0.5, 10)
+    report = preprocess.preprocess("s4", s4_raw, splits=("train",), overwrite=True,
+                                   progress=False)  # fmt: skip
+    assert len(report["failed"]) == 1
+    assert _outputs(s4_raw) == before
