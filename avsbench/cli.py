@@ -12,7 +12,7 @@ from avsbench.fileio import WriteError
 # command -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS = {
     "make-toy-data": ("avsbench.data.synthetic", "write a synthetic AVSBench (S4, MS3, AVSS)"),
-    "preprocess": ("avsbench.data.preprocess", "raw videos -> the official AVSBench layouts"),
+    "preprocess": ("avsbench.preprocess", "raw videos -> the official AVSBench layouts"),
     "predict": ("avsbench.predict", "segment the sounding objects of any video file"),
 }
 

@@ -2,7 +2,7 @@
 
 Follows the public AVSBench release (Zhou et al., ECCV 2022; IJCV 2024) as described in
 avsbench_data/README.md. The synthetic generator (`synthetic.py`), the preprocessing
-(`preprocess.py`) and the datasets (`datasets.py`) all build paths through these classes,
+(`avsbench/preprocess.py`) and the datasets (`datasets.py`) all build paths through these classes,
 so that one reader serves the real and the synthetic data.
 
     S4   <root>/s4_meta_data.csv                          name, start, category, split

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avsbench.data import audio, preprocess
+from avsbench import preprocess
+from avsbench.data import audio
 from avsbench.data.datasets import MS3Dataset, S4Dataset
 from avsbench.data.layouts import AVSDataError
 
