@@ -15,7 +15,7 @@ from PIL import Image
 
 from avsbench.data.audio import save_log_mel_pkl
 from avsbench.data.layouts import S4_COLUMNS, S4Layout, read_metadata
-from avsbench.engine import cmd_train
+from avsbench.engine import cmd_test, cmd_train
 
 
 def _train_clips(root: Path) -> list[tuple[str, str]]:
@@ -107,3 +107,26 @@ def test_a_missing_metadata_csv_still_says_where_to_set_the_root(tmp_path, s4_to
     assert status == 2, err
     assert f"AVSBench S4 data not found at {root} ({root / 's4_meta_data.csv'}: " in err, err
     assert "Fix: set DATA_ROOT in" in err and "Traceback" not in err, err
+
+
+def test_test_sh_stops_on_a_broken_test_clip_with_one_line(tmp_path, s4_toy, capsys):
+    root = tmp_path / "Single-source"
+    shutil.copytree(s4_toy, root)
+    logs = tmp_path / "logs"
+    assert cmd_train.main("s4", tiny_flags(root, logs, max_steps_per_epoch=1)) == 0
+    (weights,) = logs.glob("*/checkpoints/S4_best.pth")
+    meta = read_metadata(S4Layout(root).meta_csv, S4_COLUMNS, ("name", "category", "split"))
+    frames = [S4Layout(root).frame("test", c, n, 2) for n, c, s in meta.itertuples(index=False)
+              if s == "test"]  # fmt: skip
+    for frame in frames:
+        frame.unlink()
+    capsys.readouterr()
+    argv = ["--synthetic", "--data_root", str(root), "--weights", str(weights), "--image_size",
+            "64", "--decoder_channels", "16", "--num_workers", "2", "--device", "cpu",
+            "--log_dir", str(tmp_path / "test_logs")]  # fmt: skip
+    status = cmd_test.main("s4", argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert any(err.strip() == f"avsbench: {frame}: missing frame" for frame in frames), err
+    assert not (tmp_path / "test_logs").exists() or not any((tmp_path / "test_logs").iterdir())
