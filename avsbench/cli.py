@@ -6,10 +6,13 @@ import argparse
 import importlib
 import sys
 
+from avsbench.errors import InputError
+from avsbench.fileio import WriteError
+
 # command -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS = {
     "make-toy-data": ("avsbench.data.synthetic", "write a synthetic AVSBench (S4, MS3, AVSS)"),
-    "preprocess": ("avsbench.data.preprocess", "raw videos -> the official AVSBench layouts"),
+    "preprocess": ("avsbench.preprocess", "raw videos -> the official AVSBench layouts"),
     "predict": ("avsbench.predict", "segment the sounding objects of any video file"),
 }
 
@@ -29,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except (InputError, FileExistsError) as err:  # a bad flag or file: one line, no traceback
+        print(f"avsbench: {err}", file=sys.stderr)
+        return 2
+    except WriteError as err:  # disk full, read-only folder
+        print(f"avsbench: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

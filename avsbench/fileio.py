@@ -4,19 +4,21 @@ a half-written file behind.
 The data goes to a hidden temporary file in the target's folder (same file system, so the
 final `os.replace` is atomic), is flushed to disk, and only then replaces the target.
 `atomic_write` takes any writer (checkpoints, pictures); `atomic_write_json` and
-`atomic_save_npy` are the two formats the engine writes itself. The temporary file's name
+`atomic_save_npy` are the two formats the engine writes itself; `atomic_write_all` writes
+several files that belong together (a preprocessed clip) as one. The temporary file's name
 holds the writer's pid, `.<name>.<pid>-<token>.tmp`, so that `remove_stale_temporaries`
 can tell those of dead processes (kill -9) from those being written (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,52 @@ def atomic_write(
     if durable:
         _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_all(
+    writes: Mapping[Path, Callable[[Path], None]], *, durable: bool = True
+) -> list[Path]:
+    """Several files as one: each `write(tmp)` on a temporary file next to its path, in
+    order, and only when all succeeded every temporary renamed into place.
+
+    A failure while writing (a writer's error, disk full) removes the temporaries and the
+    folders made for them and propagates, leaving every previous file as it was (an
+    OSError becomes a WriteError). Only a crash between the renames, which take
+    microseconds, could leave a mix of new and previous files."""
+    pending: list[tuple[Path, Path]] = []  # (temporary, target)
+    made: list[Path] = []  # folders made here, parents first
+    path = Path()
+    try:
+        for path, write in writes.items():
+            path = Path(path)
+            missing = [p for p in reversed(path.parents) if not p.exists()]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made += missing
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent
+            )
+            os.close(fd)
+            pending.append((Path(tmp_name), path))
+            write(Path(tmp_name))
+            if durable:
+                with open(tmp_name, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.chmod(tmp_name, 0o666 & ~_umask())
+    except BaseException as err:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise _write_error(path, err) from err
+        raise
+    for tmp, target in pending:
+        os.replace(tmp, target)
+    if durable:
+        for folder in {target.parent for _, target in pending}:
+            _fsync_dir(folder)
+    return [target for _, target in pending]
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -1,13 +1,20 @@
 """The one atomic writer: permissions, no leftovers, the old file kept on failure, JSON and
 .npy round trips."""
 
+import errno
 import os
 import stat
 
 import numpy as np
 import pytest
 
-from avsbench.fileio import atomic_save_npy, atomic_write, atomic_write_json
+from avsbench.fileio import (
+    WriteError,
+    atomic_save_npy,
+    atomic_write,
+    atomic_write_all,
+    atomic_write_json,
+)
 
 
 def test_atomic_write_gives_umask_permissions_and_no_leftovers(tmp_path):
@@ -81,3 +88,23 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path):
     assert str(info.value) == f"cannot write {target}: disk full; the previous file is kept"
     assert info.value.errno == errno.ENOSPC
     assert target.read_bytes() == b"previous" and list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_write_all_writes_every_file_or_none(tmp_path):
+    kept, new_dir = tmp_path / "kept.bin", tmp_path / "new" / "deeper"
+    kept.write_bytes(b"old")
+
+    def disk_full(tmp):
+        tmp.write_bytes(b"ha")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writes = {kept: lambda tmp: tmp.write_bytes(b"new"), new_dir / "b.bin": disk_full}
+    with pytest.raises(WriteError, match=r"b\.bin: disk full"):
+        atomic_write_all(writes)
+    assert kept.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bin"]  # no temporary, no folder
+
+    writes[new_dir / "b.bin"] = lambda tmp: tmp.write_bytes(b"b")
+    assert atomic_write_all(writes) == [kept, new_dir / "b.bin"]
+    assert kept.read_bytes() == b"new" and (new_dir / "b.bin").read_bytes() == b"b"
+    assert sorted(p.name for p in new_dir.iterdir()) == ["b.bin"]

@@ -1,6 +1,7 @@
-"""AVSBench data: official layouts, datasets, the VGGish front end, the AVSS palette,
-synthetic data (`avsbench make-toy-data`) and raw-video preprocessing (`avsbench
-preprocess`)."""
+"""AVSBench data: official layouts, datasets, the VGGish front end, the AVSS palette and
+synthetic data (`avsbench make-toy-data`). It never imports `avsbench.media`, which reads
+through it; raw-video preprocessing (`avsbench preprocess`), a command over both, is
+`avsbench.preprocess`."""
 
 from avsbench.data.audio import (
     clip_log_mel,

@@ -13,13 +13,18 @@ code (avsbench_data/README.md, "Log-mel examples"):
 Log-mel files: the official `.pkl` is `pickle.dump` of a float32 torch tensor
 [5, 1, 96, 64]. Unpickling runs code named in the file, so `load_log_mel_pkl` uses a
 restricted unpickler that admits only the three globals a pickled tensor needs; the safe
-cache format is `.npy` (no pickle), preferred when present.
+cache format is `.npy` (no pickle), preferred when it was computed from the `.pkl` beside
+it (a sidecar `<name>.npy.json` records that `.pkl`'s size, mtime and sha256); a `.pkl`
+changed since is read instead, so a stale cache never wins.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
+import json
+import logging
 import pickle
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +34,7 @@ import soundfile as sf
 import torch
 
 from avsbench.data.layouts import AVSDataError
+from avsbench.fileio import atomic_save_npy, atomic_write, atomic_write_json
 
 # ---------------------------------------------------------------------------------------
 # VGGish front-end constants (as in torchvggish vggish_params.py)
@@ -277,33 +283,92 @@ def check_finite(examples: np.ndarray, path: str | Path) -> np.ndarray:
     return examples
 
 
-def save_log_mel_pkl(path: str | Path, examples: np.ndarray) -> None:
-    """Write log-mel examples as the official `.pkl`: pickle.dump of a float32 tensor."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def log_mel_pkl_bytes(examples: np.ndarray) -> bytes:
+    """The official `.pkl` of log-mel examples: pickle of a float32 tensor."""
     tensor = torch.from_numpy(np.ascontiguousarray(examples, dtype=np.float32))
-    with open(path, "wb") as f:
-        pickle.dump(tensor, f)
+    return pickle.dumps(tensor)
+
+
+def save_log_mel_pkl(path: str | Path, examples: np.ndarray) -> None:
+    """Write log-mel examples as the official `.pkl` (atomically)."""
+    data = log_mel_pkl_bytes(examples)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), durable=False)
+
+
+# The `.npy` cache is linked to the `.pkl` beside it by a sidecar, `<name>.npy.json`:
+# {"pkl_size", "pkl_mtime_ns", "pkl_sha256"} of the `.pkl` when the `.npy` was written.
+def npy_link_path(npy_path: Path) -> Path:
+    """The sidecar linking `npy_path` to its `.pkl`."""
+    return npy_path.with_name(npy_path.name + ".json")
+
+
+def pkl_stamp(size: int, mtime_ns: int, data: bytes) -> dict:
+    """What a `.npy`'s sidecar records of the `.pkl` it was computed beside."""
+    return {"pkl_size": size, "pkl_mtime_ns": mtime_ns, "pkl_sha256": _sha256(data)}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def save_log_mel_npy(path: str | Path, examples: np.ndarray) -> None:
-    """Write log-mel examples to the safe cache format (`.npy`, no pickle)."""
-    path = Path(path).with_suffix(".npy")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.ascontiguousarray(examples, dtype=np.float32), allow_pickle=False)
+    """Write log-mel examples to the safe cache format (`.npy` next to the `.pkl` path
+    `path`, no pickle), atomically, with its sidecar recording the `.pkl` beside it (when
+    there is one) so that a later change of that `.pkl` is noticed (`load_log_mel`)."""
+    pkl = Path(path).with_suffix(".pkl")
+    npy = pkl.with_suffix(".npy")
+    link = npy_link_path(npy)
+    stamp = None
+    if pkl.is_file():
+        stat = pkl.stat()
+        stamp = pkl_stamp(stat.st_size, stat.st_mtime_ns, pkl.read_bytes())
+    atomic_save_npy(npy, np.ascontiguousarray(examples, dtype=np.float32), durable=False)
+    if stamp is not None:
+        atomic_write_json(link, stamp)
+    else:
+        link.unlink(missing_ok=True)
+
+
+def npy_matches_pkl(npy_path: Path, pkl_path: Path) -> bool:
+    """Whether the `.npy` cache was computed beside this very `.pkl`: its sidecar's size
+    and mtime match the `.pkl` (or, the mtime changed, its sha256 still does)."""
+    try:
+        stamp = json.loads(npy_link_path(npy_path).read_text())
+        stat = pkl_path.stat()
+    except (OSError, ValueError):
+        return False  # no sidecar (another writer, an older version): not linked
+    if not isinstance(stamp, dict) or stamp.get("pkl_size") != stat.st_size:
+        return False
+    if stamp.get("pkl_mtime_ns") == stat.st_mtime_ns:
+        return True
+    return stamp.get("pkl_sha256") == _sha256(pkl_path.read_bytes())
+
+
+_warned_stale: set[str] = set()  # .npy files already warned about (once per process)
 
 
 def load_log_mel(pkl_path: str | Path) -> np.ndarray:
-    """Log-mel examples of a clip, float32: the `.npy` next to `pkl_path` if present,
-    else the `.pkl` (read safely). Raises AVSDataError when neither exists."""
+    """Log-mel examples of a clip, float32: the `.npy` next to `pkl_path` when there is no
+    `.pkl` or the `.npy` was computed from this `.pkl` (`npy_matches_pkl`), else the
+    `.pkl` (read safely; a stale `.npy` is warned about once). Raises AVSDataError when
+    neither exists."""
     pkl_path = Path(pkl_path)
     npy_path = pkl_path.with_suffix(".npy")
-    if npy_path.is_file():
+    has_pkl = pkl_path.is_file()
+    if npy_path.is_file() and (not has_pkl or npy_matches_pkl(npy_path, pkl_path)):
         try:
             examples = np.load(npy_path, allow_pickle=False).astype(np.float32, copy=False)
         except Exception as exc:
             raise AVSDataError(f"{npy_path}: cannot read the log-mel cache ({exc})") from exc
         return check_finite(examples, npy_path)
-    if not pkl_path.is_file():
+    if not has_pkl:
         raise AVSDataError(f"{pkl_path}: log-mel file not found (nor {npy_path.name})")
+    if npy_link_path(npy_path).is_file() and str(npy_path) not in _warned_stale:
+        _warned_stale.add(str(npy_path))
+        logging.getLogger("avsbench").warning(
+            "%s changed after %s was computed from it: reading the .pkl; rerun "
+            "`avsbench preprocess --overwrite` (or delete the .npy) to refresh the cache",
+            pkl_path,
+            npy_path,
+        )
     return load_log_mel_pkl(pkl_path)

@@ -2,7 +2,7 @@
 
 Follows the public AVSBench release (Zhou et al., ECCV 2022; IJCV 2024) as described in
 avsbench_data/README.md. The synthetic generator (`synthetic.py`), the preprocessing
-(`preprocess.py`) and the datasets (`datasets.py`) all build paths through these classes,
+(`avsbench/preprocess.py`) and the datasets (`datasets.py`) all build paths through these classes,
 so that one reader serves the real and the synthetic data.
 
     S4   <root>/s4_meta_data.csv                          name, start, category, split
@@ -27,6 +27,7 @@ so that one reader serves the real and the synthetic data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,17 @@ from typing import ClassVar
 
 import pandas as pd
 
+from avsbench.errors import InputError
 from avsbench.fileio import is_plain_name
 
 
-class AVSDataError(ValueError):
+class AVSDataError(InputError):
     """Bad or missing AVSBench input; the message names the file and the problem."""
+
+
+class DataNotFoundError(AVSDataError):
+    """The dataset itself is not where it was looked for (its metadata CSV is missing): the
+    data root is wrong, as opposed to a broken file or row in a dataset that is there."""
 
 
 SPLITS = ("train", "val", "test")
@@ -77,6 +84,8 @@ AVSS_COLUMNS = {"vid": 0, "uid": 1, "a_obj": 4, "split": 5, "label": 6}
 
 # Metadata columns that become path components (checked by `check_rows`).
 PATH_COLUMNS = ("name", "category", "video_id", "uid", "label")
+# The column naming a clip (S4, MS3, AVSS): listed once per split (`check_rows`).
+CLIP_COLUMNS = ("name", "video_id", "uid")
 
 # AVSS subsets: label -> number of frames (and of seconds of audio).
 AVSS_SUBSET_FRAMES = {"v1s": 5, "v1m": 5, "v2": 10}
@@ -103,7 +112,7 @@ def read_metadata(
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise AVSDataError(f"{csv_path}: metadata CSV not found; check the dataset root")
+        raise DataNotFoundError(f"{csv_path}: metadata CSV not found; check the dataset root")
     try:
         df = pd.read_csv(
             csv_path, sep=",", dtype=str, keep_default_na=False, skip_blank_lines=False
@@ -137,19 +146,35 @@ def read_metadata(
         if name != "start":
             out[name] = out[name].astype(str).str.strip()
     if "start" in out.columns:
-        try:
-            out["start"] = out["start"].astype(float)
-        except ValueError as exc:
-            raise AVSDataError(f"{csv_path}: column 'start' must be numbers ({exc})") from exc
+        out["start"] = [
+            _start_seconds(value, csv_path, line) for line, value in out["start"].items()
+        ]
     check_rows(out, csv_path)
     return out.reset_index(drop=True)
+
+
+def _start_seconds(value: str, csv_path: Path, line: object) -> float:
+    """A row's `start` as seconds; AVSDataError naming the line unless a finite number."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise AVSDataError(
+            f"{csv_path}, line {line}: start {value!r} is not a number of seconds (the clip's "
+            "start in its source video, e.g. 0); fix the row"
+        )
+    return seconds
 
 
 def check_rows(meta: pd.DataFrame, csv_path: str | Path) -> None:
     """AVSDataError naming the CSV file and line (the index of `meta`) for a row whose
     split is not one of SPLITS, or whose path column (PATH_COLUMNS) is not a plain name:
     empty, '.' / '..', or holding a path separator (absolute paths included), which would
-    read (and, with --save_pred_mask, write) files outside the dataset."""
+    read (and, with --save_pred_mask, write) files outside the dataset; and naming both
+    lines for a clip (CLIP_COLUMNS) listed twice in the same split."""
+    first_line: dict[tuple[str, str], int] = {}  # (clip, split) -> its first line
+    clip_column = next((c for c in CLIP_COLUMNS if c in meta.columns), None)
     for line, row in meta.iterrows():
         where = f"{csv_path}, line {line}"
         if "split" in row and row["split"] not in SPLITS:
@@ -164,6 +189,15 @@ def check_rows(meta: pd.DataFrame, csv_path: str | Path) -> None:
                     "'\\', '..' or absolute paths: it becomes a path under the dataset root); "
                     "fix or remove the row"
                 )
+        if clip_column is not None and "split" in row:
+            key = (row[clip_column], row["split"])
+            if key in first_line:
+                raise AVSDataError(
+                    f"{csv_path}, lines {first_line[key]} and {line}: clip {key[0]!r} appears "
+                    f"twice in split {key[1]!r} (it would be trained or tested twice); remove "
+                    "one of the rows"
+                )
+            first_line[key] = int(line)
 
 
 def select_split(df: pd.DataFrame, split: str, csv_path: str | Path) -> pd.DataFrame:

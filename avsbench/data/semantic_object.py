@@ -36,6 +36,7 @@ from avsbench.data.layouts import (
     OBJECT_FRAMES,
     AVSDataError,
     AVSSLayout,
+    DataNotFoundError,
     read_metadata,
     select_split,
 )
@@ -62,7 +63,7 @@ class SemanticObjectDataset(_AVSDataset):
         self.subset = SEMANTIC_SUBSETS[setting]
         csv_path = self.layout.meta_csv
         if not csv_path.is_file():
-            raise AVSDataError(
+            raise DataNotFoundError(
                 f"{csv_path}: metadata CSV not found. --data_source semantic reads the "
                 "AVSBench-semantic release: point the data root at its AVSBench_semantic folder"
             )

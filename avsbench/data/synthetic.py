@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import colorsys
 import json
+import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ from avsbench.data.layouts import (
     S4Layout,
 )
 from avsbench.data.palette import CLASS_NAMES, encode_color_mask, write_label2idx
+from avsbench.errors import InputError
 
 ROOT_NAMES = {name: row.dataset_folder for name, row in SETTINGS.items()}  # setting -> folder
 TRUTH_FILE = "toy_truth.json"
@@ -627,17 +630,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic data")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
+    """The settings of `args`; InputError naming the flag and the fix for a bad flag, or
+    for --overwrite on a dataset root that is a link (it would replace the link's target)."""
+    valid = ",".join(WRITERS)
     settings = tuple(s.strip() for s in args.settings.split(",") if s.strip())
+    unknown = [s for s in settings if s not in WRITERS]
+    if unknown or not settings:
+        raise InputError(f"--settings {args.settings}: unknown setting(s) {unknown}; use {valid}")
+    if not 2 <= args.num_categories <= len(S4_CATEGORIES):
+        raise InputError(
+            f"--num-categories {args.num_categories}: use 2..{len(S4_CATEGORIES)} categories"
+        )
+    if not (math.isfinite(args.scale) and args.scale > 0):
+        raise InputError(f"--scale {args.scale:g}: must be a positive number (1 = full size)")
+    for setting in settings:
+        root = Path(args.out) / ROOT_NAMES[setting]
+        if args.overwrite and root.is_symlink():
+            raise InputError(
+                f"{root} is a symbolic link (to {os.readlink(root)}); --overwrite replaces "
+                "only a real folder: remove the link or pass --out another folder"
+            )
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = check_arguments(args)
     start = time.perf_counter()
-    roots = make_toy_data(
-        args.out,
-        seed=args.seed,
-        scale=args.scale,
-        settings=settings,
-        num_categories=args.num_categories,
-        overwrite=args.overwrite,
-    )
+    try:
+        roots = make_toy_data(
+            args.out,
+            seed=args.seed,
+            scale=args.scale,
+            settings=settings,
+            num_categories=args.num_categories,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError:  # a root holding data, named with the fix: one line (cli.main)
+        raise
+    except OSError as err:  # --out is a file, or cannot be written
+        where = err.filename or args.out
+        raise InputError(
+            f"{where}: {err.strerror or err}; pass --out a folder you can write to"
+        ) from err
     for setting, root in roots.items():
         print(f"{setting}: {root}")
     print(f"done in {time.perf_counter() - start:.1f} s")

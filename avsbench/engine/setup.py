@@ -28,7 +28,7 @@ from avsbench.engine.distributed import (
 )
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
-from avsbench.errors import SetupError
+from avsbench.errors import InputError, SetupError, error_line
 from avsbench.fileio import WriteError, remove_stale_temporaries
 
 logger = logging.getLogger(runs.LOGGER_NAME)
@@ -42,15 +42,21 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse
 def run_command(run: Callable[[], Any]) -> int:
     """Run a command's body; the exit status of `train.py` / `test.py`.
 
-    SetupError: one message without a traceback (once, from rank 0), status 2; a non-finite
-    loss: logged, 1; a file that cannot be written (fileio.WriteError: disk full, read-only
-    folder): one message, 1; Ctrl-C: 130. Logs are closed and the process group is left always."""
+    SetupError: one message without a traceback (once, from rank 0), status 2; bad input met
+    while running (errors.InputError, such as a dataset's AVSDataError for a broken file,
+    raised here or in a DataLoader worker): its one line, from the process that met it, 2;
+    a non-finite loss: logged, 1; a file that cannot be written (fileio.WriteError: disk
+    full, read-only folder): one message, 1; Ctrl-C: 130. Logs are closed and the process
+    group is left always."""
     try:
         run()
         return 0
     except SetupError as err:
         if os.environ.get("RANK", "0") == "0":  # one message, not one per process
             print(f"\navsbench: {err}", file=sys.stderr)
+        return 2
+    except InputError as err:  # a worker's copy holds the worker traceback: `error_line`
+        print(f"\navsbench: {error_line(err)}", file=sys.stderr)
         return 2
     except FloatingPointError as err:
         logger.error("%s", err)

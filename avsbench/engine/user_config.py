@@ -172,5 +172,12 @@ def check_files(cfg: C.Config, user: UserConfig, *, need_backbone: bool = True) 
 
 
 def explain_data_error(err: Exception, cfg: C.Config, user: UserConfig) -> SetupError:
-    """Wrap a dataset error (missing metadata, frames...) with where to fix it."""
-    return SetupError(missing_data_message(cfg.model.setting, cfg.data.root, user, str(err)))
+    """A dataset error as one SetupError: when the data root or its metadata CSV is missing
+    (layouts.DataNotFoundError), with where to set DATA_ROOT; otherwise (a malformed row, a
+    broken file of a dataset that is there) its own message, which names the file, line
+    and problem."""
+    from avsbench.data.layouts import DataNotFoundError
+
+    if isinstance(err, DataNotFoundError) or not Path(cfg.data.root).is_dir():
+        return SetupError(missing_data_message(cfg.model.setting, cfg.data.root, user, str(err)))
+    return SetupError(str(err))

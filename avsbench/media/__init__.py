@@ -1,6 +1,6 @@
 """The media layer: reading videos and their audio, and writing what predict produces.
 
-Used by `avsbench preprocess` (avsbench.data.preprocess) and `avsbench predict`
+Used by `avsbench preprocess` (avsbench.preprocess) and `avsbench predict`
 (avsbench.predict); docs/PREDICT.md states the rules.
 
     video.py    probe_video, VideoFrames, FrameSampler (frame on screen at j/N + 15/16 s, or

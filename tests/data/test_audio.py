@@ -230,3 +230,47 @@ def test_non_finite_log_mel_fails_in_the_dataset(s4_root):
     audio.save_log_mel_pkl(pkl, examples)
     with pytest.raises(AVSDataError, match=rf"{pkl.name}: the log-mel holds"):
         S4Dataset(s4_root, "train")[0]
+
+
+def _log_mel(value: float) -> np.ndarray:
+    return np.full((5, 1, 96, 64), value, np.float32)
+
+
+@pytest.mark.parametrize("same_size", [True, False])
+def test_a_stale_npy_never_wins_over_a_changed_pkl(tmp_path, same_size):
+    pkl = tmp_path / "clip.pkl"
+    audio.save_log_mel_pkl(pkl, _log_mel(1.0))
+    audio.save_log_mel_npy(pkl, _log_mel(1.0))
+    np.testing.assert_array_equal(audio.load_log_mel(pkl), _log_mel(1.0))
+    size = pkl.stat().st_size
+    changed = _log_mel(7.0) if same_size else np.full((6, 1, 96, 64), 7.0, np.float32)
+    audio.save_log_mel_pkl(pkl, changed)  # the official file replaced, the cache not
+    assert (pkl.stat().st_size == size) == same_size
+    np.testing.assert_array_equal(audio.load_log_mel(pkl), changed)
+
+
+def test_a_touched_but_unchanged_pkl_keeps_its_npy(tmp_path):
+    pkl, npy = tmp_path / "clip.pkl", tmp_path / "clip.npy"
+    audio.save_log_mel_pkl(pkl, _log_mel(1.0))
+    audio.save_log_mel_npy(pkl, _log_mel(2.0))  # the cache, linked to this .pkl
+    later = pkl.stat().st_mtime_ns + 5_000_000_000
+    os.utime(pkl, ns=(later, later))  # same bytes, new mtime (a copy, a checkout)
+    np.testing.assert_array_equal(audio.load_log_mel(pkl), _log_mel(2.0))
+    assert npy.is_file()
+
+
+def test_an_npy_without_its_link_is_not_trusted_beside_a_pkl(tmp_path):
+    pkl = tmp_path / "clip.pkl"
+    audio.save_log_mel_pkl(pkl, _log_mel(1.0))
+    np.save(tmp_path / "clip.npy", _log_mel(3.0))  # written by something else, no sidecar
+    np.testing.assert_array_equal(audio.load_log_mel(pkl), _log_mel(1.0))
+
+
+def test_the_dataset_reads_the_changed_pkl_not_the_stale_npy(s4_root):
+    from avsbench.data.datasets import S4Dataset
+
+    pkl = next((s4_root / "s4_data" / "audio_log_mel" / "train").rglob("*.pkl"))
+    audio.save_log_mel_npy(pkl, audio.load_log_mel_pkl(pkl))
+    assert pkl.with_suffix(".npy").is_file()
+    audio.save_log_mel_pkl(pkl, _log_mel(0.25))
+    np.testing.assert_array_equal(S4Dataset(s4_root, "train")[0]["audio"].numpy(), _log_mel(0.25))

@@ -64,3 +64,37 @@ def test_line_numbers_count_blank_lines(ms3_root):
 def test_good_rows_still_read(s4_root, ms3_root):
     assert len(S4Dataset(s4_root, "train")) == 1 and len(S4Dataset(s4_root, "val")) == 1
     assert len(MS3Dataset(ms3_root, "train")) == 1
+
+
+def test_s4_duplicated_clip_names_both_lines(s4_root):
+    csv = s4_root / "s4_meta_data.csv"
+    csv.write_text(csv.read_text() + "\nvidTrain0001,0,dog_barking,train\n")
+    with pytest.raises(AVSDataError) as caught:
+        S4Dataset(s4_root, "val")  # any split: the whole file is checked
+    assert str(caught.value) == (
+        f"{csv}, lines 2 and 5: clip 'vidTrain0001' appears twice in split 'train' (it would "
+        "be trained or tested twice); remove one of the rows"
+    )
+
+
+def test_ms3_duplicated_video_id_names_both_lines(ms3_root):
+    csv = ms3_root / "ms3_meta_data.csv"
+    csv.write_text("video_id,split\nabcDEF12345_3,train\nx,val\nabcDEF12345_3,train\n")
+    with pytest.raises(AVSDataError, match=r"ms3_meta_data.csv, lines 2 and 4: clip "):
+        MS3Dataset(ms3_root, "train")
+
+
+def test_avss_duplicated_uid_names_both_lines(avss_root):
+    csv = avss_root / "metadata.csv"
+    lines = csv.read_text().strip().split("\n")
+    csv.write_text("\n".join(lines + [lines[3]]) + "\n")
+    uid = lines[3].split(",")[1]
+    with pytest.raises(AVSDataError, match=rf"metadata.csv, lines 4 and {len(lines) + 1}: clip "
+                       rf"'{uid}' appears twice"):  # fmt: skip
+        AVSSDataset(avss_root, "train")
+
+
+def test_the_same_clip_in_two_splits_is_not_a_duplicate(ms3_root):
+    csv = ms3_root / "ms3_meta_data.csv"
+    csv.write_text("video_id,split\nabcDEF12345_3,train\nabcDEF12345_3,val\n")
+    assert len(MS3Dataset(ms3_root, "train")) == 1

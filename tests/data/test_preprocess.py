@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avsbench.data import audio, preprocess
+from avsbench import preprocess
+from avsbench.data import audio
 from avsbench.data.datasets import MS3Dataset, S4Dataset
+from avsbench.data.layouts import AVSDataError
 
 av = pytest.importorskip("av")
 
@@ -202,3 +204,63 @@ def test_read_frames_keeps_the_published_index_rule_at_29_97_fps(tmp_path):
     assert all(f.shape == (224, 224, 3) for f in frames)
     assert [frame_index(f) for f in frames] == preprocess.frame_indices(29.97, 5)
     assert preprocess.frame_indices(29.97, 5) == [28, 58, 88, 118, 148]
+
+
+def test_a_duplicated_row_is_refused_before_any_clip_is_processed(s4_raw):
+    csv = s4_raw / "s4_meta_data.csv"
+    csv.write_text(csv.read_text() + "shortOne001,2,race_car,val\n")
+    with pytest.raises(AVSDataError) as caught:
+        preprocess.preprocess("s4", s4_raw, progress=False)
+    assert str(caught.value).startswith(
+        f"{csv}, lines 3 and 5: clip 'shortOne001' appears twice in split 'val'"
+    )
+    assert not (s4_raw / "s4_data/visual_frames").exists()
+
+
+def test_a_start_past_the_video_end_says_so_with_the_duration(tmp_path):
+    root = tmp_path / "Single-source"
+    video = root / "s4_data/raw_videos/test/race_car/lateStart01.mp4"
+    make_video(video, 3, 10)
+    csv = root / "s4_meta_data.csv"
+    csv.write_text("name,start,category,split\nlateStart01,12,race_car,test\n")
+    report = preprocess.preprocess("s4", root, progress=False)
+    assert report["failed"] == [
+        (
+            video,
+            f"{video}: start 12 s (in {csv}) is past the video's end (3.00 s long; the clip "
+            "keeps 10 - start seconds when start > 5): fix the row's start",
+        )
+    ]
+    assert not (root / "s4_data/visual_frames").exists()
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    data = root / "s4_data"
+    return {
+        p.relative_to(data).as_posix(): p.read_bytes()
+        for p in sorted(data.rglob("*"))
+        if p.is_file() and "raw_videos" not in p.parts
+    }
+
+
+def test_a_clip_failing_half_way_leaves_no_output(s4_raw):
+    """0.5 s of video: the frames and the wav decode, the log-mel fails (audio < 0.975 s)."""
+    video = s4_raw / "s4_data/raw_videos/train/dog_barking/longOne0001.mp4"
+    make_video(video, 0.5, 10)
+    report = preprocess.preprocess("s4", s4_raw, splits=("train",), progress=False)
+    assert [v for v, _ in report["failed"]] == [video]
+    assert "audio too short" in report["failed"][0][1]
+    assert _outputs(s4_raw) == {}
+    assert not [p for p in (s4_raw / "s4_data").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_failed_redo_keeps_the_previous_outputs(s4_raw):
+    report = preprocess.preprocess("s4", s4_raw, splits=("train",), progress=False)
+    assert len(report["done"]) == 1
+    before = _outputs(s4_raw)
+    assert len(before) == 5 + 4  # frames, wav, .pkl, .npy and its link to the .pkl
+    make_video(s4_raw / "s4_data/raw_videos/train/dog_barking/longOne0001.mp4", 0.5, 10)
+    report = preprocess.preprocess("s4", s4_raw, splits=("train",), overwrite=True,
+                                   progress=False)  # fmt: skip
+    assert len(report["failed"]) == 1
+    assert _outputs(s4_raw) == before

@@ -11,7 +11,9 @@ AVSBench release; docs/PREDICT.md "How the video is read"), decoding with the me
 - audio: 16 kHz, channels averaged to mono, int16 wav;
 - log-mel: VGGish examples of the wav (avsbench.data.audio), the last one repeated up to
   5, written as the official `.pkl` (pickle of a float32 tensor [5, 1, 96, 64]) and as the
-  safe `.npy` cache next to it.
+  safe `.npy` cache next to it, linked to that `.pkl` by `<name>.npy.json`.
+
+A clip's outputs are written all or none (`process_clip`).
 
 Already processed clips are skipped (all their outputs exist) unless --overwrite; a clip
 that fails is reported with its file and the reason, and the others go on.
@@ -23,7 +25,11 @@ that fails is reported with its file and the reason, and the others go on.
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +41,10 @@ import soundfile as sf
 from avsbench.data.audio import (
     SAMPLE_RATE,
     clip_log_mel,
-    save_log_mel_npy,
-    save_log_mel_pkl,
-    wav_to_log_mel,
+    log_mel_examples,
+    log_mel_pkl_bytes,
+    npy_link_path,
+    pkl_stamp,
 )
 from avsbench.data.layouts import (
     MS3_COLUMNS,
@@ -49,8 +56,15 @@ from avsbench.data.layouts import (
     S4Layout,
     read_metadata,
 )
+from avsbench.errors import InputError
+from avsbench.fileio import atomic_write_all
 from avsbench.media.audio import decode_audio
-from avsbench.media.video import FrameSampler, MediaError, published_frame_indices
+from avsbench.media.video import (
+    FrameSampler,
+    MediaError,
+    probe_video,
+    published_frame_indices,
+)
 
 FRAME_SIZE = 224  # frames are written 224 x 224
 
@@ -101,6 +115,8 @@ class ClipJob:
     frame_path: Callable[[int], Path]  # 1-based frame index -> PNG path
     wav: Path
     log_mel: Path  # the .pkl; the .npy goes next to it
+    start: float | None = None  # S4: the CSV's start (seconds), which sets `seconds`
+    meta_csv: Path | None = None
 
     def outputs(self) -> list[Path]:
         frames = [self.frame_path(i) for i in range(1, self.seconds + 1)]
@@ -110,20 +126,83 @@ class ClipJob:
         return all(p.is_file() for p in self.outputs())
 
 
-def process_clip(job: ClipJob) -> None:
-    """Frames, wav, .pkl and .npy of one clip (written only after decoding succeeded)."""
+def png_bytes(rgb: np.ndarray, path: Path) -> bytes:
+    """RGB uint8 [H, W, 3] as PNG bytes (cv2, as the published frames)."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise AVSDataError(f"{path}: could not encode the frame as PNG")
+    return encoded.tobytes()
+
+
+def wav_bytes(waveform: np.ndarray) -> bytes:
+    """int16 mono [S] as a 16 kHz PCM_16 wav file."""
+    buffer = io.BytesIO()
+    sf.write(buffer, waveform, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return write
+
+
+def clip_outputs(job: ClipJob) -> dict[Path, Callable[[Path], None]]:
+    """Decode the clip and encode every output in memory -> {path: writer of its bytes}:
+    frames, wav, `.pkl`, `.npy` and the `.npy`'s link to the `.pkl` (audio.py)."""
+    if job.seconds < 1 and job.start is not None:
+        raise AVSDataError(start_past_the_end(job))
     frames = read_frames(job.video, job.seconds)
-    waveform = read_audio(job.video)
-    for i, rgb in enumerate(frames, start=1):
-        path = job.frame_path(i)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise AVSDataError(f"{path}: could not write the frame")
-    job.wav.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(job.wav), waveform, SAMPLE_RATE, subtype="PCM_16")
-    examples = clip_log_mel(wav_to_log_mel(job.wav), OBJECT_FRAMES, pad="repeat")
-    save_log_mel_pkl(job.log_mel, examples[:, None])  # [5, 1, 96, 64]
-    save_log_mel_npy(job.log_mel, examples[:, None])
+    waveform = read_audio(job.video)  # int16 [S]: the wav's samples, as read back
+    examples = log_mel_examples(waveform, SAMPLE_RATE)  # [N, 96, 64]
+    if len(examples) == 0:
+        raise AVSDataError(
+            f"{job.video}: audio too short ({len(waveform) / SAMPLE_RATE:.3f} s); one VGGish "
+            "example needs 0.975 s"
+        )
+    examples = clip_log_mel(examples, OBJECT_FRAMES, pad="repeat")[:, None]  # [5, 1, 96, 64]
+    pkl = log_mel_pkl_bytes(examples)
+    pkl_mtime_ns = time.time_ns()  # set on the .pkl and recorded in the .npy's link
+    npy = io.BytesIO()
+    np.save(npy, examples, allow_pickle=False)
+    link = json.dumps(pkl_stamp(len(pkl), pkl_mtime_ns, pkl), indent=2) + "\n"
+
+    def write_pkl(tmp: Path) -> None:
+        tmp.write_bytes(pkl)
+        os.utime(tmp, ns=(pkl_mtime_ns, pkl_mtime_ns))  # kept by the rename
+
+    outputs = {
+        job.frame_path(i): _bytes_writer(png_bytes(rgb, job.frame_path(i)))
+        for i, rgb in enumerate(frames, start=1)
+    }
+    npy_path = job.log_mel.with_suffix(".npy")
+    outputs[job.wav] = _bytes_writer(wav_bytes(waveform))
+    outputs[job.log_mel] = write_pkl
+    outputs[npy_path] = _bytes_writer(npy.getvalue())
+    outputs[npy_link_path(npy_path)] = _bytes_writer(link.encode())
+    return outputs
+
+
+def process_clip(job: ClipJob) -> None:
+    """Frames, wav, .pkl, .npy and its link of one clip, all or none: everything is
+    decoded and encoded first, then written at once (`fileio.atomic_write_all`), so that a
+    failure leaves the previous outputs as they were. Writing is not durable (no fsync):
+    a clip lost in a crash is redone by the next run."""
+    atomic_write_all(clip_outputs(job), durable=False)
+
+
+def start_past_the_end(job: ClipJob) -> str:
+    """Why a clip whose start leaves no second to sample (start > 9) fails, with the
+    video's duration."""
+    try:
+        duration = f"{probe_video(job.video).header_duration or 0.0:.2f} s long"
+    except MediaError as exc:
+        duration = f"its duration unknown: {exc}"
+    return (
+        f"{job.video}: start {job.start:g} s (in {job.meta_csv}) is past the video's end "
+        f"({duration}; the clip keeps 10 - start seconds when start > 5): fix the row's start"
+    )
 
 
 def s4_jobs(root: Path, splits: tuple[str, ...] = SPLITS) -> list[ClipJob]:
@@ -144,6 +223,8 @@ def s4_jobs(root: Path, splits: tuple[str, ...] = SPLITS) -> list[ClipJob]:
                 frame_path=frame_path,
                 wav=lay.wav(split, category, name),
                 log_mel=lay.log_mel(split, category, name),
+                start=start,
+                meta_csv=lay.meta_csv,
             )
         )
     return jobs
@@ -230,8 +311,8 @@ def run(args: argparse.Namespace) -> int:
     root = args.root or DEFAULT_ROOTS[args.setting]
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     bad = [s for s in splits if s not in SPLITS]
-    if bad:
-        raise ValueError(f"unknown split(s) {bad}; valid: {list(SPLITS)}")
+    if bad or not splits:
+        raise InputError(f"--splits {args.splits}: unknown split(s) {bad}; use {','.join(SPLITS)}")
     report = preprocess(
         args.setting, root, splits=splits, overwrite=args.overwrite, progress=not args.quiet
     )
