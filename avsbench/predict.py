@@ -196,6 +196,8 @@ class _Run:
                 window.frames.append(
                     inputs.preprocess_frame(rgb, p.image_size, semantic=p.semantic)
                 )
+                if p.make_extra_inputs is not None:  # e.g. a maskige per frame
+                    window.extras.append(p.make_extra_inputs(rgb, p.image_size))
                 if keep_frames and window.phase == 0:
                     window.rgb.append(rgb)
                 if full:
@@ -258,15 +260,24 @@ class _Run:
         log_mel = torch.from_numpy(np.concatenate([w.log_mel for w in windows]))  # [sum n, 96, 64]
         emb = p.vggish(log_mel.to(p.device)[:, None])  # [sum n, 128]
         padded, start = [], 0
+        extras: dict[str, list[torch.Tensor]] = {}
         for w in windows:
             frames = torch.from_numpy(np.stack(w.frames)).to(p.device)  # [n, 3, S, S]
             n = len(w.samples)
             padded.append(
                 inputs.pad_window(frames, emb[start : start + n], per_clip, semantic=p.semantic)
             )
+            for key in w.extras[0] if w.extras else ():
+                values = torch.from_numpy(np.stack([e[key] for e in w.extras])).to(p.device)
+                extras.setdefault(key, []).append(
+                    inputs.pad_frames(values, per_clip, semantic=p.semantic)  # [T, ...]
+                )
             start += n
         frames, audio_emb, valid = (torch.cat(parts) for parts in zip(*padded))  # [B*T, ...]
-        output = step.forward(p.model, frames, audio_emb, valid if p.semantic else None)
+        model_extras = {key: torch.cat(parts) for key, parts in extras.items()}  # [B*T, ...]
+        output = step.forward(
+            p.model, frames, audio_emb, valid if p.semantic else None, **model_extras
+        )
         size = (self.info.height, self.info.width)
         for b, w in enumerate(windows):
             n = len(w.samples)

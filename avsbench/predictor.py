@@ -8,10 +8,12 @@ AVSBench state dict whose architecture is read off its keys) becomes a `Predicto
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -32,6 +34,9 @@ class Predictor:
     config: Any
     device: torch.device
     info: dict[str, Any]
+    # the method's maker of its extra per-frame inputs (rgb uint8 [H, W, 3], image size ->
+    # {key: float32 [3, S, S]}), None when it needs none
+    make_extra_inputs: Callable[[np.ndarray, int], dict[str, np.ndarray]] | None = None
 
     @property
     def setting(self) -> str:
@@ -110,6 +115,13 @@ def load_predictor(
     except checkpoints.CheckpointError as exc:
         raise PredictError(str(exc)) from exc
     cfg = loaded.config
+    spec = registry.method_spec(cfg.model.method)
+    if spec.extra_inputs and spec.make_extra_inputs is None:
+        keys = ", ".join(x.key for x in spec.extra_inputs)
+        raise PredictError(
+            f"{path}: a {spec.name} model needs a {keys} image per frame, which this version "
+            "cannot make for a new video; test it on a dataset that holds them (test.sh)"
+        )
     if setting is not None and cfg.model.setting != setting:
         raise PredictError(
             f"{path}: --setting {setting} contradicts the checkpoint, which holds a "
@@ -141,4 +153,4 @@ def load_predictor(
         "vggish_weights": choice.weights,
         "vggish": choice.source,  # flag | checkpoint | config | random
     }
-    return Predictor(loaded.model, vggish, cfg, resolved, info)
+    return Predictor(loaded.model, vggish, cfg, resolved, info, spec.make_extra_inputs)

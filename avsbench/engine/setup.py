@@ -30,6 +30,7 @@ from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
 from avsbench.errors import InputError, SetupError, error_line
 from avsbench.fileio import WriteError, remove_stale_temporaries
+from avsbench.models import registry
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
@@ -122,6 +123,7 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         "source": cfg.data.source,
         "frame_cache": cfg.data.frame_cache,
         "strict_masks": cfg.data.strict_masks,
+        "extra_inputs": registry.method_spec(cfg.model.method).extra_inputs,
     }
     try:
         return [build_dataset(cfg.model.setting, cfg.data.root, s, **kwargs) for s in splits]

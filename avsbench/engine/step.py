@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avsbench.data.extra_inputs import BASE_SAMPLE_KEYS
 from avsbench.engine.embeddings import AudioEmbedder, clip_keys
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -109,7 +110,9 @@ def forward_batch(
 ) -> Any:
     """One collated loader batch through VGGish (frozen) and `forward`.
 
-    batch: frames [B, T, 3, S, S], audio [B, T, 1, 96, 64], frame_valid [B, T], ids.
+    batch: frames [B, T, 3, S, S], audio [B, T, 1, 96, 64], frame_valid [B, T], ids, and
+        the extra per-frame inputs the method declared (`data.extra_inputs`; e.g. maskige
+        [B, T, 3, S, S]), which reach the model as keyword arguments [B*T, ...].
     cache_namespace: first part of the embedding cache keys, e.g. "s4/train".
     target_frames: [B*T] bool or None, as in `forward`.
     Returns the model output in float32 with logits [B*T, K, S, S].
@@ -120,6 +123,9 @@ def forward_batch(
     keys = clip_keys(cache_namespace, batch) if embedder.memory is not None else None
     audio_emb = embedder(batch["audio"], keys)  # [B*T, 128]
     frame_valid = batch["frame_valid"].to(device, non_blocking=True).reshape(b * t)  # [B*T]
+    for key in sorted(set(batch) - BASE_SAMPLE_KEYS):  # the method's extra inputs
+        extra = batch[key].to(device, non_blocking=True)  # [B, T, ...]
+        model_kwargs[key] = extra.reshape(b * t, *extra.shape[2:])  # [B*T, ...]
     return forward(
         model, frames, audio_emb, frame_valid, amp=amp, channels_last=channels_last,
         target_frames=target_frames, **model_kwargs,

@@ -58,15 +58,22 @@ def pad_window(
     frame_valid [T]), padded as the model was trained: S4/MS3 repeat the last frame and
     audio embedding (frame_valid all 1); AVSS appends zero frames and zero embeddings with
     frame_valid 0."""
-    n, pad = frames.shape[0], frames_per_clip - frames.shape[0]
-    if n == 0 or pad < 0:
+    n = frames.shape[0]
+    if n == 0 or n > frames_per_clip:
         raise ValueError(f"a window holds 1..{frames_per_clip} frames, got {n}")
     valid = torch.ones(frames_per_clip, device=frames.device)
-    if pad and semantic:
-        frames = torch.cat([frames, frames.new_zeros((pad,) + frames.shape[1:])])
-        audio_emb = torch.cat([audio_emb, audio_emb.new_zeros((pad, audio_emb.shape[1]))])
+    if semantic:
         valid[n:] = 0
-    elif pad:
-        frames = torch.cat([frames, frames[-1:].expand((pad,) + frames.shape[1:])])
-        audio_emb = torch.cat([audio_emb, audio_emb[-1:].expand(pad, audio_emb.shape[1])])
-    return frames, audio_emb, valid
+    padded = (pad_frames(x, frames_per_clip, semantic=semantic) for x in (frames, audio_emb))
+    return (*padded, valid)  # type: ignore[return-value]
+
+
+def pad_frames(x: torch.Tensor, frames_per_clip: int, *, semantic: bool) -> torch.Tensor:
+    """[n, ...] per-frame values -> [T, ...]: AVSS appends zeros, S4/MS3 repeat the last
+    (what `pad_window` does to frames and audio, and the extra inputs of a method)."""
+    pad = frames_per_clip - x.shape[0]
+    if pad <= 0:
+        return x
+    if semantic:
+        return torch.cat([x, x.new_zeros((pad,) + x.shape[1:])])
+    return torch.cat([x, x[-1:].expand((pad,) + x.shape[1:])])

@@ -32,6 +32,8 @@ class Window:
     times: list[float] = field(default_factory=list)  # times of the sampled frames (s)
     frames: list[np.ndarray] = field(default_factory=list)  # model input per sample
     rgb: list[np.ndarray] = field(default_factory=list)  # frames kept for the caller
+    # the method's extra inputs per sample ({key: float32 [3, S, S]}), if it declares any
+    extras: list[dict[str, np.ndarray]] = field(default_factory=list)
     log_mel: np.ndarray | None = None  # float32 [n, 96, 64], once its audio is read
 
 
