@@ -56,7 +56,7 @@ def default_data_root(setting: str) -> str:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    method: str = "tpavi"  # a name of avsbench.models.registry.METHODS: model, losses, recipe
+    method: str  # a name of avsbench.models.registry.METHODS: model, losses, recipe
     setting: str = "s4"  # s4 | ms3 | avss: decides the number of output channels
     backbone: str = "resnet50"  # resnet50 | pvt_v2_b5 | any timm model with 4 feature stages
     num_classes: int = 1  # 1 logit channel for S4/MS3, 71 classes for AVSS
@@ -133,7 +133,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -223,7 +223,7 @@ def _model_values(model: dict[str, Any], arch_types: Mapping[str, type]) -> dict
     flat = {k: model.pop(k) for k in list(model) if k not in own}
     if not flat:
         return model
-    arch_type = arch_types.get(model.get("method", ModelConfig.method))
+    arch_type = arch_types.get(model.get("method", ""))
     if arch_type is None:
         raise KeyError(f"unknown config fields model.{sorted(flat)}")
     renames = getattr(arch_type, "LEGACY_NAMES", {})

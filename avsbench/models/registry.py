@@ -51,8 +51,11 @@ def arch_types() -> dict[str, type]:
 
 
 def config_from_dict(d: Mapping[str, Any]) -> C.Config:
-    """`config.from_dict` knowing every method's architecture (older flat configs too)."""
-    return with_arch(C.from_dict(dict(d), arch_types()))
+    """`config.from_dict` knowing every method's architecture (older flat configs too; a
+    config from before methods existed is the default method's)."""
+    d = dict(d)
+    d["model"] = {"method": DEFAULT_METHOD, **d.get("model", {})}
+    return with_arch(C.from_dict(d, arch_types()))
 
 
 def with_arch(cfg: C.Config) -> C.Config:

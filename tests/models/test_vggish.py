@@ -102,10 +102,10 @@ def test_bad_files(tmp_path, official_weights):
 
 
 def test_build_vggish_frozen_and_deterministic(tmp_path, official_weights):
-    a, b = build_vggish(ModelConfig()), build_vggish(ModelConfig())
+    a, b = build_vggish(ModelConfig(method="tpavi")), build_vggish(ModelConfig(method="tpavi"))
     assert not a.training and not any(p.requires_grad for p in a.parameters())
     assert torch.equal(a.features[0].weight, b.features[0].weight)
     path = tmp_path / "vggish-10086976.pth"
     torch.save(official_weights, path)
-    loaded = build_vggish(ModelConfig(vggish_weights=str(path)))
+    loaded = build_vggish(ModelConfig(method="tpavi", vggish_weights=str(path)))
     assert torch.equal(loaded.features[13].bias, official_weights["features.13.bias"])
