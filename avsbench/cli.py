@@ -11,9 +11,11 @@ from avsbench.fileio import WriteError
 
 # command -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS = {
-    "make-toy-data": ("avsbench.data.synthetic", "write a synthetic AVSBench (S4, MS3, AVSS)"),
-    "preprocess": ("avsbench.preprocess", "raw videos -> the official AVSBench layouts"),
+    "train": ("avsbench.commands.train", "train a model (as avs_scripts/<folder>/train.sh)"),
+    "test": ("avsbench.commands.test", "test a checkpoint (as avs_scripts/<folder>/test.sh)"),
     "predict": ("avsbench.predict", "segment the sounding objects of any video file"),
+    "preprocess": ("avsbench.preprocess", "raw videos -> the official AVSBench layouts"),
+    "make-toy-data": ("avsbench.data.synthetic", "write a synthetic AVSBench (S4, MS3, AVSS)"),
 }
 
 
@@ -22,14 +24,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=help_text, description=module.__doc__)
+        own_help = getattr(module, "OWN_HELP", True)  # False: --help goes to its flags' parser
+        command = sub.add_parser(
+            name, help=help_text, description=module.__doc__, add_help=own_help
+        )
         module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _own_help=own_help)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "_own_help", True):
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    else:  # train / test: the setting's own parser reads the rest (and --help)
+        args.flags = rest
     try:
         return int(args._run(args) or 0)
     except (InputError, FileExistsError) as err:  # a bad flag or file: one line, no traceback

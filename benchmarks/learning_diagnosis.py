@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from avsbench.engine import cmd_test, cmd_train
+from avsbench.commands import test as cmd_test
+from avsbench.commands import train as cmd_train
 from avsbench.engine import train as T
 from avsbench.engine.step import unwrap
 from avsbench.models.tpavi.block import TPAVI

@@ -12,8 +12,8 @@ from golden_files import random_state_dict
 
 from avsbench import checkpoints
 from avsbench import config as C
+from avsbench.commands import train as cmd_train
 from avsbench.data.synthetic import make_toy_data
-from avsbench.engine import cmd_train
 from avsbench.engine.checkpoint import atomic_save, make_checkpoint
 from avsbench.models import registry
 from avsbench.models.registry import build_model_for

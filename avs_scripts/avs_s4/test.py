@@ -4,7 +4,7 @@ import sys
 
 import config
 
-from avsbench.engine.cmd_test import main
+from avsbench.commands.test import main
 
 if __name__ == "__main__":
     sys.exit(main(config.SETTING, sys.argv[1:], user_config=config))

@@ -5,9 +5,8 @@ aware, with exact resume.
     train.py        train_one_epoch, Trainer.fit (the loop)
     evaluate.py     evaluate (metrics over a loader), the evaluation loader, SwappedAudio
     writers.py      what test.sh writes besides metrics: masks, overlays, report grids
-    cmd_train.py    the train command (avs_scripts/*/train.py)
-    cmd_test.py     the test command (avs_scripts/*/test.py)
-    setup.py        what both commands assemble: datasets, VGGish, checkpoints, run folders
+    setup.py        what the train and test commands (avsbench.commands) assemble: datasets,
+                    VGGish, checkpoints, run folders
     options.py      command-line flags (official names) -> avsbench.config.Config
     user_config.py  avs_scripts/*/config.py, where relative paths resolve, files a run needs
     checkpoint.py   writing checkpoints (atomic), RNG states; reading: avsbench.checkpoints

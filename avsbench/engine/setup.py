@@ -2,7 +2,7 @@
 process group and console log, checkpoints through `avsbench.checkpoints.load`, datasets,
 the frozen VGGish, the run folder (docs/ARCHITECTURE.md, "A batch from loader to metric").
 
-`cmd_train.py` and `cmd_test.py` are the two commands built from these parts.
+`avsbench.commands.train` and `avsbench.commands.test` are built from these parts.
 """
 
 from __future__ import annotations

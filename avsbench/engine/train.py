@@ -1,5 +1,5 @@
 """Training: the published AVSBench recipe (docs/ARCHITECTURE.md) as a plain loop of
-functions; the command that sets it up is `cmd_train.py`.
+functions; the command that sets it up is `avsbench.commands.train`.
 
     for epoch in range(start, max_epoches):
         train_one_epoch(...)                     -> {"loss": ..., "seg_loss": ..., ...}

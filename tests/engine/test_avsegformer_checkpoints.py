@@ -14,8 +14,9 @@ from golden_files import AVSEGFORMER_STATE_DICTS, require
 import avsbench
 from avsbench import checkpoints
 from avsbench import config as C
+from avsbench.commands import test as cmd_test
+from avsbench.commands import train as cmd_train
 from avsbench.data.datasets import build_dataset
-from avsbench.engine import cmd_test, cmd_train
 from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder

@@ -11,7 +11,9 @@ import torch
 from engine_helpers import tiny_flags
 
 from avsbench import config as C
-from avsbench.engine import cmd_test, cmd_train, runs, train
+from avsbench.commands import test as cmd_test
+from avsbench.commands import train as cmd_train
+from avsbench.engine import runs, train
 from avsbench.engine.step import forward
 from avsbench.models import registry
 from avsbench.models.registry import build_model_for

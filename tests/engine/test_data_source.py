@@ -9,8 +9,9 @@ import pytest
 import torch
 from engine_helpers import tiny_flags
 
+from avsbench.commands import test as cmd_test
+from avsbench.commands import train as cmd_train
 from avsbench.data.datasets import build_dataset
-from avsbench.engine import cmd_test, cmd_train
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ import torch
 from golden_files import STATE_DICTS
 from torch import nn
 
+from avsbench.commands import test as cmd_test
 from avsbench.data.datasets import build_dataset
-from avsbench.engine import cmd_test
 from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder

@@ -10,7 +10,8 @@ import pytest
 import torch
 from engine_helpers import tiny_flags
 
-from avsbench.engine import cmd_train, train
+from avsbench.commands import train as cmd_train
+from avsbench.engine import train
 
 FLAGS = dict(max_epoches=2, max_steps_per_epoch=3)  # 8 clips, batch 2: 3 of 4 steps
 

@@ -10,7 +10,7 @@ import torch
 from engine_helpers import tiny_flags
 
 from avsbench import config as C
-from avsbench.engine import cmd_train
+from avsbench.commands import train as cmd_train
 from avsbench.engine import options as O
 from avsbench.engine.user_config import UserConfig
 from avsbench.models import registry

@@ -12,7 +12,9 @@ import torch
 from engine_helpers import tiny_flags
 
 from avsbench import state_dicts
-from avsbench.engine import cmd_test, cmd_train, setup
+from avsbench.commands import test as cmd_test
+from avsbench.commands import train as cmd_train
+from avsbench.engine import setup
 
 
 def _test_flags(root: Path, logs: Path, weights: Path | str, *extra: str) -> list[str]:

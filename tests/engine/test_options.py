@@ -8,7 +8,7 @@ import types
 import pytest
 
 from avsbench import config as C
-from avsbench.engine import cmd_train
+from avsbench.commands import train as cmd_train
 from avsbench.engine import options as O
 from avsbench.engine.user_config import REPO_ROOT, UserConfig
 from avsbench.models import registry

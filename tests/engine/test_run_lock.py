@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from engine_helpers import tiny_flags
 
-from avsbench.engine import cmd_train, runs
+from avsbench.commands import train as cmd_train
+from avsbench.engine import runs
 from avsbench.fileio import atomic_write, remove_stale_temporaries
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from avsbench import config as C
+from avsbench.commands import test as cmd_test
 from avsbench.engine import checkpoint as ckpt_io
-from avsbench.engine import cmd_test
 from avsbench.models import registry
 from avsbench.models.registry import build_model_for
 

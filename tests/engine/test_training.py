@@ -12,8 +12,9 @@ from engine_helpers import tiny_flags
 from torch import nn
 
 from avsbench import config as C
+from avsbench.commands import train as cmd_train
 from avsbench.engine import checkpoint as ckpt_io
-from avsbench.engine import cmd_train, runs, train
+from avsbench.engine import runs, train
 from avsbench.engine.distributed import DistInfo
 from avsbench.models import registry
 

@@ -251,3 +251,17 @@ def main(setting: str, argv: list[str] | None = None, user_config: ModuleType | 
     user = UserConfig(setting, user_config)
     args = setup.parse_args(O.build_train_parser(setting), argv)
     return setup.run_command(lambda: run_training(setting, args, user, argv))
+
+
+OWN_HELP = False  # `avsbench train --setting s4 --help` shows the setting's flags
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`avsbench train --setting S [FLAGS]`: the flags of avs_scripts/<folder>/train.sh
+    (`avsbench train --setting s4 --help` lists them), with the presets' paths instead of a
+    config.py."""
+    parser.add_argument("--setting", required=True, choices=sorted(C.SETTINGS))
+
+
+def run(args: argparse.Namespace) -> int:
+    return main(args.setting, list(args.flags))

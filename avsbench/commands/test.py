@@ -213,3 +213,17 @@ def main(setting: str, argv: list[str] | None = None, user_config: ModuleType | 
     user = UserConfig(setting, user_config)
     args = setup.parse_args(O.build_test_parser(setting), sys.argv[1:] if argv is None else argv)
     return setup.run_command(lambda: run_test(setting, args, user))
+
+
+OWN_HELP = False  # `avsbench test --setting s4 --help` shows the setting's flags
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`avsbench test --setting S [FLAGS]`: the flags of avs_scripts/<folder>/test.sh
+    (`avsbench test --setting s4 --help` lists them), with the presets' paths instead of a
+    config.py."""
+    parser.add_argument("--setting", required=True, choices=sorted(C.SETTINGS))
+
+
+def run(args: argparse.Namespace) -> int:
+    return main(args.setting, list(args.flags))
