@@ -236,6 +236,39 @@ def test_overlay_runs_at_the_source_rate_with_its_sound(tmp_path, masks_per_seco
             np.testing.assert_array_equal(a, b)
 
 
+def video_timestamps(path: Path) -> list[Fraction]:
+    """Presentation times (s after the first frame) of every frame, read back with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [Fraction(f.pts) * stream.time_base for f in container.decode(stream)]
+    return [t - times[0] for t in times]
+
+
+@pytest.mark.parametrize("audio_rate", [16000, None])
+def test_variable_frame_rate_with_dropped_frames(tmp_path, checkpoints, capsys, audio_rate):
+    """A 30 fps phone-like recording with 20% of its frames dropped (average rate 24 fps,
+    gaps of 1/30 s among them): predict exits 0 and overlay.mp4 holds every source frame
+    at its own timestamp (the encoder once used 1 / average rate: two frames got one
+    timestamp and muxing failed with 'returned 22' after the whole model pass)."""
+    rng = np.random.default_rng(0)
+    dropped = set(rng.choice(np.arange(1, 90), 18, replace=False).tolist())
+    times = [k / 30 for k in range(90) if k not in dropped]
+    source = make_video(
+        tmp_path / "vfr.mp4", 3, 30, 64, 48, audio_rate=audio_rate, frame_times=times
+    )
+    expected = video_timestamps(source)
+    gaps = {round(float(b - a) * 30) for a, b in zip(expected, expected[1:])}
+    assert len(expected) == len(times) == 72 and gaps == {1, 2}  # variable-rate indeed
+    out = tmp_path / "out"
+    args = ["predict", str(source), "--weights", str(checkpoints["s4"]), "--out", str(out)]
+    code = cli.main(
+        args + ["--device", "cpu", "--quiet"] + ([] if audio_rate else ["--allow-silence"])
+    )
+    assert code == 0, capsys.readouterr().err
+    assert video_timestamps(out / "overlay.mp4") == expected
+    assert json.loads((out / "summary.json").read_text())["overlay"]["frames"] == len(times)
+
+
 def test_windows_are_padded_as_in_training(tmp_path):
     """7 s video: S4 (T=5) repeats the last second; AVSS (T=10) pads zeros, frame_valid 0."""
     seconds, fps = 7, 8

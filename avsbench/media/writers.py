@@ -67,8 +67,9 @@ class OverlayWriter:
 
     path: the file to write; width, height: the frames' size (padded with black to even
     sizes, as yuv420p needs). rate: the source's average frame rate (written into the
-    header); time_base: the unit of the output timestamps (the source's, so its times are
-    kept exactly; default 1 / rate). audio_source: a file whose first audio track is
+    header); time_base: the unit of the output timestamps, for the stream and the encoder
+    (the source's, so its times are kept exactly, variable rates included; default
+    1 / rate). audio_source: a file whose first audio track is
     re-encoded to AAC (its own sample rate and channel layout where AAC allows them) with
     sample 0 at `video_start` (absolute seconds of the source's first frame), as the model
     heard it; None: no audio stream.
@@ -97,7 +98,9 @@ class OverlayWriter:
             self.video = self.container.add_stream(self.codec, rate=rate)
             self.video.width, self.video.height = self.width, self.height
             self.video.pix_fmt = "yuv420p"
-            self.video.time_base = self.time_base
+            # the encoder's unit too: left unset it is 1 / rate, and frames of a variable
+            # rate closer together than that would get the same timestamp
+            self.video.time_base = self.video.codec_context.time_base = self.time_base
             if self.codec == "libx264":
                 self.video.options = {"crf": VIDEO_CRF, "preset": VIDEO_PRESET}
             else:
