@@ -42,6 +42,35 @@ def _write_error(path: Path, err: OSError) -> WriteError:
     return error
 
 
+# What PyTorch's zip writer (torch.save) raises when writing fails: a RuntimeError, not the
+# OSError (ENOSPC, EROFS...) behind it ("[enforce fail at inline_container.cc:672] . unexpected
+# pos 704 vs 598", "PytorchStreamWriter failed writing file data/0: file write failed")
+TORCH_WRITER_FAILURES = ("PytorchStreamWriter failed writing", "inline_container.cc")
+
+
+def _failed_write(err: BaseException) -> OSError | None:
+    """The OSError behind a failed write: `err` itself, the OSError a library's RuntimeError
+    was raised while handling (torch.save on a Python file), or, for PyTorch's writer
+    failing on its own, one saying what usually causes it. None for any other error."""
+    if isinstance(err, OSError):
+        return err
+    if not isinstance(err, RuntimeError):
+        return None
+    behind: BaseException | None = err
+    for _ in range(8):  # the chain of causes, a few levels deep
+        behind = behind.__cause__ or behind.__context__
+        if behind is None:
+            break
+        if isinstance(behind, OSError):
+            return behind
+    if any(marker in str(err) for marker in TORCH_WRITER_FAILURES):
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return OSError(
+            None, f"the disk is full or the folder is not writable (PyTorch: {first_line})"
+        )
+    return None
+
+
 def is_plain_name(name: str) -> bool:
     """True for a non-empty name that stays one path component everywhere (a data row's
     name, a --session_name): no separator, NUL, '.' / '..' or drive letter."""
@@ -85,9 +114,10 @@ def atomic_write(
 
     The file gets the usual permissions (0666 less the umask; `mkstemp` alone would give
     0600). On any error the temporary file is removed and the error propagates; an existing
-    `path` is left untouched; an OSError (disk full, read-only folder) becomes a WriteError
-    saying so in one line. durable=False skips the fsyncs (for caches, whose files are
-    recomputed if a crash loses them; the rename stays atomic).
+    `path` is left untouched; an OSError (disk full, read-only folder), also as PyTorch's
+    writer reports it (a RuntimeError), becomes a WriteError saying so in one line.
+    durable=False skips the fsyncs (for caches, whose files are recomputed if a crash
+    loses them; the rename stays atomic).
     """
     path = Path(path)
     try:
@@ -107,8 +137,9 @@ def atomic_write(
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and not isinstance(err, WriteError):
-            raise _write_error(path, err) from err
+        cause = None if isinstance(err, WriteError) else _failed_write(err)
+        if cause is not None:
+            raise _write_error(path, cause) from err
         raise
     if durable:
         _fsync_dir(path.parent)
