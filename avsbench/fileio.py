@@ -28,16 +28,20 @@ class WriteError(OSError):
     the file and says that the previous file at that path, if any, is kept."""
 
 
-def _write_error(path: Path, err: OSError) -> WriteError:
-    reason = {
+def failure_reason(err: OSError) -> str:
+    """Why a write failed, in a few words ("disk full", "read-only file system", ...)."""
+    return {
         errno.ENOSPC: "disk full",
         errno.EDQUOT: "disk quota exceeded",
         errno.EROFS: "read-only file system",
         errno.EACCES: "permission denied (a read-only folder?)",
         errno.EPERM: "permission denied (a read-only folder?)",
     }.get(err.errno or -1, err.strerror or str(err))
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
     kept = "; the previous file is kept" if path.exists() else ""
-    error = WriteError(f"cannot write {path}: {reason}{kept}")
+    error = WriteError(f"cannot write {path}: {failure_reason(err)}{kept}")
     error.errno = err.errno
     return error
 

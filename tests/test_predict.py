@@ -627,6 +627,54 @@ def test_an_earlier_output_is_replaced_with_overwrite(tmp_path, good_video):
     assert no_leftovers(tmp_path) == ["out"]
 
 
+def cli_error_line(capsys, args: list[str]) -> str:
+    """Run `avsbench predict ARGS`; assert exit status 2 and one line on stderr; return it."""
+    code = cli.main(["predict", *args, "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    (line,) = err.strip().splitlines()
+    return line
+
+
+def test_unwritable_out_is_one_line(tmp_path, good_video, checkpoints, capsys):
+    """--out on a real read-only file system, or below a regular file (ENOTDIR): exit 2 and
+    one line naming the folder (the CLI), PredictError (Python); nothing left behind."""
+    from mounts import tmpfs
+
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    below_a_file = tmp_path / "notes.txt" / "out"
+    with tmpfs(tmp_path / "ro", "1m", read_only=True) as read_only:
+        cases = [(read_only / "out", "read-only file system"), (below_a_file, "is a file")]
+        for out, why in cases:
+            line = cli_error_line(
+                capsys, [str(good_video), "--weights", str(checkpoints["s4"]), "--out", str(out)]
+            )
+            assert line.startswith(f"error: {out}: cannot write the output (") and why in line
+            with pytest.raises(PredictError, match=f"cannot write the output.*{why}"):
+                predict_video(good_video, stub_predictor(), out_dir=out)
+        assert os.listdir(read_only) == []
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "ro"]
+
+
+@pytest.mark.parametrize("free_bytes", [0, 20_000])  # full at the first mask / the overlay
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, good_video, checkpoints, capsys,
+                                                  free_bytes):  # fmt: skip
+    """A real full tmpfs (1 MB, filled to `free_bytes` free): exit 2, one line saying the
+    disk is full (CLI), PredictError (Python); the temporary folder is removed."""
+    from mounts import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        fill(disk, free_bytes)
+        out = disk / "out"
+        line = cli_error_line(
+            capsys, [str(good_video), "--weights", str(checkpoints["s4"]), "--out", str(out)]
+        )
+        assert line.startswith(f"error: {out}: cannot write the output (disk full)")
+        with pytest.raises(PredictError, match="cannot write the output \\(disk full\\)"):
+            predict_video(good_video, stub_predictor(), out_dir=out)
+        assert os.listdir(disk) == ["filler.bin"]
+
+
 def test_output_folder_gets_the_usual_permissions(tmp_path, good_video):
     old = os.umask(0o027)
     try:

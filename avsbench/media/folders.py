@@ -12,7 +12,8 @@ what predict did not write (docs/PREDICT.md "Safety and limits").
   replaced, nothing else. Anything else in the folder (the input video, unrelated files,
   `--out .`) is refused with a message that names it.
 - Folders get the usual permissions (0777 less the umask), files those of
-  avsbench.fileio's atomic writer.
+  avsbench.fileio's atomic writer. A write that fails (full disk, read-only folder)
+  is one line (`write_failure`), and the temporary folder is removed as for any error.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import secrets
 import shutil
 from pathlib import Path, PurePosixPath
 
-from avsbench.fileio import atomic_write, pid_alive
+from avsbench.fileio import atomic_write, failure_reason, pid_alive
 from avsbench.media.video import MediaError
 
 MANIFEST = ".avsbench-predict.json"  # lists the files predict wrote into its output folder
@@ -93,6 +94,18 @@ def foreign_entries(folder: Path, listed: set[str] | None) -> list[str]:
             if rel not in ours or path.is_symlink() or not path.is_file():
                 foreign.append(rel)
     return sorted(foreign)
+
+
+def write_failure(target: str | os.PathLike[str], err: OSError) -> MediaError:
+    """One line for an output that could not be written (a full disk, a read-only or
+    missing folder, a file where a folder should be), naming `target`."""
+    target = Path(os.path.abspath(target))
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    why = f"{blocker} is a file, not a folder" if blocker else failure_reason(err)
+    return MediaError(
+        f"{target}: cannot write the output ({why}); nothing was written. Choose an --out "
+        "folder you can write to, on a disk with free space"
+    )
 
 
 class OutputFolder:
