@@ -9,7 +9,9 @@ minutes on a CPU, and a real audio-visual task:
   log-spaced 150 Hz..5 kHz, a category-specific number of harmonics and amplitude
   modulation, plus low noise);
 - only the SOUNDING objects are in the masks; the other visible objects are silent
-  categories, so a model cannot find the answer without listening;
+  categories, so a model cannot find the answer without listening; objects may overlap,
+  but a sounding object always shows at least MIN_VISIBLE_FRACTION of itself in every frame
+  it sounds in (`draw_visible_scene`), so no mask names an object that cannot be seen;
 - S4: one sounding object and 1-2 silent distractors (the CSV category is the sounding
   one); MS3: 1-3 sounding among 3 visible objects (`MULTI_SOURCE_COUNTS`), switching on
   and off at the 0.96 s log-mel example boundaries (so per-frame masks differ); AVSS:
@@ -98,6 +100,10 @@ AM_RATES = (0.0, 4.0, 10.0)  # Hz, amplitude-modulation patterns
 NOISE_LEVEL = 0.003  # std of the white noise added to every mixture
 BACKGROUND_NOISE = 0.025  # std of the per-pixel luminance noise of every frame
 RAMP_SECONDS = 0.01  # on/off ramps of switching sources
+# A sounding object shows at least this share of its own pixels in every frame it sounds in
+# (objects may overlap; a scene where one would be hidden more is drawn again)
+MIN_VISIBLE_FRACTION = 0.25
+MAX_SCENE_DRAWS = 100  # draws of a clip's scene before giving up (about 3 % need a second)
 SETTING_CODES = {"s4": 1, "ms3": 2, "avss": 3}
 _NAME_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"))
 
@@ -262,6 +268,52 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown texture {texture!r}; valid: {TEXTURES}")
 
 
+def _object_boxes(scene: Scene, looks: list[Look], t: int, size: tuple[int, int]):
+    """For each object j back to front in frame t of a (w, h) frame: (j, box, inside, u, v)
+    with box = (slice y, slice x) its bounding box in the frame, inside bool [h_box, w_box]
+    its pixels, (u, v) the object coordinates (offset / radius) of the box."""
+    w, h = size
+    side = min(w, h)
+    for j, obj in enumerate(scene.objects):
+        look = looks[obj.category]
+        cx, cy, r = obj.centres[t, 0] * w, obj.centres[t, 1] * h, obj.radius * side
+        x0, x1 = max(0, int(cx - r) - 1), min(w, int(cx + r) + 2)
+        y0, y1 = max(0, int(cy - r) - 1), min(h, int(cy + r) + 2)
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        u, v = (xs - cx) / r, (ys - cy) / r  # object coordinates, [h_box, w_box]
+        yield j, (slice(y0, y1), slice(x0, x1)), _shape_inside(look.shape, u, v), u, v
+
+
+def visible_fractions(scene: Scene, looks: list[Look], t: int, size: tuple[int, int]) -> np.ndarray:
+    """float [num_objects]: the share of each object's own pixels (inside the (w, h) frame)
+    that no object in front of it covers in frame t."""
+    owner = np.full(size[::-1], -1, dtype=np.int16)
+    own = np.zeros(len(scene.objects))
+    for j, box, inside, _, _ in _object_boxes(scene, looks, t, size):
+        owner[box][inside] = j
+        own[j] = inside.sum()
+    visible = np.bincount(owner[owner >= 0], minlength=len(scene.objects))
+    return visible / np.maximum(own, 1)
+
+
+def draw_visible_scene(
+    rng: np.random.Generator, looks: list[Look], num_frames: int, size: tuple[int, int], **kw
+) -> Scene:
+    """`draw_scene`, drawn again from the same generator (deterministic per seed) until
+    every object shows at least MIN_VISIBLE_FRACTION of itself in each frame it sounds in:
+    a mask never names an object that cannot be seen."""
+    for _ in range(MAX_SCENE_DRAWS):
+        scene = draw_scene(rng, len(looks), num_frames, **kw)
+        if all(
+            visible >= MIN_VISIBLE_FRACTION
+            for t in range(num_frames)
+            for visible, obj in zip(visible_fractions(scene, looks, t, size), scene.objects)
+            if obj.sounding[t]
+        ):
+            return scene
+    raise RuntimeError(f"no scene with visible sounding objects in {MAX_SCENE_DRAWS} draws")
+
+
 def render_frame(
     scene: Scene,
     looks: list[Look],
@@ -274,20 +326,13 @@ def render_frame(
     pixel, -1 for background). Objects are drawn back to front inside their bounding box;
     luminance noise is added last."""
     h, w = background.shape[:2]
-    side = min(w, h)
     image = background.copy()
     owner = np.full((h, w), -1, dtype=np.int16)
-    for j, obj in enumerate(scene.objects):
-        look = looks[obj.category]
-        cx, cy, r = obj.centres[t, 0] * w, obj.centres[t, 1] * h, obj.radius * side
-        x0, x1 = max(0, int(cx - r) - 1), min(w, int(cx + r) + 2)
-        y0, y1 = max(0, int(cy - r) - 1), min(h, int(cy + r) + 2)
-        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        u, v = (xs - cx) / r, (ys - cy) / r  # object coordinates, [h_box, w_box]
-        inside = _shape_inside(look.shape, u, v)
+    for j, box, inside, u, v in _object_boxes(scene, looks, t, (w, h)):
+        look = looks[scene.objects[j].category]
         shade = 0.6 + 0.4 * _texture(look.texture, u, v)
-        image[y0:y1, x0:x1][inside] = shade[inside, None] * np.asarray(look.colour, np.float32)
-        owner[y0:y1, x0:x1][inside] = j
+        image[box][inside] = shade[inside, None] * np.asarray(look.colour, np.float32)
+        owner[box][inside] = j
     image += rng.standard_normal((h, w, 1), dtype=np.float32) * BACKGROUND_NOISE
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), owner
 
@@ -413,8 +458,9 @@ def render_clip(
     size: tuple[int, int],
     **scene_kwargs: object,
 ) -> RenderedClip:
-    """Draw a scene, render its frames and synthesise its sound (num_frames seconds)."""
-    scene = draw_scene(rng, len(looks), num_frames, **scene_kwargs)
+    """Draw a scene (sounding objects visible), render its frames and synthesise its sound
+    (num_frames seconds)."""
+    scene = draw_visible_scene(rng, looks, num_frames, size, **scene_kwargs)
     background = render_background(scene, size)
     rendered = [render_frame(scene, looks, t, background, rng) for t in range(num_frames)]
     waveform = synthesise_sound(scene, looks, float(num_frames), rng)
