@@ -20,7 +20,11 @@ minutes on a CPU, and a real audio-visual task:
 
 Each dataset root also gets `toy_truth.json` (not part of the official layout): per clip
 the visible objects, which of them sound in each frame and their visible pixel counts,
-for tests and sanity checks. Everything is deterministic given the seed.
+for tests and sanity checks, and a manifest TOY_DATA.manifest of the files written. A root
+appears whole (written in a temporary folder next to it) and `--overwrite` replaces only
+the files of its manifest, refusing a root that holds anything else
+(`avsbench.owned_folder`, the rules of predict's output folder). Everything is
+deterministic given the seed.
 
 The generator reads as its stages: `category_looks` (how each category looks and sounds),
 `draw_scene` (objects, motion, who sounds when), `render_frame` (pixels and ownership),
@@ -32,7 +36,7 @@ from __future__ import annotations
 import argparse
 import colorsys
 import json
-import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +64,13 @@ from avsbench.data.layouts import (
     S4Layout,
 )
 from avsbench.data.palette import CLASS_NAMES, encode_color_mask, write_label2idx
+from avsbench.owned_folder import FolderError, OwnedFolder, Owner
 
 ROOT_NAMES = {name: row.dataset_folder for name, row in SETTINGS.items()}  # setting -> folder
 TRUTH_FILE = "toy_truth.json"
+# the manifest of the files make-toy-data wrote into a dataset root: --overwrite replaces
+# those, nothing else
+TOY_DATA = Owner("make-toy-data", ".avsbench-toy-data.json", "avsbench-toy-data/1", "--out")
 
 # Clips per split at scale 1.0 (each count is scaled, at least 1).
 S4_CLIPS = {"train": 160, "val": 32, "test": 32}
@@ -634,8 +642,10 @@ def make_toy_data(
     """Write the synthetic datasets under `out`; returns {setting: dataset root}.
 
     Roots: out/Single-source (s4), out/Multi-sources (ms3), out/AVSBench_semantic (avss).
-    An existing root is replaced only with `overwrite=True` and only if it holds a
-    `toy_truth.json` (i.e. it was made by this generator), never real data.
+    Each is written in a temporary folder next to it and moved into place when complete.
+    An existing root is replaced only with `overwrite=True` and only if it holds nothing but
+    the files of its manifest (an earlier output of this generator); FolderError
+    otherwise, naming what is in the way, before anything is written.
     """
     unknown = [s for s in settings if s not in WRITERS]
     if unknown:
@@ -644,22 +654,31 @@ def make_toy_data(
         raise ValueError(f"num_categories must be in 2..{len(S4_CATEGORIES)}, got {num_categories}")
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    roots = {}
-    for setting in settings:
-        root = Path(out) / ROOT_NAMES[setting]
-        if root.exists() and any(root.iterdir()):
-            if not overwrite:
-                raise FileExistsError(f"{root} exists; pass --overwrite to replace synthetic data")
-            if not (root / TRUTH_FILE).is_file():
-                raise FileExistsError(
-                    f"{root} holds no {TRUTH_FILE}: not synthetic data, not replaced"
-                )
-            shutil.rmtree(root)
-        root.mkdir(parents=True, exist_ok=True)
-        roots[setting] = WRITERS[setting](
-            root, seed=seed, scale=scale, num_categories=num_categories
-        )
-    return roots
+    folders: dict[str, OwnedFolder] = {}
+    try:
+        for setting in settings:  # every root is checked before any is written
+            folders[setting] = _owned_root(Path(out) / ROOT_NAMES[setting], overwrite)
+        roots = {}
+        for setting, folder in folders.items():
+            WRITERS[setting](folder.path, seed=seed, scale=scale, num_categories=num_categories)
+            roots[setting] = folder.commit()
+        return roots
+    finally:
+        for folder in folders.values():
+            folder.abort()  # the temporary folders left (none after success)
+
+
+def _owned_root(root: Path, overwrite: bool) -> OwnedFolder:
+    """The dataset root as an OwnedFolder; a root made before manifests is named as such."""
+    try:
+        return OwnedFolder(root, TOY_DATA, overwrite)
+    except FolderError as err:
+        if (root / TRUTH_FILE).is_file() and not (root / TOY_DATA.manifest).exists():
+            raise FolderError(
+                f"{err} (synthetic data written before make-toy-data kept a manifest of its "
+                f"files: delete {root} yourself once)"
+            ) from err
+        raise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -670,20 +689,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-categories", type=int, default=8, help="categories used (2..23; fewer learn faster)"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic data")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace synthetic data this generator wrote (only the files of its manifest)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    """`avsbench make-toy-data`: 0 on success, 2 (one line on stderr) for a refused --out
+    or bad arguments."""
     settings = tuple(s.strip() for s in args.settings.split(",") if s.strip())
     start = time.perf_counter()
-    roots = make_toy_data(
-        args.out,
-        seed=args.seed,
-        scale=args.scale,
-        settings=settings,
-        num_categories=args.num_categories,
-        overwrite=args.overwrite,
-    )
+    try:
+        roots = make_toy_data(
+            args.out,
+            seed=args.seed,
+            scale=args.scale,
+            settings=settings,
+            num_categories=args.num_categories,
+            overwrite=args.overwrite,
+        )
+    except ValueError as err:  # FolderError included: what is in the way is named
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for setting, root in roots.items():
         print(f"{setting}: {root}")
     print(f"done in {time.perf_counter() - start:.1f} s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 from avsbench.data import audio, synthetic
 from avsbench.data.datasets import AVSSDataset, MS3Dataset, S4Dataset
 from avsbench.data.palette import CLASS_NAMES, read_label2idx
+from avsbench.owned_folder import FolderError
 
 
 @pytest.fixture(scope="module")
@@ -153,16 +155,82 @@ def test_cli_and_overwrite_rules(tmp_path):
     assert synthetic.run(args) == 0
     meta = pd.read_csv(tmp_path / "Single-source/s4_meta_data.csv")
     assert set(meta["category"]) <= {"baby_laughter", "female_singing", "male_speech"}
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        synthetic.run(args)
+    with pytest.raises(FolderError, match="earlier output of make-toy-data.*--overwrite"):
+        synthetic.make_toy_data(tmp_path, scale=0.02, settings=("s4",), num_categories=3)
     args.overwrite = True
     assert synthetic.run(args) == 0
     real = tmp_path / "Multi-sources"
     real.mkdir()
     (real / "ms3_meta_data.csv").write_text("video_id,split\n")
-    with pytest.raises(FileExistsError, match="not synthetic"):
+    with pytest.raises(FolderError, match="did not write .*no manifest.*ms3_meta_data.csv"):
         synthetic.make_toy_data(tmp_path, settings=("ms3",), overwrite=True)
-    assert (real / "ms3_meta_data.csv").is_file()
+    assert (real / "ms3_meta_data.csv").read_text() == "video_id,split\n"
+
+
+def listed_files(root) -> list[str]:
+    """The files of a dataset root, as its manifest names them (relative, sorted)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_overwrite_replaces_the_generators_files_whole(tmp_path):
+    """--overwrite of a root holding only its manifest's files replaces it whole (fewer
+    clips: the extra files go too); the new manifest lists exactly the files there."""
+    kwargs = dict(settings=("s4",), num_categories=3)
+    root = synthetic.make_toy_data(tmp_path, scale=0.04, **kwargs)["s4"]
+    manifest = json.loads((root / ".avsbench-toy-data.json").read_text())
+    assert manifest["format"] == "avsbench-toy-data/1"
+    assert sorted(manifest["files"] + [".avsbench-toy-data.json"]) == listed_files(root)
+    assert synthetic.make_toy_data(tmp_path, scale=0.02, overwrite=True, **kwargs)["s4"] == root
+    smaller = json.loads((root / ".avsbench-toy-data.json").read_text())["files"]
+    assert len(smaller) < len(manifest["files"])  # 12 clips instead of 18
+    assert listed_files(root) == sorted(smaller + [".avsbench-toy-data.json"])
+    assert sorted(os.listdir(tmp_path)) == ["Single-source"]  # no temporary folder left
+
+
+def test_a_users_file_in_the_root_survives_overwrite(tmp_path, capsys):
+    """A user's file inside a generated root stops `make-toy-data --overwrite` (one line
+    naming it, exit 2) and survives, as does everything else (it once deleted the whole
+    root, scripts/demo.sh runs it every time)."""
+    args = ["--out", str(tmp_path), "--scale", "0.02", "--settings", "s4"]
+    args += ["--num-categories", "3"]
+    parser = argparse.ArgumentParser()
+    synthetic.add_arguments(parser)
+    assert synthetic.run(parser.parse_args(args)) == 0
+    root = tmp_path / "Single-source"
+    before = {f: (root / f).read_bytes() for f in listed_files(root)}
+    notes = root / "s4_data" / "my_notes.txt"
+    notes.write_text("mine")
+    capsys.readouterr()
+    status = synthetic.run(parser.parse_args(args + ["--overwrite"]))
+    assert notes.is_file() and notes.read_text() == "mine"
+    assert {f: (root / f).read_bytes() for f in before} == before
+    assert status == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {root}: the output folder holds files make-toy-data did")
+    assert "s4_data/my_notes.txt" in line and "--overwrite" not in line.split(". ", 1)[1]
+    assert sorted(os.listdir(tmp_path)) == ["Single-source"]  # no temporary folder left
+
+
+def test_overwrite_refuses_forged_manifests_and_links(tmp_path):
+    """A manifest naming files outside the root, or a listed file replaced by a symbolic
+    link to a file outside: refused, naming it; the outside files are untouched."""
+    kwargs = dict(settings=("s4",), num_categories=3, scale=0.02)
+    root = synthetic.make_toy_data(tmp_path / "data", **kwargs)["s4"]
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep")
+    manifest_path = root / synthetic.TOY_DATA.manifest
+    manifest = json.loads(manifest_path.read_text())
+    for forged in ("../../precious.txt", str(outside)):
+        manifest_path.write_text(json.dumps(manifest | {"files": manifest["files"] + [forged]}))
+        with pytest.raises(FolderError, match="not a plain relative path"):
+            synthetic.make_toy_data(tmp_path / "data", overwrite=True, **kwargs)
+        assert outside.read_text() == "keep"
+    manifest_path.write_text(json.dumps(manifest))
+    (root / "s4_meta_data.csv").unlink()
+    (root / "s4_meta_data.csv").symlink_to(outside)
+    with pytest.raises(FolderError, match="did not write: s4_meta_data.csv"):
+        synthetic.make_toy_data(tmp_path / "data", overwrite=True, **kwargs)
+    assert outside.read_text() == "keep" and (root / "s4_meta_data.csv").is_symlink()
 
 
 def _band_energy(log_mel: np.ndarray, f0: float) -> float:
