@@ -34,6 +34,7 @@ USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1",
 VIDEO_CRF = "20"  # libx264 constant-quality setting (lower: better, larger)
 VIDEO_PRESET = "veryfast"  # libx264 speed preset
 MPEG4_BIT_RATE = 4_000_000  # bits per second when only MPEG-4 part 2 is available
+MPEG4_MAX_TICKS = 65535  # MPEG-4 part 2 allows time units down to 1/65535 s only
 
 
 def save_mask(mask: np.ndarray, path: str | os.PathLike[str], *, semantic: bool) -> Path:
@@ -95,6 +96,8 @@ class OverlayWriter:
         self.container = av.open(str(self.path), mode="w", format="mp4")
         try:
             self.codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            if self.codec == "mpeg4" and self.time_base.denominator > MPEG4_MAX_TICKS:
+                self.time_base = Fraction(1, MPEG4_MAX_TICKS)  # times rounded to 15 us
             self.video = self.container.add_stream(self.codec, rate=rate)
             self.video.width, self.video.height = self.width, self.height
             self.video.pix_fmt = "yuv420p"
