@@ -30,18 +30,51 @@ class WriteError(OSError):
     the file and says that the previous file at that path, if any, is kept."""
 
 
-def _write_error(path: Path, err: OSError) -> WriteError:
-    reason = {
+def failure_reason(err: OSError) -> str:
+    """Why a write failed, in a few words ("disk full", "read-only file system", ...)."""
+    return {
         errno.ENOSPC: "disk full",
         errno.EDQUOT: "disk quota exceeded",
         errno.EROFS: "read-only file system",
         errno.EACCES: "permission denied (a read-only folder?)",
         errno.EPERM: "permission denied (a read-only folder?)",
     }.get(err.errno or -1, err.strerror or str(err))
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
     kept = "; the previous file is kept" if path.exists() else ""
-    error = WriteError(f"cannot write {path}: {reason}{kept}")
+    error = WriteError(f"cannot write {path}: {failure_reason(err)}{kept}")
     error.errno = err.errno
     return error
+
+
+# What PyTorch's zip writer (torch.save) raises when writing fails: a RuntimeError, not the
+# OSError (ENOSPC, EROFS...) behind it ("[enforce fail at inline_container.cc:672] . unexpected
+# pos 704 vs 598", "PytorchStreamWriter failed writing file data/0: file write failed")
+TORCH_WRITER_FAILURES = ("PytorchStreamWriter failed writing", "inline_container.cc")
+
+
+def _failed_write(err: BaseException) -> OSError | None:
+    """The OSError behind a failed write: `err` itself, the OSError a library's RuntimeError
+    was raised while handling (torch.save on a Python file), or, for PyTorch's writer
+    failing on its own, one saying what usually causes it. None for any other error."""
+    if isinstance(err, OSError):
+        return err
+    if not isinstance(err, RuntimeError):
+        return None
+    behind: BaseException | None = err
+    for _ in range(8):  # the chain of causes, a few levels deep
+        behind = behind.__cause__ or behind.__context__
+        if behind is None:
+            break
+        if isinstance(behind, OSError):
+            return behind
+    if any(marker in str(err) for marker in TORCH_WRITER_FAILURES):
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return OSError(
+            None, f"the disk is full or the folder is not writable (PyTorch: {first_line})"
+        )
+    return None
 
 
 def is_plain_name(name: str) -> bool:
@@ -87,9 +120,10 @@ def atomic_write(
 
     The file gets the usual permissions (0666 less the umask; `mkstemp` alone would give
     0600). On any error the temporary file is removed and the error propagates; an existing
-    `path` is left untouched; an OSError (disk full, read-only folder) becomes a WriteError
-    saying so in one line. durable=False skips the fsyncs (for caches, whose files are
-    recomputed if a crash loses them; the rename stays atomic).
+    `path` is left untouched; an OSError (disk full, read-only folder), also as PyTorch's
+    writer reports it (a RuntimeError), becomes a WriteError saying so in one line.
+    durable=False skips the fsyncs (for caches, whose files are recomputed if a crash
+    loses them; the rename stays atomic).
     """
     path = Path(path)
     try:
@@ -109,8 +143,9 @@ def atomic_write(
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and not isinstance(err, WriteError):
-            raise _write_error(path, err) from err
+        cause = None if isinstance(err, WriteError) else _failed_write(err)
+        if cause is not None:
+            raise _write_error(path, cause) from err
         raise
     if durable:
         _fsync_dir(path.parent)

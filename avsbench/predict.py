@@ -27,7 +27,7 @@ from avsbench.engine import step
 from avsbench.fileio import atomic_write
 from avsbench.media import describe, inputs, schedule, writers
 from avsbench.media.audio import AudioWindows
-from avsbench.media.folders import OutputFolder
+from avsbench.media.folders import OutputFolder, write_failure
 from avsbench.media.video import (
     DEFAULT_MAX_PIXELS,
     FrameSampler,
@@ -99,7 +99,8 @@ def predict_video(
     masks / sampled frames in memory (turn masks off for long videos written to disk).
     masks_per_second: masks per second shown by overlay.mp4 (the window slid by 1/N s; the
     per-second outputs do not change). log: receives progress and warning lines.
-    Raises PredictError for bad input, leaving no output folder behind.
+    Raises PredictError for bad input or an output that cannot be written (full disk,
+    read-only folder), leaving no output folder behind.
     """
     say = log or (lambda _msg: None)
     for name, value in (("batch_clips", batch_clips), ("masks_per_second", masks_per_second)):
@@ -146,6 +147,8 @@ def predict_video(
             output.abort()
         if isinstance(exc, MediaError):
             raise PredictError(str(exc)) from exc
+        if isinstance(exc, OSError) and out_dir is not None:  # full disk, read-only --out
+            raise PredictError(str(write_failure(out_dir, exc))) from exc
         raise
 
 

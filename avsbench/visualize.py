@@ -29,7 +29,9 @@ HIGHLIGHT = (255, 48, 48)  # binary masks: fill colour blended over the frame
 CONTOUR = (255, 255, 0)  # binary masks: 1-pixel outline drawn at full strength
 GAP = 2  # pixels of white between the cells of a grid
 LABEL_WIDTH = 96  # pixels of the row-name column on the left of a labelled grid
-HEADER_HEIGHT = 20  # pixels of the "frame k  IoU x" strip above a labelled grid's columns
+HEADER_HEIGHT = 32  # pixels of the two-line "frame k" / "IoU x.xxx" strip above each column
+ROW_LABEL_HEIGHT = 20  # pixels of a row name's strip in the label column
+TEXT_INDENT = 4  # pixels left of a text strip's text (and at least as many right of it)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -246,10 +248,34 @@ def colorize(mask: np.ndarray, *, semantic: bool) -> np.ndarray:
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def _text_strip(text: str, width: int, height: int = 20) -> np.ndarray:
+def _fitting_font(
+    lines: Sequence[str], width: int, size: int
+) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """The largest font of at most `size` pixels in which every line is at most `width`
+    pixels wide (the smallest tried, 6 px, if none is)."""
+    for candidate in range(size, 5, -1):
+        font = _font(candidate)
+        if all(font.getbbox(line)[2] <= width for line in lines if line):
+            return font
+    return _font(6)
+
+
+def _text_strip(text: str, width: int, height: int = ROW_LABEL_HEIGHT) -> np.ndarray:
+    """uint8 [height, width, 3]: black text on white, one line per "\n"-separated part, each
+    (height - 4) / lines pixels high, the font shrunk so that no line is cut at the right."""
+    lines = text.split("\n")
+    step = (height - 4) // len(lines)  # pixels per line
+    font = _fitting_font(lines, width - 2 * TEXT_INDENT, step - 2)
     strip = Image.new("RGB", (width, height), (255, 255, 255))
-    ImageDraw.Draw(strip).text((4, 2), text, fill=(0, 0, 0), font=_font(height - 6))
+    draw = ImageDraw.Draw(strip)
+    for i, line in enumerate(lines):
+        draw.text((TEXT_INDENT, 2 + i * step), line, fill=(0, 0, 0), font=font)
     return np.asarray(strip)
+
+
+def column_header(c: int, iou: float | None) -> str:
+    """The text above column c of a labelled grid: "frame c+1" and, below, its IoU."""
+    return f"frame {c + 1}" + (f"\nIoU {iou:.3f}" if iou is not None else "")
 
 
 def frame_ious(gt: np.ndarray, pred: np.ndarray, *, semantic: bool) -> np.ndarray:
@@ -295,7 +321,8 @@ def clip_grid(
     [T, H, W] (binary or class ids, as `semantic` says). Cells are separated by GAP white
     pixels; a `title` adds a text strip on top. labels: a LABEL_WIDTH column on the left
     names the rows, and a HEADER_HEIGHT strip above each column says "frame k" and, with a
-    ground truth, the frame's IoU (`frame_ious`). Returns uint8 [rows*H + ..., T*W + ..., 3].
+    ground truth, on a second line the frame's IoU to 3 decimals (`frame_ious`; the font
+    shrinks for narrow tiles rather than cut it). Returns uint8 [rows*H + ..., T*W + ..., 3].
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
@@ -324,13 +351,13 @@ def clip_grid(
     if labels:
         ious = frame_ious(gt, pred, semantic=semantic) if gt is not None else None
         for c in range(t):
-            text = f"frame {c + 1}" + (f"  IoU {ious[c]:.3f}" if ious is not None else "")
+            text = column_header(c, None if ious is None else float(ious[c]))
             x = left + c * (w + GAP)
             grid[:top, x : x + w] = _text_strip(text, w, top)
         for r, (name, _) in enumerate(rows):
-            y = top + r * (h + GAP) + max(h // 2 - HEADER_HEIGHT // 2, 0)
-            fits = min(HEADER_HEIGHT, grid_h - y)
-            grid[y : y + fits, :left] = _text_strip(name, left, HEADER_HEIGHT)[:fits]
+            y = top + r * (h + GAP) + max(h // 2 - ROW_LABEL_HEIGHT // 2, 0)
+            fits = min(ROW_LABEL_HEIGHT, grid_h - y)
+            grid[y : y + fits, :left] = _text_strip(name, left, ROW_LABEL_HEIGHT)[:fits]
     if title:
         grid = np.concatenate([_text_strip(title, grid_w), grid], axis=0)
     return grid

@@ -45,7 +45,8 @@ run() {
 if [ "$setup" = 1 ]; then run bash scripts/setup.sh; fi
 export PATH="$PWD/.venv/bin:$PATH"
 start=$(date +%s)
-# --overwrite replaces only data this generator wrote (it checks for toy_truth.json).
+# --overwrite replaces only the files this generator wrote (its manifest lists them) and
+# refuses a root holding anything else, naming it.
 run avsbench make-toy-data --out avsbench_data --settings "$setting" \
   --num-categories "$categories" --overwrite
 logs="avs_scripts/$folder/test_logs"

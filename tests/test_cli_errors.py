@@ -27,7 +27,9 @@ def _one_line(capsys, argv: list[str], expected: str, code: int = 2) -> str:
 def test_an_existing_root_without_overwrite(tmp_path, capsys):
     assert cli.main([*TOY, "--out", str(tmp_path)]) == 0
     root = tmp_path / "Single-source"
-    line = _one_line(capsys, [*TOY, "--out", str(tmp_path)], f"{root} exists")
+    line = _one_line(
+        capsys, [*TOY, "--out", str(tmp_path)], f"{root}: the output folder holds an earlier"
+    )
     assert "pass --overwrite" in line
 
 

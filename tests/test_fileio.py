@@ -108,3 +108,54 @@ def test_atomic_write_all_writes_every_file_or_none(tmp_path):
     assert atomic_write_all(writes) == [kept, new_dir / "b.bin"]
     assert kept.read_bytes() == b"new" and (new_dir / "b.bin").read_bytes() == b"b"
     assert sorted(p.name for p in new_dir.iterdir()) == ["b.bin"]
+
+
+# the message torch.save raises when its zip writer fails on a Python file (a full disk),
+# copied from a run on a full tmpfs
+TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+
+
+def test_torch_writer_error_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    """PyTorch's own RuntimeError (no OSError behind it) is a WriteError too."""
+    from avsbench.engine import checkpoint as ckpt_io
+    from avsbench.fileio import WriteError
+
+    target = tmp_path / "last.pth"
+    target.write_bytes(b"previous")
+
+    def save(obj, f, *args, **kwargs):
+        f.write(b"half")
+        raise RuntimeError(TORCH_FULL_DISK)
+
+    monkeypatch.setattr(ckpt_io.torch, "save", save)
+    with pytest.raises(WriteError) as info:
+        ckpt_io.atomic_save({"epoch": 1}, target)
+    assert str(info.value) == (
+        f"cannot write {target}: the disk is full or the folder is not writable "
+        f"(PyTorch: {TORCH_FULL_DISK}); the previous file is kept"
+    )
+    assert target.read_bytes() == b"previous" and list(tmp_path.iterdir()) == [target]
+
+
+def test_checkpoint_on_a_real_full_disk_keeps_the_previous_file(tmp_path):
+    """torch.save on a real full tmpfs (2 MB): one-line WriteError saying the disk is full,
+    the previous checkpoint loads as before, no temporary file is left."""
+    import errno
+
+    import torch
+    from mounts import tmpfs
+
+    from avsbench.engine.checkpoint import atomic_save
+    from avsbench.fileio import WriteError
+
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        target = disk / "last.pth"
+        atomic_save({"epoch": 0, "w": torch.arange(10.0)}, target)
+        before = target.read_bytes()
+        with pytest.raises(WriteError) as info:
+            atomic_save({"epoch": 1, "w": torch.zeros(1_000_000)}, target)  # 4 MB
+        message = str(info.value)
+        assert message == f"cannot write {target}: disk full; the previous file is kept"
+        assert info.value.errno == errno.ENOSPC and "\n" not in message
+        assert target.read_bytes() == before and sorted(os.listdir(disk)) == ["last.pth"]
+        assert torch.load(target, weights_only=True)["epoch"] == 0

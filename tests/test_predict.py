@@ -236,6 +236,39 @@ def test_overlay_runs_at_the_source_rate_with_its_sound(tmp_path, masks_per_seco
             np.testing.assert_array_equal(a, b)
 
 
+def video_timestamps(path: Path) -> list[Fraction]:
+    """Presentation times (s after the first frame) of every frame, read back with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [Fraction(f.pts) * stream.time_base for f in container.decode(stream)]
+    return [t - times[0] for t in times]
+
+
+@pytest.mark.parametrize("audio_rate", [16000, None])
+def test_variable_frame_rate_with_dropped_frames(tmp_path, checkpoints, capsys, audio_rate):
+    """A 30 fps phone-like recording with 20% of its frames dropped (average rate 24 fps,
+    gaps of 1/30 s among them): predict exits 0 and overlay.mp4 holds every source frame
+    at its own timestamp (the encoder once used 1 / average rate: two frames got one
+    timestamp and muxing failed with 'returned 22' after the whole model pass)."""
+    rng = np.random.default_rng(0)
+    dropped = set(rng.choice(np.arange(1, 90), 18, replace=False).tolist())
+    times = [k / 30 for k in range(90) if k not in dropped]
+    source = make_video(
+        tmp_path / "vfr.mp4", 3, 30, 64, 48, audio_rate=audio_rate, frame_times=times
+    )
+    expected = video_timestamps(source)
+    gaps = {round(float(b - a) * 30) for a, b in zip(expected, expected[1:])}
+    assert len(expected) == len(times) == 72 and gaps == {1, 2}  # variable-rate indeed
+    out = tmp_path / "out"
+    args = ["predict", str(source), "--weights", str(checkpoints["s4"]), "--out", str(out)]
+    code = cli.main(
+        args + ["--device", "cpu", "--quiet"] + ([] if audio_rate else ["--allow-silence"])
+    )
+    assert code == 0, capsys.readouterr().err
+    assert video_timestamps(out / "overlay.mp4") == expected
+    assert json.loads((out / "summary.json").read_text())["overlay"]["frames"] == len(times)
+
+
 def test_windows_are_padded_as_in_training(tmp_path):
     """7 s video: S4 (T=5) repeats the last second; AVSS (T=10) pads zeros, frame_valid 0."""
     seconds, fps = 7, 8
@@ -594,6 +627,54 @@ def test_an_earlier_output_is_replaced_with_overwrite(tmp_path, good_video):
     ]
     assert json.loads((out / "summary.json").read_text())["num_seconds"] == 2
     assert no_leftovers(tmp_path) == ["out"]
+
+
+def cli_error_line(capsys, args: list[str]) -> str:
+    """Run `avsbench predict ARGS`; assert exit status 2 and one line on stderr; return it."""
+    code = cli.main(["predict", *args, "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    (line,) = err.strip().splitlines()
+    return line
+
+
+def test_unwritable_out_is_one_line(tmp_path, good_video, checkpoints, capsys):
+    """--out on a real read-only file system, or below a regular file (ENOTDIR): exit 2 and
+    one line naming the folder (the CLI), PredictError (Python); nothing left behind."""
+    from mounts import tmpfs
+
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    below_a_file = tmp_path / "notes.txt" / "out"
+    with tmpfs(tmp_path / "ro", "1m", read_only=True) as read_only:
+        cases = [(read_only / "out", "read-only file system"), (below_a_file, "is a file")]
+        for out, why in cases:
+            line = cli_error_line(
+                capsys, [str(good_video), "--weights", str(checkpoints["s4"]), "--out", str(out)]
+            )
+            assert line.startswith(f"error: {out}: cannot write the output (") and why in line
+            with pytest.raises(PredictError, match=f"cannot write the output.*{why}"):
+                predict_video(good_video, stub_predictor(), out_dir=out)
+        assert os.listdir(read_only) == []
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "ro"]
+
+
+@pytest.mark.parametrize("free_bytes", [0, 20_000])  # full at the first mask / the overlay
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, good_video, checkpoints, capsys,
+                                                  free_bytes):  # fmt: skip
+    """A real full tmpfs (1 MB, filled to `free_bytes` free): exit 2, one line saying the
+    disk is full (CLI), PredictError (Python); the temporary folder is removed."""
+    from mounts import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        fill(disk, free_bytes)
+        out = disk / "out"
+        line = cli_error_line(
+            capsys, [str(good_video), "--weights", str(checkpoints["s4"]), "--out", str(out)]
+        )
+        assert line.startswith(f"error: {out}: cannot write the output (disk full)")
+        with pytest.raises(PredictError, match="cannot write the output \\(disk full\\)"):
+            predict_video(good_video, stub_predictor(), out_dir=out)
+        assert os.listdir(disk) == ["filler.bin"]
 
 
 def test_output_folder_gets_the_usual_permissions(tmp_path, good_video):

@@ -192,13 +192,45 @@ def test_labelled_grid_names_rows_and_prints_each_frames_iou():
         assert grid[:top, x : x + w].min() < 128
         assert np.array_equal(
             grid[:top, x : x + w],
-            visualize._text_strip(f"frame {c + 1}  IoU {[1.0, 0.5][c]:.3f}", w, top),
+            visualize._text_strip(f"frame {c + 1}\nIoU {[1.0, 0.5][c]:.3f}", w, top),
         )
+    label = visualize.ROW_LABEL_HEIGHT
     for r, name in enumerate(("frames", "ground truth", "prediction", "overlay")):
-        y = top + r * (h + gap) + h // 2 - top // 2
+        y = top + r * (h + gap) + h // 2 - label // 2
         np.testing.assert_array_equal(
-            grid[y : y + top, :left], visualize._text_strip(name, left, top)
+            grid[y : y + label, :left], visualize._text_strip(name, left, label)
         )
+
+
+def test_a_96_pixel_tile_shows_the_whole_iou():
+    """The header above a 96-px tile is "frame k" over "IoU 0.857", drawn whole: it equals the
+    two lines drawn by Pillow on a canvas wide enough for any text, at some font size,
+    cropped to the tile, and that canvas has no ink at or past the tile's right edge (once
+    "frame 1  IoU 0.9" was all that fitted)."""
+    from PIL import ImageDraw
+
+    t, h, w = 2, 96, 96
+    frames = np.full((t, h, w, 3), 90, np.uint8)
+    gt = np.zeros((t, h, w), bool)
+    gt[:, 0, :7] = True
+    pred = gt.copy()
+    pred[1, 0, 6] = False  # frame 2: IoU 6/7
+    grid = visualize.clip_grid(frames, gt, pred, semantic=False)
+    top, left, gap = visualize.HEADER_HEIGHT, visualize.LABEL_WIDTH, visualize.GAP
+    for c, iou in enumerate((1.0, 6 / 7)):
+        header = grid[:top, left + c * (w + gap) : left + c * (w + gap) + w]
+        lines = [f"frame {c + 1}", f"IoU {iou:.3f}"]  # "IoU 1.000", "IoU 0.857"
+        step = (top - 4) // 2
+        whole = []
+        for size in range(6, step - 1):
+            canvas = Image.new("RGB", (4 * w, top), (255, 255, 255))
+            draw = ImageDraw.Draw(canvas)
+            for i, line in enumerate(lines):
+                draw.text((4, 2 + i * step), line, fill=(0, 0, 0), font=visualize._font(size))
+            drawn = np.asarray(canvas)
+            if np.array_equal(drawn[:, :w], header):
+                whole.append(drawn[:, w - 2 :].min() == 255)
+        assert whole == [True], (lines, whole)
 
 
 def test_frame_ious_follow_the_official_per_frame_definitions():

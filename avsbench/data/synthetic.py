@@ -9,7 +9,9 @@ minutes on a CPU, and a real audio-visual task:
   log-spaced 150 Hz..5 kHz, a category-specific number of harmonics and amplitude
   modulation, plus low noise);
 - only the SOUNDING objects are in the masks; the other visible objects are silent
-  categories, so a model cannot find the answer without listening;
+  categories, so a model cannot find the answer without listening; objects may overlap,
+  but a sounding object always shows at least MIN_VISIBLE_FRACTION of itself in every frame
+  it sounds in (`draw_visible_scene`), so no mask names an object that cannot be seen;
 - S4: one sounding object and 1-2 silent distractors (the CSV category is the sounding
   one); MS3: 1-3 sounding among 3 visible objects (`MULTI_SOURCE_COUNTS`), switching on
   and off at the 0.96 s log-mel example boundaries (so per-frame masks differ); AVSS:
@@ -18,7 +20,11 @@ minutes on a CPU, and a real audio-visual task:
 
 Each dataset root also gets `toy_truth.json` (not part of the official layout): per clip
 the visible objects, which of them sound in each frame and their visible pixel counts,
-for tests and sanity checks. Everything is deterministic given the seed.
+for tests and sanity checks, and a manifest TOY_DATA.manifest of the files written. A root
+appears whole (written in a temporary folder next to it) and `--overwrite` replaces only
+the files of its manifest, refusing a root that holds anything else
+(`avsbench.owned_folder`, the rules of predict's output folder). Everything is
+deterministic given the seed.
 
 The generator reads as its stages: `category_looks` (how each category looks and sounds),
 `draw_scene` (objects, motion, who sounds when), `render_frame` (pixels and ownership),
@@ -32,7 +38,6 @@ import colorsys
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +66,13 @@ from avsbench.data.layouts import (
 )
 from avsbench.data.palette import CLASS_NAMES, encode_color_mask, write_label2idx
 from avsbench.errors import InputError
+from avsbench.owned_folder import FolderError, OwnedFolder, Owner
 
 ROOT_NAMES = {name: row.dataset_folder for name, row in SETTINGS.items()}  # setting -> folder
 TRUTH_FILE = "toy_truth.json"
+# the manifest of the files make-toy-data wrote into a dataset root: --overwrite replaces
+# those, nothing else
+TOY_DATA = Owner("make-toy-data", ".avsbench-toy-data.json", "avsbench-toy-data/1", "--out")
 
 # Clips per split at scale 1.0 (each count is scaled, at least 1).
 S4_CLIPS = {"train": 160, "val": 32, "test": 32}
@@ -101,6 +110,10 @@ AM_RATES = (0.0, 4.0, 10.0)  # Hz, amplitude-modulation patterns
 NOISE_LEVEL = 0.003  # std of the white noise added to every mixture
 BACKGROUND_NOISE = 0.025  # std of the per-pixel luminance noise of every frame
 RAMP_SECONDS = 0.01  # on/off ramps of switching sources
+# A sounding object shows at least this share of its own pixels in every frame it sounds in
+# (objects may overlap; a scene where one would be hidden more is drawn again)
+MIN_VISIBLE_FRACTION = 0.25
+MAX_SCENE_DRAWS = 100  # draws of a clip's scene before giving up (about 3 % need a second)
 SETTING_CODES = {"s4": 1, "ms3": 2, "avss": 3}
 _NAME_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"))
 
@@ -265,6 +278,52 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown texture {texture!r}; valid: {TEXTURES}")
 
 
+def _object_boxes(scene: Scene, looks: list[Look], t: int, size: tuple[int, int]):
+    """For each object j back to front in frame t of a (w, h) frame: (j, box, inside, u, v)
+    with box = (slice y, slice x) its bounding box in the frame, inside bool [h_box, w_box]
+    its pixels, (u, v) the object coordinates (offset / radius) of the box."""
+    w, h = size
+    side = min(w, h)
+    for j, obj in enumerate(scene.objects):
+        look = looks[obj.category]
+        cx, cy, r = obj.centres[t, 0] * w, obj.centres[t, 1] * h, obj.radius * side
+        x0, x1 = max(0, int(cx - r) - 1), min(w, int(cx + r) + 2)
+        y0, y1 = max(0, int(cy - r) - 1), min(h, int(cy + r) + 2)
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        u, v = (xs - cx) / r, (ys - cy) / r  # object coordinates, [h_box, w_box]
+        yield j, (slice(y0, y1), slice(x0, x1)), _shape_inside(look.shape, u, v), u, v
+
+
+def visible_fractions(scene: Scene, looks: list[Look], t: int, size: tuple[int, int]) -> np.ndarray:
+    """float [num_objects]: the share of each object's own pixels (inside the (w, h) frame)
+    that no object in front of it covers in frame t."""
+    owner = np.full(size[::-1], -1, dtype=np.int16)
+    own = np.zeros(len(scene.objects))
+    for j, box, inside, _, _ in _object_boxes(scene, looks, t, size):
+        owner[box][inside] = j
+        own[j] = inside.sum()
+    visible = np.bincount(owner[owner >= 0], minlength=len(scene.objects))
+    return visible / np.maximum(own, 1)
+
+
+def draw_visible_scene(
+    rng: np.random.Generator, looks: list[Look], num_frames: int, size: tuple[int, int], **kw
+) -> Scene:
+    """`draw_scene`, drawn again from the same generator (deterministic per seed) until
+    every object shows at least MIN_VISIBLE_FRACTION of itself in each frame it sounds in:
+    a mask never names an object that cannot be seen."""
+    for _ in range(MAX_SCENE_DRAWS):
+        scene = draw_scene(rng, len(looks), num_frames, **kw)
+        if all(
+            visible >= MIN_VISIBLE_FRACTION
+            for t in range(num_frames)
+            for visible, obj in zip(visible_fractions(scene, looks, t, size), scene.objects)
+            if obj.sounding[t]
+        ):
+            return scene
+    raise RuntimeError(f"no scene with visible sounding objects in {MAX_SCENE_DRAWS} draws")
+
+
 def render_frame(
     scene: Scene,
     looks: list[Look],
@@ -277,20 +336,13 @@ def render_frame(
     pixel, -1 for background). Objects are drawn back to front inside their bounding box;
     luminance noise is added last."""
     h, w = background.shape[:2]
-    side = min(w, h)
     image = background.copy()
     owner = np.full((h, w), -1, dtype=np.int16)
-    for j, obj in enumerate(scene.objects):
-        look = looks[obj.category]
-        cx, cy, r = obj.centres[t, 0] * w, obj.centres[t, 1] * h, obj.radius * side
-        x0, x1 = max(0, int(cx - r) - 1), min(w, int(cx + r) + 2)
-        y0, y1 = max(0, int(cy - r) - 1), min(h, int(cy + r) + 2)
-        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        u, v = (xs - cx) / r, (ys - cy) / r  # object coordinates, [h_box, w_box]
-        inside = _shape_inside(look.shape, u, v)
+    for j, box, inside, u, v in _object_boxes(scene, looks, t, (w, h)):
+        look = looks[scene.objects[j].category]
         shade = 0.6 + 0.4 * _texture(look.texture, u, v)
-        image[y0:y1, x0:x1][inside] = shade[inside, None] * np.asarray(look.colour, np.float32)
-        owner[y0:y1, x0:x1][inside] = j
+        image[box][inside] = shade[inside, None] * np.asarray(look.colour, np.float32)
+        owner[box][inside] = j
     image += rng.standard_normal((h, w, 1), dtype=np.float32) * BACKGROUND_NOISE
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), owner
 
@@ -416,8 +468,9 @@ def render_clip(
     size: tuple[int, int],
     **scene_kwargs: object,
 ) -> RenderedClip:
-    """Draw a scene, render its frames and synthesise its sound (num_frames seconds)."""
-    scene = draw_scene(rng, len(looks), num_frames, **scene_kwargs)
+    """Draw a scene (sounding objects visible), render its frames and synthesise its sound
+    (num_frames seconds)."""
+    scene = draw_visible_scene(rng, looks, num_frames, size, **scene_kwargs)
     background = render_background(scene, size)
     rendered = [render_frame(scene, looks, t, background, rng) for t in range(num_frames)]
     waveform = synthesise_sound(scene, looks, float(num_frames), rng)
@@ -591,8 +644,10 @@ def make_toy_data(
     """Write the synthetic datasets under `out`; returns {setting: dataset root}.
 
     Roots: out/Single-source (s4), out/Multi-sources (ms3), out/AVSBench_semantic (avss).
-    An existing root is replaced only with `overwrite=True` and only if it holds a
-    `toy_truth.json` (i.e. it was made by this generator), never real data.
+    Each is written in a temporary folder next to it and moved into place when complete.
+    An existing root is replaced only with `overwrite=True` and only if it holds nothing but
+    the files of its manifest (an earlier output of this generator); FolderError
+    otherwise, naming what is in the way, before anything is written.
     """
     unknown = [s for s in settings if s not in WRITERS]
     if unknown:
@@ -601,22 +656,31 @@ def make_toy_data(
         raise ValueError(f"num_categories must be in 2..{len(S4_CATEGORIES)}, got {num_categories}")
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    roots = {}
-    for setting in settings:
-        root = Path(out) / ROOT_NAMES[setting]
-        if root.exists() and any(root.iterdir()):
-            if not overwrite:
-                raise FileExistsError(f"{root} exists; pass --overwrite to replace synthetic data")
-            if not (root / TRUTH_FILE).is_file():
-                raise FileExistsError(
-                    f"{root} holds no {TRUTH_FILE}: not synthetic data, not replaced"
-                )
-            shutil.rmtree(root)
-        root.mkdir(parents=True, exist_ok=True)
-        roots[setting] = WRITERS[setting](
-            root, seed=seed, scale=scale, num_categories=num_categories
-        )
-    return roots
+    folders: dict[str, OwnedFolder] = {}
+    try:
+        for setting in settings:  # every root is checked before any is written
+            folders[setting] = _owned_root(Path(out) / ROOT_NAMES[setting], overwrite)
+        roots = {}
+        for setting, folder in folders.items():
+            WRITERS[setting](folder.path, seed=seed, scale=scale, num_categories=num_categories)
+            roots[setting] = folder.commit()
+        return roots
+    finally:
+        for folder in folders.values():
+            folder.abort()  # the temporary folders left (none after success)
+
+
+def _owned_root(root: Path, overwrite: bool) -> OwnedFolder:
+    """The dataset root as an OwnedFolder; a root made before manifests is named as such."""
+    try:
+        return OwnedFolder(root, TOY_DATA, overwrite)
+    except FolderError as err:
+        if (root / TRUTH_FILE).is_file() and not (root / TOY_DATA.manifest).exists():
+            raise FolderError(
+                f"{err} (synthetic data written before make-toy-data kept a manifest of its "
+                f"files: delete {root} yourself once)"
+            ) from err
+        raise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -627,7 +691,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-categories", type=int, default=8, help="categories used (2..23; fewer learn faster)"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic data")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace synthetic data this generator wrote (only the files of its manifest)",
+    )
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
@@ -644,8 +712,11 @@ def check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
         )
     if not (math.isfinite(args.scale) and args.scale > 0):
         raise InputError(f"--scale {args.scale:g}: must be a positive number (1 = full size)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder; pass --out a folder you can write to")
     for setting in settings:
-        root = Path(args.out) / ROOT_NAMES[setting]
+        root = out / ROOT_NAMES[setting]
         if args.overwrite and root.is_symlink():
             raise InputError(
                 f"{root} is a symbolic link (to {os.readlink(root)}); --overwrite replaces "
@@ -668,6 +739,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except FileExistsError:  # a root holding data, named with the fix: one line (cli.main)
         raise
+    except FolderError as err:  # what is in the way of --overwrite is named: one line
+        raise InputError(str(err)) from err
     except OSError as err:  # --out is a file, or cannot be written
         where = err.filename or args.out
         raise InputError(

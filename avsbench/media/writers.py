@@ -34,6 +34,7 @@ USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1",
 VIDEO_CRF = "20"  # libx264 constant-quality setting (lower: better, larger)
 VIDEO_PRESET = "veryfast"  # libx264 speed preset
 MPEG4_BIT_RATE = 4_000_000  # bits per second when only MPEG-4 part 2 is available
+MPEG4_MAX_TICKS = 65535  # MPEG-4 part 2 allows time units down to 1/65535 s only
 
 
 def save_mask(mask: np.ndarray, path: str | os.PathLike[str], *, semantic: bool) -> Path:
@@ -67,8 +68,9 @@ class OverlayWriter:
 
     path: the file to write; width, height: the frames' size (padded with black to even
     sizes, as yuv420p needs). rate: the source's average frame rate (written into the
-    header); time_base: the unit of the output timestamps (the source's, so its times are
-    kept exactly; default 1 / rate). audio_source: a file whose first audio track is
+    header); time_base: the unit of the output timestamps, for the stream and the encoder
+    (the source's, so its times are kept exactly, variable rates included; default
+    1 / rate). audio_source: a file whose first audio track is
     re-encoded to AAC (its own sample rate and channel layout where AAC allows them) with
     sample 0 at `video_start` (absolute seconds of the source's first frame), as the model
     heard it; None: no audio stream.
@@ -94,10 +96,14 @@ class OverlayWriter:
         self.container = av.open(str(self.path), mode="w", format="mp4")
         try:
             self.codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            if self.codec == "mpeg4" and self.time_base.denominator > MPEG4_MAX_TICKS:
+                self.time_base = Fraction(1, MPEG4_MAX_TICKS)  # times rounded to 15 us
             self.video = self.container.add_stream(self.codec, rate=rate)
             self.video.width, self.video.height = self.width, self.height
             self.video.pix_fmt = "yuv420p"
-            self.video.time_base = self.time_base
+            # the encoder's unit too: left unset it is 1 / rate, and frames of a variable
+            # rate closer together than that would get the same timestamp
+            self.video.time_base = self.video.codec_context.time_base = self.time_base
             if self.codec == "libx264":
                 self.video.options = {"crf": VIDEO_CRF, "preset": VIDEO_PRESET}
             else:

@@ -113,3 +113,19 @@ def test_mask_summaries():
         (7, 2, 22),
         (12, 1, 3),
     ]
+
+
+def test_mpeg4_fallback_keeps_variable_frame_times_of_a_fine_time_base(tmp_path, monkeypatch):
+    """Without libx264 (MPEG-4 part 2, time units of at least 1/65535 s), a source counted
+    in 1/90000 s (MPEG-TS) still gives every frame, each within 1/65535 s of its time."""
+    monkeypatch.setattr(av, "codecs_available", set(av.codecs_available) - {"libx264"})
+    times = [Fraction(k, 30) for k in (0, 1, 2, 4, 5, 7, 8)]  # 30 fps, frames dropped
+    writer = OverlayWriter(
+        tmp_path / "o.mp4", 32, 32, rate=Fraction(24), time_base=Fraction(1, 90000)
+    )
+    for t in times:
+        writer.write(np.zeros((32, 32, 3), np.uint8), t)
+    writer.close()
+    facts = stream_facts(tmp_path / "o.mp4")
+    assert writer.codec == "mpeg4" and len(facts["times"]) == len(times)
+    assert all(abs(a - b) <= Fraction(1, 65535) for a, b in zip(facts["times"], times))
