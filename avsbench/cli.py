@@ -13,9 +13,12 @@ from avsbench.fileio import WriteError
 COMMANDS = {
     "train": ("avsbench.commands.train", "train a model (as avs_scripts/<folder>/train.sh)"),
     "test": ("avsbench.commands.test", "test a checkpoint (as avs_scripts/<folder>/test.sh)"),
-    "predict": ("avsbench.predict", "segment the sounding objects of any video file"),
-    "preprocess": ("avsbench.preprocess", "raw videos -> the official AVSBench layouts"),
-    "make-toy-data": ("avsbench.data.synthetic", "write a synthetic AVSBench (S4, MS3, AVSS)"),
+    "predict": ("avsbench.commands.predict", "segment the sounding objects of any video file"),
+    "preprocess": ("avsbench.commands.preprocess", "raw videos -> the official AVSBench layouts"),
+    "make-toy-data": (
+        "avsbench.commands.make_toy_data",
+        "write a synthetic AVSBench (S4, MS3, AVSS)",
+    ),
 }
 
 

@@ -20,11 +20,12 @@ that fails is reported with its file and the reason, and the others go on.
 
     avsbench preprocess --setting s4 --root avsbench_data/Single-source
     avsbench preprocess --setting ms3 --root avsbench_data/Multi-sources
+
+(the command line: `avsbench.commands.preprocess`)
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -56,7 +57,6 @@ from avsbench.data.layouts import (
     S4Layout,
     read_metadata,
 )
-from avsbench.errors import InputError
 from avsbench.fileio import atomic_write_all
 from avsbench.media.audio import decode_audio
 from avsbench.media.video import (
@@ -290,36 +290,3 @@ def preprocess(
             continue
         report["done"].append(job.video)
     return report
-
-
-DEFAULT_ROOTS = {"s4": "avsbench_data/Single-source", "ms3": "avsbench_data/Multi-sources"}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--setting", choices=sorted(JOB_BUILDERS), required=True)
-    parser.add_argument(
-        "--root",
-        default=None,
-        help="dataset root (default: avsbench_data/Single-source or /Multi-sources)",
-    )
-    parser.add_argument("--splits", default="train,val,test", help="comma separated")
-    parser.add_argument("--overwrite", action="store_true", help="redo clips already processed")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    root = args.root or DEFAULT_ROOTS[args.setting]
-    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
-    bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits:
-        raise InputError(f"--splits {args.splits}: unknown split(s) {bad}; use {','.join(SPLITS)}")
-    report = preprocess(
-        args.setting, root, splits=splits, overwrite=args.overwrite, progress=not args.quiet
-    )
-    print(
-        f"{len(report['done'])} processed, {len(report['skipped'])} already done, "
-        f"{len(report['failed'])} failed"
-    )
-    for video, reason in report["failed"]:
-        print(f"FAILED {video}: {reason}")
-    return 1 if report["failed"] else 0

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from avsbench import preprocess
+from avsbench.commands import preprocess as preprocess_command
 from avsbench.data import audio
 from avsbench.data.datasets import MS3Dataset, S4Dataset
 from avsbench.data.layouts import AVSDataError
@@ -158,8 +159,10 @@ def test_ms3_preprocess_and_cli(tmp_path, capsys):
         "video_id,split\nAbCdEfGhIjK_2,train\nbroken_1,val\nmissing_3,test\n"
     )
     parser = argparse.ArgumentParser()
-    preprocess.add_arguments(parser)
-    rc = preprocess.run(parser.parse_args(["--setting", "ms3", "--root", str(root), "--quiet"]))
+    preprocess_command.add_arguments(parser)
+    rc = preprocess_command.run(
+        parser.parse_args(["--setting", "ms3", "--root", str(root), "--quiet"])
+    )
     out = capsys.readouterr().out
     assert rc == 1
     assert "1 processed, 0 already done, 2 failed" in out

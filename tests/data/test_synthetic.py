@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from avsbench.commands import make_toy_data as make_toy_data_command
 from avsbench.data import audio, synthetic
 from avsbench.data.datasets import AVSSDataset, MS3Dataset, S4Dataset
 from avsbench.data.palette import CLASS_NAMES, read_label2idx
@@ -148,17 +149,17 @@ def test_deterministic_by_seed(tmp_path):
 
 def test_cli_and_overwrite_rules(tmp_path):
     parser = argparse.ArgumentParser()
-    synthetic.add_arguments(parser)
+    make_toy_data_command.add_arguments(parser)
     args = parser.parse_args(
         ["--out", str(tmp_path), "--scale", "0.02", "--settings", "s4", "--num-categories", "3"]
     )
-    assert synthetic.run(args) == 0
+    assert make_toy_data_command.run(args) == 0
     meta = pd.read_csv(tmp_path / "Single-source/s4_meta_data.csv")
     assert set(meta["category"]) <= {"baby_laughter", "female_singing", "male_speech"}
     with pytest.raises(FolderError, match="earlier output of make-toy-data.*--overwrite"):
         synthetic.make_toy_data(tmp_path, scale=0.02, settings=("s4",), num_categories=3)
     args.overwrite = True
-    assert synthetic.run(args) == 0
+    assert make_toy_data_command.run(args) == 0
     real = tmp_path / "Multi-sources"
     real.mkdir()
     (real / "ms3_meta_data.csv").write_text("video_id,split\n")
@@ -194,8 +195,8 @@ def test_a_users_file_in_the_root_survives_overwrite(tmp_path, capsys):
     args = ["--out", str(tmp_path), "--scale", "0.02", "--settings", "s4"]
     args += ["--num-categories", "3"]
     parser = argparse.ArgumentParser()
-    synthetic.add_arguments(parser)
-    assert synthetic.run(parser.parse_args(args)) == 0
+    make_toy_data_command.add_arguments(parser)
+    assert make_toy_data_command.run(parser.parse_args(args)) == 0
     root = tmp_path / "Single-source"
     before = {f: (root / f).read_bytes() for f in listed_files(root)}
     notes = root / "s4_data" / "my_notes.txt"
