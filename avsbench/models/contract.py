@@ -23,6 +23,18 @@ class AVSOutput:
     logits: torch.Tensor
 
 
+def check_inputs(
+    frames: torch.Tensor, audio_emb: torch.Tensor, frame_valid: torch.Tensor | None
+) -> int:
+    """B*T of the contract's inputs; ValueError naming the input whose shape is wrong."""
+    bt = frames.shape[0]
+    if audio_emb.ndim != 2 or audio_emb.shape[0] != bt:
+        raise ValueError(f"audio_emb must be [B*T={bt}, D], got {tuple(audio_emb.shape)}")
+    if frame_valid is not None and frame_valid.numel() != bt:
+        raise ValueError(f"frame_valid must be [B*T={bt}], got {tuple(frame_valid.shape)}")
+    return bt
+
+
 def check_output(output: object, expected: type, method: str) -> None:
     """TypeError unless `output` is the `expected` output type of `method` (its loss's input)."""
     if not isinstance(output, expected):

@@ -32,7 +32,7 @@ from avsbench.models.avsegformer.transformer import (
 )
 from avsbench.models.backbones.vggish import EMBEDDING_SIZE
 from avsbench.models.backbones.visual import VisualEncoder, build_visual_encoder
-from avsbench.models.contract import AVSOutput
+from avsbench.models.contract import AVSOutput, check_inputs
 
 
 @dataclass
@@ -77,15 +77,9 @@ class AVSegFormer(nn.Module):
         frame_valid: torch.Tensor | None = None,
         target_frames: torch.Tensor | None = None,
     ) -> AVSegFormerOutput:
-        bt = frames.shape[0]
-        if audio_emb.ndim != 2 or audio_emb.shape[0] != bt:
-            raise ValueError(
-                f"audio_emb must be [B*T={bt}, {EMBEDDING_SIZE}], got {tuple(audio_emb.shape)}"
-            )
+        bt = check_inputs(frames, audio_emb, frame_valid)
         valid = None
         if frame_valid is not None:
-            if frame_valid.numel() != bt:
-                raise ValueError(f"frame_valid must be [B*T={bt}], got {tuple(frame_valid.shape)}")
             valid = frame_valid.reshape(bt, 1, 1, 1).to(frames.dtype)  # [B*T, 1, 1, 1]
 
         audio_feat = self.audio_proj(audio_emb)[:, None]  # [B*T, 1, C]

@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avsbench.config import setting_info
-from avsbench.models.backbones.vggish import EMBEDDING_SIZE
 from avsbench.models.backbones.visual import VisualEncoder, build_visual_encoder
-from avsbench.models.contract import AVSOutput, decoded_rows
+from avsbench.models.contract import AVSOutput, check_inputs, decoded_rows
 from avsbench.models.tpavi.block import TPAVI, TPAVI_MODES
 from avsbench.models.tpavi.decoder import Decoder, DilatedProjection
 
@@ -110,23 +109,17 @@ class AVSModel(nn.Module):
         frame_valid: torch.Tensor | None = None,
         target_frames: torch.Tensor | None = None,
     ) -> TPAVIOutput:
-        bt = frames.shape[0]
-        if audio_emb.ndim != 2 or audio_emb.shape[0] != bt:
-            raise ValueError(
-                f"audio_emb must be [B*T={bt}, {EMBEDDING_SIZE}], got {tuple(audio_emb.shape)}"
-            )
+        bt = check_inputs(frames, audio_emb, frame_valid)
         if self.tpavi_stages and bt % self.window_frames:
             raise ValueError(
                 f"B*T = {bt} frames do not split into TPAVI windows of {self.window_frames} "
                 f"frames (window_frames)"
             )
         valid = None
-        if frame_valid is not None:
-            if frame_valid.numel() != bt:
-                raise ValueError(f"frame_valid must be [B*T={bt}], got {tuple(frame_valid.shape)}")
-            if not bool((frame_valid == 1).all()):  # all ones (S4, MS3): x * 1 changes nothing
-                valid = frame_valid.reshape(bt).to(frames.dtype)  # [B*T]
-                audio_emb = audio_emb * valid[:, None]  # padding frames carry no audio
+        if frame_valid is not None and not bool((frame_valid == 1).all()):
+            # all ones (S4, MS3): x * 1 changes nothing
+            valid = frame_valid.reshape(bt).to(frames.dtype)  # [B*T]
+            audio_emb = audio_emb * valid[:, None]  # padding frames carry no audio
         v4 = None if valid is None else valid.reshape(bt, 1, 1, 1)
         rows = decoded_rows(target_frames, bt, frames.device)  # [F] or None (all frames)
 

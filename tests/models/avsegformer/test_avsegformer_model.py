@@ -155,7 +155,7 @@ def test_settings_and_methods():
 
 def test_bad_inputs_are_refused(tiny):
     frames, audio = inputs(2)
-    with pytest.raises(ValueError, match=r"audio_emb must be \[B\*T=2, 128\]"):
+    with pytest.raises(ValueError, match=r"audio_emb must be \[B\*T=2, D\]"):
         tiny(frames, audio[:1])
     with pytest.raises(ValueError, match=r"frame_valid must be \[B\*T=2\]"):
         tiny(frames, audio, torch.ones(3))
