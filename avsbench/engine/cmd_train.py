@@ -229,6 +229,7 @@ def run_training(
         cfg, info, model, embedder, train_loader, sampler, val_loader, optimizer, scaler,
         run_dir, start_epoch=start_epoch, best_miou=best_miou, history=history, writer=writer,
         position=position, rng_at_stop=resume.raw["rng"] if resume is not None else None,
+        scheduler_state=resume.raw.get("scheduler") if resume is not None else None,
     )  # fmt: skip
     try:
         result = trainer.fit()

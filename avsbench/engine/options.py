@@ -227,7 +227,7 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
     t = preset.train
     g.add_argument("--val_batch_size", type=_positive_int, help=f"(default: {t.val_batch_size})")
     g.add_argument("--max_epoches", type=_positive_int, help=f"(sic) (default: {t.max_epoches})")
-    g.add_argument("--lr", type=float, help=f"Adam learning rate (default: {t.lr})")
+    g.add_argument("--lr", type=float, help=f"learning rate (default: {t.lr})")
     g.add_argument(
         "--wt_dec",
         type=float,
@@ -265,6 +265,9 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
         f"{t.freeze_backbone_epochs}; AVSegFormer's recipe: 5 / 10 / 0 for S4 / MS3 / AVSS)",
     )
     p.add_argument("--seed", type=int, help=f"(default: {t.seed})")
+    from avsbench.engine.optim import add_optim_arguments  # (optim.py imports this module)
+
+    add_optim_arguments(parser, t)
     p.add_argument(
         "--sync_bn",
         action=argparse.BooleanOptionalAction,
@@ -355,13 +358,15 @@ def model_overrides(args: argparse.Namespace, user: UserConfig) -> dict[str, Any
 
 def train_overrides(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     """Dotted config changes for the training and loss flags that were given."""
+    from avsbench.engine.optim import OPTIM_FLAGS
+
     ch: dict[str, Any] = {}
     for flag in ("train_batch_size", "val_batch_size", "max_epoches", "lr", "wt_dec", "seed",
                  "max_steps_per_epoch", "start_eval_epoch", "eval_interval",
-                 "freeze_backbone_epochs"):  # fmt: skip
+                 "freeze_backbone_epochs", *OPTIM_FLAGS):  # fmt: skip
         value = getattr(args, flag, None)
         if value is not None:
-            ch[f"train.{flag}"] = value
+            ch[f"train.{flag}"] = tuple(value) if isinstance(value, list) else value
     loss_flags = ["lambda_1", "mask_pooling_type"]
     if setting == "s4":
         loss_flags += ["sa_loss_flag"]
