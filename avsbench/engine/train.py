@@ -178,7 +178,7 @@ def train_one_epoch(
     bar = tqdm(
         total=num_steps,
         initial=first,
-        desc=f"epoch {epoch + 1}" + (f"/{cfg.train.max_epoches}" * (cfg.train.max_iters is None)),
+        desc=f"epoch {epoch + 1}" + ("" if cfg.train.max_iters else f"/{cfg.train.max_epoches}"),
         leave=False,
         disable=not runs.show_progress(info.is_main),
         dynamic_ncols=True,
@@ -363,11 +363,11 @@ class Trainer:
             message += f" (best {self.best_miou:.4f}{', new best' if improved else ''})"
         self.history.append(record)
         done = epoch if epoch_done else epoch - 1  # the last COMPLETED epoch
-        extra = {} if epoch_done else {"position": self.progress.to_dict()}
-        if self.by_iters:
-            extra["iteration"] = self.scheduler.iteration
+        extra = {"iteration": self.scheduler.iteration} if self.by_iters else {}
         if improved:
             self.save(f"{self.session}_best.pth", done, full=False, **extra)
+        if not epoch_done:  # resume continues inside the epoch (resume.py)
+            extra["position"] = self.progress.to_dict()
         self.save("last.pth", done, **extra)
         logger.info(message)
         self.log_scalars(record)

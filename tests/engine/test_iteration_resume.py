@@ -53,7 +53,7 @@ def _assert_same_run(a: dict, b: dict) -> None:
 def straight(tmp_path_factory, s4_toy) -> dict:
     log_dir = tmp_path_factory.mktemp("straight")
     assert cmd_train.main("s4", tiny_flags(s4_toy, log_dir, **FLAGS)) == 0
-    return _load(log_dir)
+    return {**_load(log_dir), "best": _load(log_dir, "S4_best.pth")}
 
 
 @pytest.mark.slow
@@ -68,6 +68,9 @@ def test_the_uninterrupted_run_follows_the_plan(straight):
     assert backbone["weight_decay"] == rest["weight_decay"] == 0.05
     assert backbone["lr"] == rest["lr"] == 0.0  # poly at its horizon
     assert straight["scheduler"]["base_lrs"] == [backbone["initial_lr"], 1e-3]
+    best = straight["best"]  # weights only: no position, optimizer, schedule or RNG
+    assert best["iteration"] in validated and "position" not in best
+    assert not {"optimizer", "scheduler", "rng"} & best.keys()
 
 
 @pytest.mark.slow

@@ -178,6 +178,23 @@ def test_clipping_equals_clip_grad_norm_by_hand_and_the_norm_formula():
         assert torch.equal(pa, pb)
 
 
+def test_clipping_sees_the_unscaled_gradients_of_an_fp16_scaler():
+    """With the fp16 gradient scaler (loss x 65536, a power of two: exact), the gradients are
+    unscaled before the clip, so the clipped update equals the one without a scaler."""
+    cfg = _cfg(lr=1e-2, optimizer="sgd")  # not scale invariant, unlike Adam
+    a = _Net()
+    b = copy.deepcopy(a)
+    opt_a, opt_b = optim.build_optimizer(a, cfg), optim.build_optimizer(b, cfg)
+    scaled = optim.make_scaler(torch.device("cpu"), "fp16")
+    assert scaled.is_enabled() and scaled.get_scale() == 65536.0
+    for _ in range(2):
+        optim.optimizer_step(_loss(a), opt_a, scaled, clip_norm=0.5)
+        optim.optimizer_step(_loss(b), opt_b, optim.make_scaler(b.head.weight.device, "off"),
+                             clip_norm=0.5)  # fmt: skip
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
 def test_sgd_with_momentum_and_decay_follows_its_update_rule():
     lr, mu, wd = 0.05, 0.9, 0.01
     model = _Net()
