@@ -1,5 +1,5 @@
 """Optimizers, learning-rate schedules, parameter groups and gradient clipping of training
-(docs/TRAINING.md, "Optimizer and schedule").
+(docs/TRAINING.md, "Optimizer, lr schedule, run length").
 
     hooks.param_groups(model)      -> {"backbone": [...], "rest": [...]}  (named groups)
     build_optimizer(model, cfg, hooks)   adam | adamw | sgd, the "backbone" group at
@@ -86,7 +86,8 @@ def _number(kind: type, low: float, high: float = math.inf, *, low_open: bool = 
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            expected = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {expected}: {text!r}") from None
         below = value <= low if low_open else value < low
         if below or not value <= high or not math.isfinite(value):  # also refuses nan, inf
             bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{']' if high < math.inf else ')'}"

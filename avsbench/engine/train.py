@@ -203,6 +203,7 @@ def train_one_epoch(
         if info.distributed:
             loss = loss * ddp_loss_weight(gt_valid, info)
 
+        lr = max(float(g["lr"]) for g in optimizer.param_groups)  # this step's (largest)
         optimizer_step(loss, optimizer, scaler, clip_norm=clip_norm, scheduler=scheduler)
 
         value = float(parts.get("total_loss", loss.detach()))
@@ -213,6 +214,7 @@ def train_one_epoch(
         clips += batch["frames"].shape[0] * info.world_size
         if writer is not None:
             writer.add_scalar("train/loss_step", value, global_step + step)
+            writer.add_scalar("train/lr_step", lr, global_step + step)
         bar.set_postfix(loss=f"{value:.4f}")
         bar.update(1)
         progress.step, progress.sums, progress.clips = step + 1, dict(sums), clips
