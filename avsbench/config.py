@@ -110,7 +110,8 @@ class TrainConfig:
     train_batch_size: int = 4  # clips per optimisation step
     val_batch_size: int = 1  # clips per validation batch (matters for the official metric)
     lr: float = 1e-4  # learning rate
-    optimizer: str = "adam"  # adam (AVSBench) | adamw (AVSegFormer: torch defaults, decay 0.01)
+    optimizer: str = "adam"  # adam (AVSBench) | adamw (AVSegFormer: torch defaults, decay
+    # 0.01) | sgd
     freeze_backbone_epochs: int = 0  # the visual backbone is frozen for the first N epochs
     wt_dec: float = 5e-4  # accepted like the official flag and, like it, not applied
     seed: int = 123
@@ -120,6 +121,23 @@ class TrainConfig:
     channels_last: bool = False
     max_steps_per_epoch: int | None = None  # cap for quick runs (None: the whole split)
     loss: LossConfig = field(default_factory=LossConfig)
+    # Optimizer and schedule (avsbench/engine/optim.py, docs/TRAINING.md). The defaults are
+    # the published runs: constant lr, torch's weight decay of the optimizer, no clipping.
+    max_iters: int | None = None  # None: train max_epoches epochs; N: N iterations (steps)
+    eval_interval_iters: int | None = None  # with max_iters: validate every N iterations
+    # (and at the end); None: at the end only. Without max_iters unused (eval_interval)
+    momentum: float = 0.9  # sgd only
+    weight_decay: float | None = None  # None: the optimizer's torch default (adam 0,
+    # adamw 0.01, sgd 0); Mask2Former family: adamw 0.05
+    schedule: str = "constant"  # constant | step | poly, stepped per iteration
+    poly_power: float = 0.9  # poly: lr * (1 - it / total_iters) ** poly_power
+    lr_steps: tuple[int, ...] = ()  # step: iterations at which the lr is multiplied by
+    lr_gamma: float = 0.1  # this factor (lr * lr_gamma ** #steps passed)
+    warmup_iters: int = 0  # linear warm-up over the first N iterations (any schedule)
+    warmup_factor: float = 0.001  # the warm-up starts at lr * warmup_factor
+    backbone_lr_mult: float = 1.0  # the method's "backbone" parameter group trains at lr * this
+    grad_clip_norm: float | None = None  # clip the L2 norm of ALL gradients together
+    # (detectron2's "full_model" clip; Mask2Former family: 0.01); None: no clipping
 
 
 @dataclass(frozen=True)

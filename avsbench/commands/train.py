@@ -24,6 +24,7 @@ from avsbench.engine import options as O
 from avsbench.engine import runs, setup
 from avsbench.engine.distributed import DistInfo, per_process_batch_size
 from avsbench.engine.evaluate import build_eval_loader
+from avsbench.engine.optim import MethodHooks
 from avsbench.engine.train import (
     Trainer,
     build_optimizer,
@@ -139,9 +140,10 @@ def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process
         t.freeze_backbone_epochs
     )
     logger.info(
-        "train %d clips, val %d clips | batch %d (global; %d per process) | %d epochs | "
+        "train %d clips, val %d clips | batch %d (global; %d per process) | %s | "
         "%s lr %g%s%s | amp %s",
-        sizes["train"], sizes["val"], t.train_batch_size, per_process, t.max_epoches,
+        sizes["train"], sizes["val"], t.train_batch_size, per_process,
+        f"{t.max_iters} iterations" if t.max_iters else f"{t.max_epoches} epochs",
         t.optimizer, t.lr, unused, frozen, t.amp,
     )  # fmt: skip
 
@@ -182,7 +184,8 @@ def run_training(
         init = setup.load_checkpoint(init_path, f"{init_flag} file", base_config=cfg, into=model)
     model = prepare_model(model, cfg, info, args.sync_bn)
     embedder = setup.build_embedder(cfg, info, vggish)
-    optimizer = build_optimizer(model, cfg)
+    hooks = MethodHooks.of(registry.method_spec(cfg.model.method))
+    optimizer = build_optimizer(model, cfg, hooks)
     scaler = make_scaler(info.device, cfg.train.amp)
 
     start_epoch, best_miou, history, position = 0, -1.0, [], None
@@ -234,6 +237,8 @@ def run_training(
         cfg, info, model, embedder, train_loader, sampler, val_loader, optimizer, scaler,
         run_dir, start_epoch=start_epoch, best_miou=best_miou, history=history, writer=writer,
         position=position, rng_at_stop=resume.raw["rng"] if resume is not None else None,
+        scheduler_state=resume.raw.get("scheduler") if resume is not None else None,
+        hooks=hooks,
     )  # fmt: skip
     try:
         result = trainer.fit()

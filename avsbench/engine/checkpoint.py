@@ -4,11 +4,12 @@ reading any checkpoint is `avsbench.checkpoints.load`.
 A project checkpoint is `torch.save` of a dict:
 `{"format": "avsbench/1", "model": state_dict (project names), "config": to_dict(cfg),
 "epoch": int (last COMPLETED epoch, 0-based; -1 before the first), "optimizer": ...,
-"scaler": ..., "rng": {python, numpy, torch, cuda}, "best_miou": float,
-"history": [per-epoch dicts]}`; `<session>_best.pth` holds the same without optimizer,
-scaler and rng. Files are written atomically: to a temporary file in the same folder,
-flushed and fsync'ed, then `os.replace`d over the target, so a crash mid-write leaves the
-previous file intact.
+"scaler": ..., "scheduler": {"iteration", "base_lrs"} (`optim.LRSchedule`), "rng": {python,
+numpy, torch, cuda}, "best_miou": float, "history": [per-epoch dicts]}`, and inside an epoch
+"position" (resume.py; runs by iterations also "iteration"); `<session>_best.pth` holds the
+same without optimizer, scaler, scheduler and rng. Files are written atomically: to a
+temporary file in the same folder, flushed and fsync'ed, then `os.replace`d over the
+target, so a crash mid-write leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def make_checkpoint(
     history: list[dict[str, Any]],
     optimizer: torch.optim.Optimizer | None = None,
     scaler: Any = None,
+    scheduler: Any = None,
     with_rng: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -105,6 +107,8 @@ def make_checkpoint(
         ckpt["optimizer"] = optimizer.state_dict()
     if scaler is not None:
         ckpt["scaler"] = scaler.state_dict()
+    if scheduler is not None:
+        ckpt["scheduler"] = scheduler.state_dict()
     if with_rng:
         ckpt["rng"] = rng_state()
     if extra:

@@ -245,6 +245,9 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
         f"{t.freeze_backbone_epochs}; AVSegFormer's recipe: 5 / 10 / 0 for S4 / MS3 / AVSS)",
     )
     p.add_argument("--seed", type=int, help=f"(default: {t.seed})")
+    from avsbench.engine.optim import add_optim_arguments  # (optim.py imports this module)
+
+    add_optim_arguments(parser, t)
     p.add_argument(
         "--sync_bn",
         action=argparse.BooleanOptionalAction,
@@ -334,13 +337,15 @@ def train_overrides(
 ) -> dict[str, Any]:
     """Dotted config changes for the training flags that were given, and the training-only
     flags of `method` (its losses)."""
+    from avsbench.engine.optim import OPTIM_FLAGS
+
     ch: dict[str, Any] = {}
     for flag in ("train_batch_size", "val_batch_size", "max_epoches", "lr", "wt_dec", "seed",
                  "max_steps_per_epoch", "start_eval_epoch", "eval_interval",
-                 "freeze_backbone_epochs"):  # fmt: skip
+                 "freeze_backbone_epochs", *OPTIM_FLAGS):  # fmt: skip
         value = getattr(args, flag, None)
         if value is not None:
-            ch[f"train.{flag}"] = value
+            ch[f"train.{flag}"] = tuple(value) if isinstance(value, list) else value
     only_train = {
         key: value
         for key, value in _method_changes(args, method, setting, train=True).items()

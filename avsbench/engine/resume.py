@@ -18,19 +18,108 @@ The checkpoint's `rng` holds the RNG states at the step boundary. Resuming resto
 skips the samples of the steps done (`ResumableSampler`), so the remaining steps see the
 same batches and random numbers as an uninterrupted run. The datasets draw no random
 numbers (the published transforms are deterministic), so persistent workers need no state.
+
+`RunPlan` says where a run ends and when it validates: after max_epoches epochs, or after
+max_iters iterations (the epochs, passes over the loader, continue as they would, the last
+one cut short). Every epoch has the same number of steps, so the iteration of a position is
+epoch * steps_per_epoch + step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from avsbench import config as C
 from avsbench.engine import checkpoint as ckpt_io
+from avsbench.engine.distributed import DistInfo
+
+
+def build_train_loader(
+    dataset: Dataset, batch_size: int, info: DistInfo, *, seed: int, num_workers: int
+) -> tuple[DataLoader, ResumableSampler]:
+    """Shuffled training batches of `batch_size` clips PER PROCESS.
+
+    The same sampler serves one and many processes: a permutation seeded with
+    seed + epoch (`set_epoch`); process r takes positions r, r + N, ... of it, so the
+    per-process batches of step j together are batch j of a one-process run with the
+    global batch size. `drop_last` only drops the n mod N samples that would otherwise be
+    duplicated (nothing for one process); the last, smaller batch is kept as published."""
+    sampler = DistributedSampler(
+        dataset,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
+    )
+    resumable = ResumableSampler(sampler)  # can start inside an epoch (resume.py)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=resumable,
+        num_workers=num_workers,
+        pin_memory=info.device.type == "cuda",
+        drop_last=False,
+        persistent_workers=num_workers > 0,
+    )
+    return loader, resumable
+
+
+def should_validate(epoch: int, cfg: C.Config) -> bool:
+    """Epoch (0-based) with validation, as the published avss/train.py decides it: at least
+    start_eval_epoch AND a multiple of eval_interval (AVSS recipe 15 / 2: 16, 18, ..., 58)."""
+    start, every = cfg.train.start_eval_epoch, max(1, cfg.train.eval_interval)
+    return epoch >= start and epoch % every == 0
+
+
+def steps_in_epoch(loader: DataLoader, cfg: C.Config) -> int:
+    cap = cfg.train.max_steps_per_epoch
+    return len(loader) if cap is None else min(len(loader), cap)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How long a run is and when it validates (see the module docstring)."""
+
+    cfg: C.Config
+    steps_per_epoch: int  # steps_in_epoch: the loader's batches, capped
+
+    @property
+    def by_iters(self) -> bool:
+        return self.cfg.train.max_iters is not None
+
+    @property
+    def total_iters(self) -> int:
+        """max_iters, or max_epoches x steps per epoch (the horizon of a poly schedule)."""
+        t = self.cfg.train
+        return t.max_iters if t.max_iters is not None else t.max_epoches * self.steps_per_epoch
+
+    @property
+    def num_epochs(self) -> int:
+        if not self.by_iters:
+            return self.cfg.train.max_epoches
+        return math.ceil(self.total_iters / max(1, self.steps_per_epoch))
+
+    def epoch_steps(self, epoch: int) -> int:
+        """Steps of `epoch`: all, but in the last epoch of a run by iterations."""
+        if not self.by_iters:
+            return self.steps_per_epoch
+        return max(0, min(self.steps_per_epoch, self.total_iters - epoch * self.steps_per_epoch))
+
+    def validation_due(self, epoch: int, iteration: int) -> bool:
+        """By epochs: at the end of `epoch` if `should_validate`; by iterations: when
+        `iteration` iterations are done, every eval_interval_iters and at the end."""
+        if not self.by_iters:
+            return should_validate(epoch, self.cfg)
+        every = self.cfg.train.eval_interval_iters
+        return iteration >= self.total_iters or bool(every and iteration % every == 0)
 
 
 class ResumableSampler(Sampler[int]):

@@ -6,15 +6,24 @@ functions; the command that sets it up is `avsbench.commands.train`.
         evaluate(...)   (every epoch; AVSS from start_eval_epoch every eval_interval)
         save <session>_best.pth on the best OFFICIAL validation mIoU, and last.pth
 
-Adam (lr 1e-4, no weight decay applied: `--wt_dec` is accepted and unused, as published),
-seed 123, VGGish frozen (eval mode, no_grad; `embeddings.AudioEmbedder`), the forward step
-`step.forward_batch`, losses from the method's spec (`MethodSpec.loss`, which also stops on
-a non-finite loss). Runs are laid out as published (`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/
-{checkpoints,log}`, see `runs.py`); checkpoints are written atomically and resume is exact
-(model, optimizer, scaler, RNG states, sampler epoch). Multi-process runs (torchrun) follow
-`distributed.py`: `train_batch_size` is the global batch. Ctrl-C stops at the next step
-boundary and saves `checkpoints/interrupted.pth` with the position inside the epoch, from
-which `--resume` continues exactly (`resume.py`).
+By iterations (`train.max_iters`) the same loop runs over as many epochs (loader passes)
+as the iterations need, the last one cut short; validation comes every
+`eval_interval_iters` iterations and at the end, and each validation inside an epoch also
+writes last.pth with its position in the epoch (as interrupted.pth), so that any last.pth
+resumes exactly. Optimizer, lr schedule (stepped per iteration), parameter groups and
+gradient clipping are `optim.py`; what a method's backbone is comes from its `MethodHooks`.
+
+Published defaults: Adam (lr 1e-4, constant, no weight decay applied: `--wt_dec` is
+accepted and unused), seed 123, VGGish frozen (eval mode, no_grad;
+`embeddings.AudioEmbedder`), the forward step `step.forward_batch`, losses from
+the method's spec (`MethodSpec.loss`, which also stops on a non-finite
+loss). Runs are laid out
+as published (`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/{checkpoints,log}`, see `runs.py`);
+checkpoints are written atomically and resume is exact (model, optimizer, lr schedule,
+scaler, RNG states, sampler epoch). Multi-process runs (torchrun) follow `distributed.py`:
+`train_batch_size` is the global batch. Ctrl-C stops at the next step boundary and saves
+`checkpoints/interrupted.pth` with the position inside the epoch, from which `--resume`
+continues exactly (`resume.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from avsbench import config as C
@@ -38,11 +47,25 @@ from avsbench.engine import runs
 from avsbench.engine.distributed import DistInfo, all_reduce_mean
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.evaluate import evaluate
+from avsbench.engine.optim import (
+    DEFAULT_HOOKS,
+    LRSchedule,
+    MethodHooks,
+    build_optimizer,
+    describe,
+    make_scaler,
+    optimizer_step,
+    set_backbone_trainable,
+)
 from avsbench.engine.resume import (
     DeferredInterrupt,
     Progress,
     ResumableSampler,
+    RunPlan,
+    build_train_loader,
+    should_validate,
     start_epoch_iterator,
+    steps_in_epoch,
 )
 from avsbench.engine.step import flat_targets, forward_batch, to_channels_last, unwrap
 from avsbench.errors import SetupError
@@ -54,68 +77,6 @@ logger = logging.getLogger(runs.LOGGER_NAME)
 # ---------------------------------------------------------------------------------------
 # Parts
 # ---------------------------------------------------------------------------------------
-def build_train_loader(
-    dataset: Dataset, batch_size: int, info: DistInfo, *, seed: int, num_workers: int
-) -> tuple[DataLoader, ResumableSampler]:
-    """Shuffled training batches of `batch_size` clips PER PROCESS.
-
-    The same sampler serves one and many processes: a permutation seeded with
-    seed + epoch (`set_epoch`); process r takes positions r, r + N, ... of it, so the
-    per-process batches of step j together are batch j of a one-process run with the
-    global batch size. `drop_last` only drops the n mod N samples that would otherwise be
-    duplicated (nothing for one process); the last, smaller batch is kept as published."""
-    sampler = DistributedSampler(
-        dataset,
-        num_replicas=info.world_size,
-        rank=info.rank,
-        shuffle=True,
-        seed=seed,
-        drop_last=True,
-    )
-    resumable = ResumableSampler(sampler)  # can start inside an epoch (resume.py)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=resumable,
-        num_workers=num_workers,
-        pin_memory=info.device.type == "cuda",
-        drop_last=False,
-        persistent_workers=num_workers > 0,
-    )
-    return loader, resumable
-
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-def build_optimizer(model: nn.Module, cfg: C.Config) -> torch.optim.Optimizer:
-    """`train.optimizer` over the trainable parameters, torch defaults but the lr: adam
-    (AVSBench: no weight decay, the official `--wt_dec` is unused) or adamw (AVSegFormer:
-    weight decay 0.01). Build it before any freezing: a frozen parameter stays in the
-    optimizer and is skipped while it has no gradient."""
-    if cfg.train.optimizer not in OPTIMIZERS:
-        valid = sorted(OPTIMIZERS)
-        raise SetupError(f"unknown train.optimizer {cfg.train.optimizer!r}; valid: {valid}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    return OPTIMIZERS[cfg.train.optimizer](params, lr=cfg.train.lr)
-
-
-def set_backbone_trainable(model: nn.Module, epoch: int, cfg: C.Config) -> bool:
-    """Freeze the visual backbone during the first `train.freeze_backbone_epochs` epochs
-    (AVSegFormer's recipe), unfreeze it after; returns True if it is trainable. The state
-    follows from the epoch alone, so a resumed run freezes exactly as an uninterrupted one.
-    As in the published code only requires_grad changes: a ResNet's BatchNorm keeps its
-    train mode (running statistics update) while frozen."""
-    trainable = epoch >= cfg.train.freeze_backbone_epochs
-    registry.method_spec(cfg.model.method).set_backbone_trainable(unwrap(model), trainable)
-    return trainable
-
-
-def make_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
-    """A gradient scaler, active for fp16 only (bf16 and fp32 need none)."""
-    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-
-
 def prepare_model(
     model: nn.Module, cfg: C.Config, info: DistInfo, sync_bn: bool | None
 ) -> nn.Module:
@@ -167,18 +128,6 @@ def ddp_loss_weight(gt_valid: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return (info.world_size * local / total.to(local.device).clamp(min=1e-12)).float()
 
 
-def should_validate(epoch: int, cfg: C.Config) -> bool:
-    """Epoch (0-based) with validation, as the published avss/train.py decides it: at least
-    start_eval_epoch AND a multiple of eval_interval (AVSS recipe 15 / 2: 16, 18, ..., 58)."""
-    start, every = cfg.train.start_eval_epoch, max(1, cfg.train.eval_interval)
-    return epoch >= start and epoch % every == 0
-
-
-def steps_in_epoch(loader: DataLoader, cfg: C.Config) -> int:
-    cap = cfg.train.max_steps_per_epoch
-    return len(loader) if cap is None else min(len(loader), cap)
-
-
 # ---------------------------------------------------------------------------------------
 # One epoch
 # ---------------------------------------------------------------------------------------
@@ -198,18 +147,24 @@ def train_one_epoch(
     resume: Progress | None = None,
     rng_at_stop: dict[str, Any] | None = None,
     at_boundary: Callable[[int], None] | None = None,
+    scheduler: LRSchedule | None = None,
+    num_steps: int | None = None,
 ) -> dict[str, float]:
-    """One pass over `loader` (capped at max_steps_per_epoch). Returns mean losses (over
-    steps and processes), the number of steps and clips, seconds and clips per second.
+    """One pass over `loader` (capped at max_steps_per_epoch, or at `num_steps`). Returns
+    mean losses (over steps and processes), the number of steps and clips, seconds and clips
+    per second.
 
     progress: kept up to date after every step (what an interrupted.pth stores); resume
     (with rng_at_stop): continue this epoch after the steps it records (resume.py);
-    at_boundary(steps done): called after each step (Ctrl-C is raised there)."""
+    at_boundary(steps done): called after each step (Ctrl-C is raised there); scheduler:
+    stepped after every optimizer step. Gradients are clipped (train.grad_clip_norm) after
+    unscaling, before the step."""
     spec = registry.method_spec(cfg.model.method)
     setting, device = cfg.model.setting, info.device
     loss_cfg = distributed_loss_config(cfg, info.world_size)
     model.train()
-    num_steps = steps_in_epoch(loader, cfg)
+    num_steps = steps_in_epoch(loader, cfg) if num_steps is None else num_steps
+    clip_norm = cfg.train.grad_clip_norm
     progress = progress if progress is not None else Progress(epoch=epoch)
     if isinstance(loader.sampler, ResumableSampler):
         iterator = start_epoch_iterator(
@@ -223,7 +178,7 @@ def train_one_epoch(
     bar = tqdm(
         total=num_steps,
         initial=first,
-        desc=f"epoch {epoch + 1}/{cfg.train.max_epoches}",
+        desc=f"epoch {epoch + 1}" + ("" if cfg.train.max_iters else f"/{cfg.train.max_epoches}"),
         leave=False,
         disable=not runs.show_progress(info.is_main),
         dynamic_ncols=True,
@@ -246,10 +201,8 @@ def train_one_epoch(
         if info.distributed:
             loss = loss * ddp_loss_weight(gt_valid, info)
 
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        lr = max(float(g["lr"]) for g in optimizer.param_groups)  # this step's (largest)
+        optimizer_step(loss, optimizer, scaler, clip_norm=clip_norm, scheduler=scheduler)
 
         value = float(parts.get("total_loss", loss.detach()))
         sums["loss"] += value
@@ -259,6 +212,7 @@ def train_one_epoch(
         clips += batch["frames"].shape[0] * info.world_size
         if writer is not None:
             writer.add_scalar("train/loss_step", value, global_step + step)
+            writer.add_scalar("train/lr_step", lr, global_step + step)
         bar.set_postfix(loss=f"{value:.4f}")
         bar.update(1)
         progress.step, progress.sums, progress.clips = step + 1, dict(sums), clips
@@ -279,7 +233,10 @@ def train_one_epoch(
 # The loop
 # ---------------------------------------------------------------------------------------
 class Trainer:
-    """Everything one training run holds; `fit()` is the loop."""
+    """Everything one training run holds; `fit()` is the loop.
+
+    hooks: the method's backbone (freezing); scheduler_state: the resumed checkpoint's
+    "scheduler" (None: derived from the position, which is what it holds)."""
 
     def __init__(
         self,
@@ -300,11 +257,13 @@ class Trainer:
         writer: Any = None,
         position: dict[str, Any] | None = None,
         rng_at_stop: dict[str, Any] | None = None,
+        hooks: MethodHooks = DEFAULT_HOOKS,
+        scheduler_state: dict[str, Any] | None = None,
     ) -> None:
         self.cfg, self.info = cfg, info
         self.model, self.embedder = model, embedder
         self.train_loader, self.sampler, self.val_loader = train_loader, sampler, val_loader
-        self.optimizer, self.scaler = optimizer, scaler
+        self.optimizer, self.scaler, self.hooks = optimizer, scaler, hooks
         self.run_dir = run_dir
         self.start_epoch, self.best_miou = start_epoch, best_miou
         self.history = list(history or [])
@@ -315,6 +274,11 @@ class Trainer:
         self.rng_at_stop = rng_at_stop
         self.progress = Progress(epoch=start_epoch)
         self.interrupt = DeferredInterrupt()
+        self.plan = RunPlan(cfg, steps_in_epoch(train_loader, cfg))  # epochs or iterations
+        self.by_iters = self.plan.by_iters
+        self.scheduler = LRSchedule(optimizer, cfg, self.plan.total_iters)
+        done = start_epoch * self.plan.steps_per_epoch + (self.resume.step if self.resume else 0)
+        self.scheduler.resume(done, scheduler_state)
 
     # checkpoints ---------------------------------------------------------------------
     def checkpoint(self, epoch: int, *, full: bool = True, **extra: Any) -> dict[str, Any]:
@@ -326,6 +290,7 @@ class Trainer:
             history=self.history,
             optimizer=self.optimizer if full else None,
             scaler=self.scaler if full else None,
+            scheduler=self.scheduler if full else None,
             with_rng=full,
             extra=extra or None,
         )
@@ -350,12 +315,12 @@ class Trainer:
         """Train, maybe validate, keep the best and the last checkpoint. Returns the record."""
         self.sampler.set_epoch(epoch)
         if self.cfg.train.freeze_backbone_epochs:
-            trainable = set_backbone_trainable(self.model, epoch, self.cfg)
+            trainable = set_backbone_trainable(self.model, epoch, self.cfg, self.hooks)
             if epoch == self.start_epoch or epoch == self.cfg.train.freeze_backbone_epochs:
                 logger.info(
                     "epoch %d: backbone %s", epoch + 1, "trainable" if trainable else "frozen"
                 )
-        global_step = epoch * steps_in_epoch(self.train_loader, self.cfg)
+        global_step = epoch * self.plan.steps_per_epoch
         self.progress = Progress(epoch=epoch)
         resume = self.resume if self.resume is not None and self.resume.epoch == epoch else None
         self.resume = None
@@ -364,15 +329,31 @@ class Trainer:
             self.cfg, self.info, epoch, writer=self.writer, global_step=global_step,
             progress=self.progress, resume=resume, rng_at_stop=self.rng_at_stop,
             at_boundary=lambda steps: self.step_boundary(epoch, steps),
+            scheduler=self.scheduler, num_steps=self.plan.epoch_steps(epoch),
         )  # fmt: skip
+        record = self.checkpoint_point(epoch, train_stats, epoch_done=True)
+        self.progress = Progress(epoch=epoch + 1)  # a boundary: last.pth is this state
+        self.stop_if_interrupted()
+        return record
+
+    def checkpoint_point(
+        self, epoch: int, train_stats: dict[str, Any], *, epoch_done: bool
+    ) -> dict[str, Any]:
+        """At an epoch end, or a validation inside an epoch (iteration mode): maybe validate,
+        record, write the best and last.pth (inside an epoch with its position)."""
         record: dict[str, Any] = {"epoch": epoch, "train": train_stats}
+        if self.by_iters:
+            record["iteration"] = self.scheduler.iteration
+            where = f"iteration {record['iteration']}/{self.plan.total_iters} (epoch {epoch + 1})"
+        else:
+            where = f"epoch {epoch + 1}/{self.cfg.train.max_epoches}"
         message = (
-            f"epoch {epoch + 1}/{self.cfg.train.max_epoches}: "
-            f"loss {train_stats.get('loss', float('nan')):.4f} "
-            f"({train_stats['steps']} steps, {train_stats['clips_per_second']:.1f} clips/s)"
+            f"{where}: loss {train_stats.get('loss', float('nan')):.4f} "
+            f"({train_stats['steps']} steps"
+            + (f", {train_stats['clips_per_second']:.1f} clips/s)" if epoch_done else ")")
         )
         improved = False
-        if should_validate(epoch, self.cfg):
+        if self.plan.validation_due(epoch, self.scheduler.iteration):
             val = self.validate(epoch)
             record["val"] = {k: v for k, v in val.items() if isinstance(v, (int, float))}
             improved = val["miou"] > self.best_miou
@@ -381,13 +362,15 @@ class Trainer:
             message += f" | val mIoU {val['miou']:.4f} F {val['fscore']:.4f}"
             message += f" (best {self.best_miou:.4f}{', new best' if improved else ''})"
         self.history.append(record)
+        done = epoch if epoch_done else epoch - 1  # the last COMPLETED epoch
+        extra = {"iteration": self.scheduler.iteration} if self.by_iters else {}
         if improved:
-            self.save(f"{self.session}_best.pth", epoch, full=False)
-        self.save("last.pth", epoch)
+            self.save(f"{self.session}_best.pth", done, full=False, **extra)
+        if not epoch_done:  # resume continues inside the epoch (resume.py)
+            extra["position"] = self.progress.to_dict()
+        self.save("last.pth", done, **extra)
         logger.info(message)
         self.log_scalars(record)
-        self.progress = Progress(epoch=epoch + 1)  # a boundary: last.pth is this state
-        self.stop_if_interrupted()
         return record
 
     def after_step(self, epoch: int, steps: int) -> None:
@@ -395,6 +378,11 @@ class Trainer:
 
     def step_boundary(self, epoch: int, steps: int) -> None:
         self.after_step(epoch, steps)
+        due = self.plan.validation_due(epoch, self.scheduler.iteration)
+        if self.by_iters and steps < self.plan.epoch_steps(epoch) and due:
+            p = self.progress  # running means of the epoch so far
+            stats = {k: all_reduce_mean(v / max(p.step, 1), self.info) for k, v in p.sums.items()}
+            self.checkpoint_point(epoch, {**stats, "steps": p.step}, epoch_done=False)
         self.stop_if_interrupted()
 
     def stop_if_interrupted(self) -> None:
@@ -409,7 +397,7 @@ class Trainer:
     def log_scalars(self, record: dict[str, Any]) -> None:
         if self.writer is None:
             return
-        step = record["epoch"] + 1
+        step = record["iteration"] if self.by_iters else record["epoch"] + 1
         for key, value in record["train"].items():
             self.writer.add_scalar(f"train/{key}", value, step)
         for key, value in record.get("val", {}).items():
@@ -420,9 +408,13 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """The loop. Ctrl-C stops at the next step boundary, saves `interrupted.pth` (with
         the position inside the epoch, resume.py) and re-raises KeyboardInterrupt."""
+        logger.info("optimizer: %s", describe(self.cfg))
+        if self.by_iters:
+            logger.info("training %d iterations: %d epochs of %d steps", self.plan.total_iters,
+                        self.plan.num_epochs, self.plan.steps_per_epoch)  # fmt: skip
         try:
             with self.interrupt.installed():
-                for epoch in range(self.start_epoch, self.cfg.train.max_epoches):
+                for epoch in range(self.start_epoch, self.plan.num_epochs):
                     self.run_epoch(epoch)
         except KeyboardInterrupt:
             self.save_interrupted()

@@ -57,18 +57,28 @@ class MethodFlag:
     train_only: bool = False
 
 
+def _inner(model: nn.Module) -> nn.Module:
+    """The model a DistributedDataParallel wrapper holds (or `model`)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def visual_backbone_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    """{"backbone": the parameters of `model.visual`, "rest": the others}: the groups of a
-    method whose visual encoder is its `visual` attribute."""
-    backbone = list(model.visual.parameters())
+    """{"backbone": the parameters of the model's `visual` encoder, "rest": the others} (no
+    "backbone" group for a model without `visual`): the groups of a method whose visual
+    encoder is its `visual` attribute (the "backbone" group trains at lr x
+    train.backbone_lr_mult)."""
+    inner = _inner(model)
+    visual = getattr(inner, "visual", None)
+    backbone = list(visual.parameters()) if isinstance(visual, nn.Module) else []
     ids = {id(p) for p in backbone}
-    return {"backbone": backbone, "rest": [p for p in model.parameters() if id(p) not in ids]}
+    rest = [p for p in inner.parameters() if id(p) not in ids]
+    return {"backbone": backbone, "rest": rest} if backbone else {"rest": rest}
 
 
 def set_visual_trainable(model: nn.Module, trainable: bool) -> None:
     """Freeze (False) or unfreeze the `visual` encoder: only requires_grad changes (a frozen
     ResNet's BatchNorm keeps its train mode, as in the published code)."""
-    model.visual.requires_grad_(trainable)
+    _inner(model).visual.requires_grad_(trainable)
 
 
 Loss = Callable[

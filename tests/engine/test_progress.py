@@ -16,9 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_redirected_output_has_one_line_per_epoch_and_no_carriage_returns(tmp_path, s4_toy):
     log = tmp_path / "out.log"
     flags = tiny_flags(s4_toy, tmp_path / "logs", max_epoches=2, max_steps_per_epoch=2)
-    code = (
-        f"from avsbench.engine import cmd_train; raise SystemExit(cmd_train.main('s4', {flags!r}))"
-    )
+    code = f"from avsbench.commands import train; raise SystemExit(train.main('s4', {flags!r}))"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     with open(log, "wb") as out:  # `> log 2>&1`
         status = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT,

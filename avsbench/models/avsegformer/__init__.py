@@ -44,6 +44,12 @@ def _loss(
     )  # fmt: skip
 
 
+def _set_backbone_trainable(model: torch.nn.Module, trainable: bool) -> None:
+    """AVSegFormer's own freezing (`AVSegFormer.set_backbone_trainable`)."""
+    inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    inner.set_backbone_trainable(trainable)
+
+
 def _summary(model_cfg: C.ModelConfig) -> str:
     arch = model_cfg.arch or config.AVSegFormerArch()
     return (
@@ -75,6 +81,7 @@ SPEC = MethodSpec(
     load_official=official_names.load_official_state_dict,
     to_official=official_names.to_official_state_dict,
     summary=_summary,
+    set_backbone_trainable=_set_backbone_trainable,
     flags=(
         MethodFlag(
             "--decoder_channels",
