@@ -73,7 +73,6 @@ class DataConfig:
     root: str = "avsbench_data/Single-source"  # dataset root as released (see its readme)
     image_size: int = 224  # frames and masks are resized to image_size x image_size
     frames_per_clip: int = 5  # 5 for S4/MS3, 10 for AVSS (clips are padded to it)
-    num_workers: int = 4  # DataLoader worker processes
     embedding_cache: str | None = None  # "memory" or a folder: frozen VGGish runs once per clip
     frame_cache: str | None = None  # folder: frames/masks decoded once (docs/FRAME_CACHE.md)
     # S4/MS3 only: "object" reads the AVSBench-object release (Single-source, Multi-sources);
@@ -117,8 +116,6 @@ class TrainConfig:
     seed: int = 123
     start_eval_epoch: int = 0  # AVSS: first epoch (0-based) with validation
     eval_interval: int = 1  # validate every this many epochs
-    amp: str = "off"  # off | bf16 | fp16 (fp16 uses a grad scaler)
-    channels_last: bool = False
     max_steps_per_epoch: int | None = None  # cap for quick runs (None: the whole split)
     loss: LossConfig = field(default_factory=LossConfig)
     # Optimizer and schedule (avsbench/engine/optim.py, docs/TRAINING.md). The defaults are
@@ -150,11 +147,22 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """How a run uses the machine: changes nothing of the recipe (a run may resume with
+    other values)."""
+
+    amp: str = "off"  # off | bf16 | fp16 (fp16 uses a grad scaler)
+    channels_last: bool = False  # channels-last memory format (faster convs on recent GPUs)
+    num_workers: int = 4  # DataLoader worker processes
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def setting_preset(setting: str, train: TrainConfig, model: ModelConfig) -> Config:
@@ -178,7 +186,7 @@ def synthetic_base(cfg: Config) -> Config:
         {
             "model.backbone": "resnet18",
             "data.image_size": 96,
-            "data.num_workers": 2,
+            "runtime.num_workers": 2,
             "data.embedding_cache": "memory",  # the frozen VGGish runs once per clip
             "train.lr": 1e-3,
             "train.max_epoches": 16 if cfg.model.setting == "s4" else 8,
@@ -219,7 +227,7 @@ def from_dict(d: dict[str, Any], arch_types: Mapping[str, type] | None = None) -
             kwargs[key] = value
         return cls(**kwargs)
 
-    d = dict(d)
+    d = _runtime_moved(dict(d))
     if "model" in d:
         d["model"] = _model_values(dict(d["model"]), arch_types or {})
         arch = d["model"].pop("arch", None)
@@ -233,6 +241,22 @@ def from_dict(d: dict[str, Any], arch_types: Mapping[str, type] | None = None) -
             arch = build(arch_types[method], arch)  # type: ignore[index]
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=arch))
     return build(Config, d)
+
+
+# (section, field) of configs from before RuntimeConfig -> its field
+MOVED_TO_RUNTIME = {("train", "amp"), ("train", "channels_last"), ("data", "num_workers")}
+
+
+def _runtime_moved(d: dict[str, Any]) -> dict[str, Any]:
+    """`d` with the runtime fields of an older config moved from `train` / `data`."""
+    runtime = dict(d.get("runtime") or {})
+    for section, name in MOVED_TO_RUNTIME:
+        if isinstance(d.get(section), Mapping) and name in d[section]:
+            d[section] = dict(d[section])
+            runtime.setdefault(name, d[section].pop(name))
+    if runtime:
+        d["runtime"] = runtime
+    return d
 
 
 def _model_values(model: dict[str, Any], arch_types: Mapping[str, type]) -> dict[str, Any]:
@@ -264,6 +288,7 @@ _DATACLASS_FIELDS = {
     (Config, "data"): DataConfig,
     (Config, "train"): TrainConfig,
     (Config, "eval"): EvalConfig,
+    (Config, "runtime"): RuntimeConfig,
     (TrainConfig, "loss"): LossConfig,
 }
 
@@ -306,18 +331,20 @@ def _replace(node: Any, parts: list[str], value: Any, dotted: str) -> Any:
 
 
 # TrainConfig fields that belong to the user, not to a method's recipe
-USER_TRAIN_FIELDS = ("session_name", "log_dir", "amp", "channels_last", "seed")
+USER_TRAIN_FIELDS = ("session_name", "log_dir", "seed")
 
 
 def recipe_with_user_settings(recipe: Config, base: Config) -> Config:
     """`recipe` (another method's preset of the same setting) with what in `base` is the
-    user's: the data, the VGGish and backbone files, the evaluation, and the run's name,
-    log folder and runtime (`USER_TRAIN_FIELDS`)."""
+    user's: the data, the VGGish and backbone files, the evaluation, the runtime, and the
+    run's name, log folder and seed (`USER_TRAIN_FIELDS`)."""
     files = ("backbone_weights", "vggish_weights", "vggish_pca")
     model = dataclasses.replace(recipe.model, **{k: getattr(base.model, k) for k in files})
     kept = {name: getattr(base.train, name) for name in USER_TRAIN_FIELDS}
     train = dataclasses.replace(recipe.train, **kept)
-    return dataclasses.replace(recipe, model=model, data=base.data, train=train, eval=base.eval)
+    return dataclasses.replace(
+        recipe, model=model, data=base.data, train=train, eval=base.eval, runtime=base.runtime
+    )
 
 
 def with_user_paths(

@@ -65,9 +65,11 @@ def test_project_checkpoint_of_a_tiny_run(tiny_run):
     # the user's config gives the data root; flags may change what is not the architecture
     base = C.override(registry.synthetic(registry.preset("s4")), {"data.root": "/data/S4"})
     again = checkpoints.load(
-        tiny_run, base_config=base, overrides={"model.arch.tpavi_dense": True, "train.amp": "bf16"}
+        tiny_run,
+        base_config=base,
+        overrides={"model.arch.tpavi_dense": True, "runtime.amp": "bf16"},
     )
-    assert again.config.data.root == "/data/S4" and again.config.train.amp == "bf16"
+    assert again.config.data.root == "/data/S4" and again.config.runtime.amp == "bf16"
     assert again.config.model.arch.tpavi_dense and again.config.model.arch.decoder_channels == 16
     with pytest.raises(checkpoints.CheckpointError, match="decoder_channels: checkpoint 16"):
         checkpoints.load(tiny_run, overrides={"model.arch.decoder_channels": 32})

@@ -60,7 +60,11 @@ def test_configs_of_older_versions_still_load():
     del old["model"]["method"]
     del old["train"]["optimizer"], old["train"]["freeze_backbone_epochs"]
     del old["train"]["loss"]["mix_loss_weight"]
-    assert registry.config_from_dict(old) == registry.preset("ms3")
+    runtime = old.pop("runtime")  # amp and channels_last were training fields, workers data's
+    old["train"].update(amp="bf16", channels_last=runtime["channels_last"])
+    old["data"]["num_workers"] = 3
+    changed = {"runtime.amp": "bf16", "runtime.num_workers": 3}
+    assert registry.config_from_dict(old) == C.override(registry.preset("ms3"), changed)
 
     cfg = registry.synthetic(registry.preset("avss", method="avsegformer"))
     assert registry.config_from_dict(C.to_dict(cfg)) == cfg

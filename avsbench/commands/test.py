@@ -142,10 +142,10 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
         logger.info("testing %s on %s/%s", loaded.report.summary(), cfg.data.root, args.split)
 
         model = loaded.model.to(info.device)
-        if cfg.train.channels_last:
+        if cfg.runtime.channels_last:
             model = to_channels_last(model)
         embedder = setup.build_embedder(cfg, info, vggish)
-        loader = build_eval_loader(dataset, batch_size, info, cfg.data.num_workers)
+        loader = build_eval_loader(dataset, batch_size, info, cfg.runtime.num_workers)
         writer = None
         if args.save_pred_mask or args.report:
             writer = PredictionWriter(
@@ -157,8 +157,8 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             )
         start = time.perf_counter()
         metrics = evaluate(
-            model, embedder, loader, setting, info.device, amp=cfg.train.amp,
-            channels_last=cfg.train.channels_last, info=info,
+            model, embedder, loader, setting, info.device, amp=cfg.runtime.amp,
+            channels_last=cfg.runtime.channels_last, info=info,
             cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
             on_batch=writer, desc=args.split, per_subset=True,
             official_batch_sizes=sub_batches,
@@ -173,7 +173,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             "num_clips": len(dataset),  # type: ignore[arg-type]
             "world_size": info.world_size,
             "swap_audio": bool(args.swap_audio),
-            "amp": cfg.train.amp,
+            "amp": cfg.runtime.amp,
             "seconds": round(time.perf_counter() - start, 3),
             "metrics": metrics,
             "config": C.to_dict(cfg),

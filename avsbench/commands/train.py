@@ -174,9 +174,9 @@ def run_training(
     ckpt_io.seed_everything(cfg.train.seed)
     train_set, val_set = setup.build_datasets(cfg, user, ["train", "val"])
     train_loader, sampler = build_train_loader(
-        train_set, per_process, info, seed=cfg.train.seed, num_workers=cfg.data.num_workers
+        train_set, per_process, info, seed=cfg.train.seed, num_workers=cfg.runtime.num_workers
     )
-    val_loader = build_eval_loader(val_set, cfg.train.val_batch_size, info, cfg.data.num_workers)
+    val_loader = build_eval_loader(val_set, cfg.train.val_batch_size, info, cfg.runtime.num_workers)
 
     model = resume.model if resume is not None else registry.build_model_for(cfg)
     init = None
@@ -186,7 +186,7 @@ def run_training(
     embedder = setup.build_embedder(cfg, info, vggish)
     hooks = MethodHooks.of(registry.method_spec(cfg.model.method))
     optimizer = build_optimizer(model, cfg, hooks)
-    scaler = make_scaler(info.device, cfg.train.amp)
+    scaler = make_scaler(info.device, cfg.runtime.amp)
 
     start_epoch, best_miou, history, position = 0, -1.0, [], None
     if resume is not None:

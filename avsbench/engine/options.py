@@ -308,12 +308,12 @@ def model_overrides(
         ("image_size", "data.image_size"),
         ("data_root", "data.root"),
         ("data_source", "data.source"),
-        ("num_workers", "data.num_workers"),
+        ("num_workers", "runtime.num_workers"),
         ("cache_audio_embeddings", "data.embedding_cache"),
         ("frame_cache", "data.frame_cache"),
         ("strict_masks", "data.strict_masks"),
-        ("amp", "train.amp"),
-        ("channels_last", "train.channels_last"),
+        ("amp", "runtime.amp"),
+        ("channels_last", "runtime.channels_last"),
         ("log_dir", "train.log_dir"),
         ("session_name", "train.session_name"),
     ):
@@ -358,8 +358,8 @@ def check_model_config(cfg: C.Config) -> None:
     """Contradictions in the model / data / runtime settings, as one SetupError each."""
     if cfg.data.image_size % 32:
         raise SetupError(f"image size {cfg.data.image_size} must be a multiple of 32")
-    if cfg.train.amp not in AMP_CHOICES:
-        raise SetupError(f"amp {cfg.train.amp!r}: valid {AMP_CHOICES}")
+    if cfg.runtime.amp not in AMP_CHOICES:
+        raise SetupError(f"amp {cfg.runtime.amp!r}: valid {AMP_CHOICES}")
     if cfg.data.source not in DATA_SOURCES:
         raise SetupError(f"data source {cfg.data.source!r}: valid {DATA_SOURCES}")
 

@@ -87,7 +87,7 @@ def prepare_model(
             raise SetupError("--sync_bn needs CUDA devices (not supported by the CPU backend)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
-    if cfg.train.channels_last:
+    if cfg.runtime.channels_last:
         model = to_channels_last(model)
     if info.distributed:
         model = nn.parallel.DistributedDataParallel(
@@ -190,8 +190,8 @@ def train_one_epoch(
         progress.in_step = True
         masks, gt_valid = flat_targets(batch, device)  # [B*T, S, S], [B*T]
         output = forward_batch(
-            model, embedder, batch, device, amp=cfg.train.amp,
-            channels_last=cfg.train.channels_last, cache_namespace=f"{setting}/train",
+            model, embedder, batch, device, amp=cfg.runtime.amp,
+            channels_last=cfg.runtime.channels_last, cache_namespace=f"{setting}/train",
             target_frames=spec.target_frames(cfg, gt_valid),  # decode what the losses read
         )  # fmt: skip
         try:
@@ -306,7 +306,7 @@ class Trainer:
         cfg = self.cfg
         return evaluate(
             self.model, self.embedder, self.val_loader, cfg.model.setting, self.info.device,
-            amp=cfg.train.amp, channels_last=cfg.train.channels_last, info=self.info,
+            amp=cfg.runtime.amp, channels_last=cfg.runtime.channels_last, info=self.info,
             cache_namespace=f"{cfg.model.setting}/val", num_classes=cfg.model.num_classes,
             desc=f"val {epoch + 1}",
         )  # fmt: skip

@@ -46,7 +46,7 @@ def _config(setting: str) -> C.Config:
     return C.override(
         registry.synthetic(registry.preset(setting)),
         {"data.image_size": 64, "model.arch.decoder_channels": 16, "train.train_batch_size": 2,
-         "train.lr": 1e-3, "data.num_workers": 0},
+         "train.lr": 1e-3, "runtime.num_workers": 0},
     )  # fmt: skip
 
 

@@ -43,7 +43,7 @@ def test_official_flags_map_onto_the_config():
     assert cfg.model.backbone == "pvt_v2_b5"
     assert cfg.model.backbone_weights == "/w/pvt_v2_b5.pth"
     assert (cfg.train.train_batch_size, cfg.train.max_epoches, cfg.train.lr) == (8, 3, 3e-4)
-    assert cfg.train.wt_dec == 0 and cfg.train.seed == 7 and cfg.train.amp == "bf16"
+    assert cfg.train.wt_dec == 0 and cfg.train.seed == 7 and cfg.runtime.amp == "bf16"
     assert cfg.model.arch.tpavi_stages == (1, 2)
     assert cfg.model.arch.tpavi_vv and cfg.model.arch.tpavi_va
     loss = cfg.train.loss

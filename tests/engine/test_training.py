@@ -210,8 +210,8 @@ def test_bf16_autocast_steps_change_the_weights(tmp_path, ms3_toy):
 
     cfg = C.override(
         registry.synthetic(registry.preset("ms3")),
-        {"data.image_size": 64, "model.arch.decoder_channels": 16, "train.amp": "bf16",
-         "train.channels_last": True,
+        {"data.image_size": 64, "model.arch.decoder_channels": 16, "runtime.amp": "bf16",
+         "runtime.channels_last": True,
          "train.max_steps_per_epoch": 2, "train.train_batch_size": 1,
          "model.arch.tpavi_stages": (3,), "train.loss.av_stages": (3,),
          # the published MS3 masked AV loss (the synthetic preset leaves it out)
