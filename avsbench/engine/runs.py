@@ -164,16 +164,6 @@ def latest_file(log_dir: str | os.PathLike, session: str, names: list[str]) -> P
     return None
 
 
-def find_resume_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | None:
-    """`--resume auto`: the newest of last.pth / interrupted.pth of the latest run."""
-    return latest_file(log_dir, session, ["last.pth", "interrupted.pth"])
-
-
-def find_best_checkpoint(log_dir: str | os.PathLike, session: str) -> Path | None:
-    """`test.sh` without --weights: `<session>_best.pth` of the latest run that has one."""
-    return latest_file(log_dir, session, [f"{session}_best.pth"])
-
-
 def show_progress(is_main: bool = True) -> bool:
     """Whether to draw progress bars: rank 0 writing to a terminal. In a log file (CI,
     `> log`, cluster jobs) the bars' redraws would be hundreds of KB of carriage returns;

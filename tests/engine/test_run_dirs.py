@@ -33,6 +33,9 @@ def _fake_run(tmp_path, name, files):
     return root
 
 
+RESUMABLE = ["last.pth", "interrupted.pth"]  # what --resume auto looks for
+
+
 def test_latest_run_lookup(tmp_path):
     _fake_run(tmp_path, "S4_20240101-000000", ["S4_best.pth", "last.pth"])
     newer = _fake_run(tmp_path, "S4_20240102-000000", ["last.pth"])  # no best yet
@@ -42,14 +45,14 @@ def test_latest_run_lookup(tmp_path):
         "S4_20240101-000000",
         "S4_20240102-000000",
     ]
-    best = runs.find_best_checkpoint(tmp_path, "S4")
+    best = runs.latest_file(tmp_path, "S4", ["S4_best.pth"])
     assert best == tmp_path / "S4_20240101-000000" / "checkpoints" / "S4_best.pth"
-    assert runs.find_resume_checkpoint(tmp_path, "S4") == newer / "checkpoints" / "last.pth"
+    assert runs.latest_file(tmp_path, "S4", RESUMABLE) == newer / "checkpoints" / "last.pth"
     interrupted = newer / "checkpoints" / "interrupted.pth"
     interrupted.write_bytes(b"y")
     os.utime(interrupted, (2e9, 2e9))  # newer than last.pth
-    assert runs.find_resume_checkpoint(tmp_path, "S4") == interrupted
-    assert runs.find_best_checkpoint(tmp_path / "nothing", "S4") is None
+    assert runs.latest_file(tmp_path, "S4", RESUMABLE) == interrupted
+    assert runs.latest_file(tmp_path / "nothing", "S4", ["S4_best.pth"]) is None
 
 
 def test_logging_to_file(tmp_path):

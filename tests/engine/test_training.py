@@ -140,7 +140,7 @@ def test_ctrl_c_saves_an_interrupted_checkpoint(monkeypatch, tmp_path, caplog):
     ckpt = torch.load(stub.run_dir.interrupted, weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["interrupted_in_epoch"] == 1
     assert "optimizer" in ckpt and "rng" in ckpt
-    assert runs.find_resume_checkpoint(tmp_path, "S4") in (
+    assert runs.latest_file(tmp_path, "S4", ["last.pth", "interrupted.pth"]) in (
         stub.run_dir.interrupted,
         stub.run_dir.last,
     )
