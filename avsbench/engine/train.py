@@ -17,8 +17,9 @@ The recipe (optimizer, lr, schedule, epochs) is the method's preset (TPAVI: Adam
 constant 1e-4, no weight decay applied: `--wt_dec` is accepted and unused, as published);
 seed 123, VGGish frozen (eval mode, no_grad; `embeddings.AudioEmbedder`), the forward step
 `step.forward_batch`, losses from the method's spec (`MethodSpec.loss`, which also stops on
-a non-finite loss). Runs are laid out as published (`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/{checkpoints,log}`, see `runs.py`);
-checkpoints are written atomically and resume is exact (model, optimizer, lr schedule,
+a non-finite loss). Runs are laid out as published
+(`<log_dir>/<session>_<YYYYmmdd-HHMMSS>/{checkpoints,log}`, see `runs.py`); checkpoints are
+written atomically and resume is exact (model, optimizer, lr schedule,
 scaler, RNG states, sampler epoch). Multi-process runs (torchrun) follow `distributed.py`:
 `train_batch_size` is the global batch. Ctrl-C stops at the next step boundary and saves
 `checkpoints/interrupted.pth` with the position inside the epoch, from which `--resume`
