@@ -3,7 +3,7 @@
 Paths are relative to this folder (wherever the command is typed); paths given on the
 command line are relative to where it is typed. `bash train.sh` / `bash test.sh` read
 them; everything else (the published AVSS recipe) comes from
-`avsbench.config.avss()`, and command-line flags override it for one run
+`avsbench.models.registry.preset("avss")`, and command-line flags override it for one run
 (`bash train.sh --help`). No data yet? From the repository root:
     avsbench make-toy-data --out avsbench_data      # a synthetic AVSBench, no downloads
 then `bash train.sh --synthetic` here.
