@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from avsbench.config import setting_info
 from avsbench.engine import step
 from avsbench.fileio import atomic_write
 from avsbench.media import describe, inputs, schedule, writers
@@ -62,7 +63,7 @@ class PredictionResult:
 
     @property
     def semantic(self) -> bool:
-        return self.summary["model"]["setting"] == "avss"
+        return setting_info(self.summary["model"]["setting"]).semantic
 
     @property
     def num_seconds(self) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from avsbench.config import setting_info
 from avsbench.media.video import FrameSampler, VideoInfo
 
 
@@ -29,7 +30,8 @@ def prediction_summary(
     `mask_summary` entries with `second` and `frame_time`; wrote: files were written."""
     from avsbench import __version__
 
-    semantic, n, per_clip = model["setting"] == "avss", per_second, model["frames_per_clip"]
+    semantic = setting_info(model["setting"]).semantic
+    n, per_clip = per_second, model["frames_per_clip"]
     summary: dict[str, Any] = {
         "avsbench_version": __version__,
         "video": {
