@@ -24,10 +24,7 @@ from typing import Any
 
 import numpy as np
 
-
-class WriteError(OSError):
-    """A file that could not be written (disk full, read-only folder); the message names
-    the file and says that the previous file at that path, if any, is kept."""
+from avsbench.errors import OutsideFolderError, WriteError  # noqa: F401 (defined in errors.py)
 
 
 def failure_reason(err: OSError) -> str:
@@ -86,10 +83,6 @@ def is_plain_name(name: str) -> bool:
         and not any(c in name for c in ("/", "\\", "\0"))
         and not (len(name) >= 2 and name[1] == ":")  # a Windows drive, C:...
     )
-
-
-class OutsideFolderError(ValueError):
-    """A path that would be written outside the folder of its command (docs/RELIABILITY.md)."""
 
 
 def inside(root: str | os.PathLike[str], *parts: str) -> Path:

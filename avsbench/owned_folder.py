@@ -27,13 +27,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from avsbench.errors import FolderError  # noqa: F401 (defined in errors.py)
 from avsbench.fileio import atomic_write, pid_alive
 
 SHOWN_ENTRIES = 5  # entries named in a refusal message
-
-
-class FolderError(ValueError):
-    """A target folder the command may not write: the message names what is in the way."""
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class PredictError(ValueError):
-    """Bad input to `avsbench predict`: the message names the file and the fix."""
+from avsbench.errors import PredictError  # noqa: F401 (defined in errors.py)
 
 
 @dataclass

@@ -19,13 +19,7 @@ from typing import Any
 
 import torch
 
-
-class CheckpointError(ValueError):
-    """A file that cannot be read or does not fit (one message naming the file)."""
-
-
-class CheckpointNotFound(CheckpointError, FileNotFoundError):
-    """The checkpoint path does not exist."""
+from avsbench.errors import CheckpointError, CheckpointNotFound  # noqa: F401 (defined in errors.py)
 
 
 # ---------------------------------------------------------------------------------------

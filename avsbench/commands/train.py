@@ -144,7 +144,7 @@ def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process
         "%s lr %g%s%s | amp %s",
         sizes["train"], sizes["val"], t.train_batch_size, per_process,
         f"{t.max_iters} iterations" if t.max_iters else f"{t.max_epoches} epochs",
-        t.optimizer, t.lr, unused, frozen, t.amp,
+        t.optimizer, t.lr, unused, frozen, cfg.runtime.amp,
     )  # fmt: skip
 
 

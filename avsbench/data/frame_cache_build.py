@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from avsbench.data.extra_inputs import BASE_SAMPLE_KEYS, ExtraInput, imagenet_to_pixels
 from avsbench.data.transforms import normalize_pixels
+from avsbench.errors import FrameCacheError  # noqa: F401 (defined in errors.py)
 from avsbench.fileio import atomic_write
 
 logger = logging.getLogger("avsbench.data.frame_cache")
@@ -54,10 +55,6 @@ ARRAYS = ("frames", "masks", "audio", "frame_valid", "gt_valid")  # and extra_<k
 def extra_array(extra: ExtraInput) -> str:
     """Name of the array (and `.npy` file) holding an extra input's pixels."""
     return f"extra_{extra.key}"
-
-
-class FrameCacheError(Exception):
-    """A frame-cache folder or sample that cannot be used; the message names it and the fix."""
 
 
 class _NpyFile:

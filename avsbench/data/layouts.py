@@ -35,18 +35,8 @@ from typing import ClassVar
 
 import pandas as pd
 
-from avsbench.errors import InputError
+from avsbench.errors import AVSDataError, DataNotFoundError, InputError  # noqa: F401 (defined in errors.py)
 from avsbench.fileio import is_plain_name
-
-
-class AVSDataError(InputError):
-    """Bad or missing AVSBench input; the message names the file and the problem."""
-
-
-class DataNotFoundError(AVSDataError):
-    """The dataset itself is not where it was looked for (its metadata CSV is missing): the
-    data root is wrong, as opposed to a broken file or row in a dataset that is there."""
-
 
 SPLITS = ("train", "val", "test")
 

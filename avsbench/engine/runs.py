@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from avsbench.errors import RunLockError  # noqa: F401 (defined in errors.py)
 from avsbench.fileio import is_plain_name
 
 LOGGER_NAME = "avsbench"
@@ -84,10 +85,6 @@ def create_run_dir(
     for sub in subdirs:
         (root / sub).mkdir(exist_ok=True)
     return RunDir(root)
-
-
-class RunLockError(Exception):
-    """The run folder is in use by another live process."""
 
 
 LOCK_NAME = ".lock"

@@ -30,13 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from avsbench.errors import MediaError  # noqa: F401 (defined in errors.py)
+
 DEFAULT_MAX_PIXELS = 4096 * 4096  # largest frame (width * height) accepted by default
 SAMPLE_OFFSET = Fraction(15, 16)  # the frame of second i is the one on screen at i + 15/16 s
 FALLBACK_RATE = Fraction(25)  # frames per second assumed when a stream has no timing at all
-
-
-class MediaError(ValueError):
-    """A video or audio file that cannot be used; the message names the file and why."""
 
 
 def av_errors() -> tuple[type[BaseException], ...]:
