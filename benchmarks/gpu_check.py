@@ -39,10 +39,8 @@ from avsbench import config as C  # noqa: E402
 from avsbench.engine import step  # noqa: E402
 from avsbench.engine.train import make_scaler  # noqa: E402
 from avsbench.metrics import BinaryMetrics, SemanticMetrics  # noqa: E402
-from avsbench.models import (
-    build_model,  # noqa: E402
-    registry,  # noqa: E402
-)
+from avsbench.models import registry  # noqa: E402
+from avsbench.models.registry import build_model  # noqa: E402
 
 SETTINGS = ("s4", "ms3", "avss")
 METHODS = ("tpavi", "avsegformer")

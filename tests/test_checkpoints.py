@@ -103,9 +103,10 @@ def test_official_state_dicts_load_with_the_architecture_read_off_the_keys(layou
     loaded = checkpoints.load(path, expect_setting="ms3" if setting == "ms3" else None)
     m = loaded.config.model
     assert loaded.report.kind == "official_tpavi" and loaded.report.stripped_prefix == prefix
-    assert (m.setting, m.backbone, m.tpavi_stages) == (setting, backbone, (0, 1, 2, 3))
-    assert (m.num_classes, m.align_bias) == (C.SETTINGS[setting].num_classes, setting != "avss")
-    assert m.decoder_channels == 256 and m.backbone_weights is None
+    assert (m.setting, m.backbone, m.arch.tpavi_stages) == (setting, backbone, (0, 1, 2, 3))
+    classes = C.SETTINGS[setting].num_classes
+    assert (m.num_classes, m.arch.align_bias) == (classes, setting != "avss")
+    assert m.arch.decoder_channels == 256 and m.backbone_weights is None
     dropped = sorted(k for k in sd if UNUSED.match(k))
     assert sorted(loaded.report.dropped) == [k.removeprefix(prefix) for k in dropped]
     assert loaded.report.loaded == len(sd) - len(dropped) == len(loaded.model.state_dict())
