@@ -6,7 +6,8 @@ import argparse
 import importlib
 import sys
 
-from avsbench.errors import InputError
+from avsbench import stop_signals
+from avsbench.errors import InputError, SetupError
 from avsbench.fileio import WriteError
 
 # command -> (module with add_arguments(parser) and run(args), one-line help)
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     else:  # train / test: the setting's own parser reads the rest (and --help)
         args.flags = rest
     try:
+        stop_signals.install()  # SIGTERM stops as Ctrl-C does
         return int(args._run(args) or 0)
+    except SetupError as err:  # e.g. a bad $AVSBENCH_STOP_SIGNAL
+        print(f"avsbench: {err}", file=sys.stderr)
+        return 2
     except (InputError, FileExistsError) as err:  # a bad flag or file: one line, no traceback
         print(f"avsbench: {err}", file=sys.stderr)
         return 2
@@ -53,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avsbench: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(stop_signals.stopped_message(), file=sys.stderr)
+        return stop_signals.exit_status()
 
 
 if __name__ == "__main__":

@@ -825,3 +825,31 @@ def test_trained_model_tracks_the_sounding_red_square(tmp_path):
         )
         union = (box[2] - box[0]) * (box[3] - box[1]) + (x1 - x0) * (y1 - y0) - inter
         assert inter / union > 0.5, (t, box, (x0, y0, x1, y1))
+
+
+def test_sigterm_removes_the_temporary_folder(tmp_path, checkpoints):
+    """A real SIGTERM (timeout, SLURM, docker stop) to a real `avsbench predict` process
+    stops it as Ctrl-C does: nothing is left of --out, status 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = make_video(tmp_path / "long.mp4", 20, 5, 32, 32, audio_rate=16000)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avsbench.cli", "predict", str(path), "--weights",
+         str(checkpoints["s4"]), "--out", str(tmp_path / "out"), "--device", "cpu"],
+        cwd=Path(avsbench.__file__).parents[1], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    end = time.monotonic() + 120
+    while not any(p.startswith(".out.tmp-") for p in os.listdir(tmp_path)):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "interrupted (SIGTERM)"
+    assert no_leftovers(tmp_path) == []

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from avsbench import config as C
+from avsbench import stop_signals
 from avsbench.engine import options as O
 from avsbench.engine import runs, setup
 from avsbench.engine.evaluate import SwappedAudio, build_eval_loader, evaluate
@@ -137,8 +138,12 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
 
     session = args.session_name or cfg.train.session_name
     log_dir = args.log_dir or user.log_dir("test")
-    run_dir = setup.open_run_dir(log_dir, session, info, log_name="test.log", subdirs=("log",))
+    run_dir = None
     try:
+        with stop_signals.held():  # a run folder made is one removed below
+            run_dir = setup.open_run_dir(
+                log_dir, session, info, log_name="test.log", subdirs=("log",)
+            )
         logger.info("testing %s on %s/%s", loaded.report.summary(), cfg.data.root, args.split)
 
         model = loaded.model.to(info.device)
@@ -181,7 +186,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
         if info.is_main:
             _write_outputs(result, args, run_dir, writer is not None)
     except BaseException:
-        if info.is_main:  # the folder is this run's own (made above): nothing is left of it
+        if info.is_main and run_dir is not None:  # this run's own folder: nothing is left
             runs.close_logging()
             shutil.rmtree(run_dir.root, ignore_errors=True)
         raise

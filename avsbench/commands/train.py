@@ -144,8 +144,23 @@ def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process
         "%s lr %g%s%s | amp %s",
         sizes["train"], sizes["val"], t.train_batch_size, per_process,
         f"{t.max_iters} iterations" if t.max_iters else f"{t.max_epoches} epochs",
-        t.optimizer, t.lr, unused, frozen, t.amp,
+        t.optimizer, t.lr, unused, frozen, cfg.runtime.amp,
     )  # fmt: skip
+
+
+def resume_command(setting: str, args: argparse.Namespace, checkpoint: Path) -> str:
+    """The command that continues this run from `checkpoint` (its interrupted.pth), from
+    any folder: the setting's train.sh by its absolute path, the checkpoint by its absolute
+    path (so --session_name / --log_dir are not needed), and the flags a resume does not
+    read off the checkpoint (--synthetic, --device)."""
+    script = Path(__file__).resolve().parents[2] / "avs_scripts"
+    script = script / C.SETTINGS[setting].script_folder / "train.sh"
+    words = ["bash", str(script), "--resume", str(checkpoint.resolve())]
+    if args.synthetic:
+        words.append("--synthetic")
+    if getattr(args, "device", None):
+        words += ["--device", args.device]
+    return shlex.join(words)
 
 
 def run_training(
@@ -239,6 +254,7 @@ def run_training(
         position=position, rng_at_stop=resume.raw["rng"] if resume is not None else None,
         scheduler_state=resume.raw.get("scheduler") if resume is not None else None,
         hooks=hooks,
+        resume_command=resume_command(setting, args, run_dir.checkpoints / "interrupted.pth"),
     )  # fmt: skip
     try:
         result = trainer.fit()

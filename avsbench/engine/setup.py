@@ -17,7 +17,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from avsbench import checkpoints
+from avsbench import checkpoints, stop_signals
 from avsbench import config as C
 from avsbench.engine import runs
 from avsbench.engine.distributed import (
@@ -47,9 +47,11 @@ def run_command(run: Callable[[], Any]) -> int:
     while running (errors.InputError, such as a dataset's AVSDataError for a broken file,
     raised here or in a DataLoader worker): its one line, from the process that met it, 2;
     a non-finite loss: logged, 1; a file that cannot be written (fileio.WriteError: disk
-    full, read-only folder): one message, 1; Ctrl-C: 130. Logs are closed and the process
-    group is left always."""
+    full, read-only folder): one message, 1; Ctrl-C: 130, SIGTERM (or the configured
+    pre-emption signal, `stop_signals`): 128 + its number, handled as Ctrl-C. Logs are
+    closed and the process group is left always."""
     try:
+        stop_signals.install()
         run()
         return 0
     except SetupError as err:
@@ -67,8 +69,8 @@ def run_command(run: Callable[[], Any]) -> int:
             print(f"\navsbench: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(stop_signals.stopped_message(), file=sys.stderr)
+        return stop_signals.exit_status()
     finally:
         runs.close_logging()
         runs.release_locks()
