@@ -122,6 +122,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     O.check_config(
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=C.LossConfig()))
     )
+    setup.check_amp(cfg, info)
     vggish = setup.choose_vggish(loaded, cfg, args)
     cfg = C.override(cfg, {"model.vggish_weights": vggish.weights, "model.vggish_pca": vggish.pca})
     check_files(cfg, user, need_backbone=False)

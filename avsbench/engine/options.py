@@ -203,14 +203,20 @@ def _command_parser(setting: str, prog: str) -> tuple[argparse.ArgumentParser, A
 
 def build_train_parser(setting: str) -> argparse.ArgumentParser:
     """The flags of `avs_scripts/<folder>/train.py`."""
+    from avsbench.engine.optim import (  # (optim.py imports this module)
+        add_optim_arguments,
+        non_negative_number,
+        positive_number,
+    )
+
     parser, g, preset = _command_parser(setting, "train.py")
     t = preset.train
     g.add_argument("--val_batch_size", type=_positive_int, help=f"(default: {t.val_batch_size})")
     g.add_argument("--max_epoches", type=_positive_int, help=f"(sic) (default: {t.max_epoches})")
-    g.add_argument("--lr", type=float, help=f"learning rate (default: {t.lr})")
+    g.add_argument("--lr", type=positive_number, help=f"learning rate (default: {t.lr})")
     g.add_argument(
         "--wt_dec",
-        type=float,
+        type=non_negative_number,
         help="accepted for compatibility and, as in the published code, NOT applied",
     )
     g.add_argument(
@@ -245,8 +251,6 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
         f"{t.freeze_backbone_epochs}; AVSegFormer's recipe: 5 / 10 / 0 for S4 / MS3 / AVSS)",
     )
     p.add_argument("--seed", type=int, help=f"(default: {t.seed})")
-    from avsbench.engine.optim import add_optim_arguments  # (optim.py imports this module)
-
     add_optim_arguments(parser, t)
     p.add_argument(
         "--sync_bn",

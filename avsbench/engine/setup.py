@@ -87,6 +87,16 @@ def start(args: argparse.Namespace) -> DistInfo:
     return info
 
 
+def check_amp(cfg: C.Config, info: DistInfo) -> None:
+    """Refuse fp16 autocast on the CPU: PyTorch runs it through slow fallbacks (one step
+    of the small model takes minutes instead of seconds) and it brings nothing there."""
+    if cfg.runtime.amp == "fp16" and info.device.type == "cpu":
+        raise SetupError(
+            "--amp fp16 on the CPU: half precision is emulated there (a training step takes "
+            "minutes); pass --amp off (or bf16), or run on a GPU"
+        )
+
+
 def load_checkpoint(path: str | os.PathLike, what: str, **kwargs: Any) -> checkpoints.Loaded:
     """`avsbench.checkpoints.load` with its errors as SetupError (one message)."""
     try:
