@@ -108,6 +108,12 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
     info = setup.start(args)
     O.check_flags(args)
+    setup.check_outputs(
+        [
+            ("--out_json", args.out_json, False),
+            ("--log_dir", args.log_dir or user.log_dir("test"), True),
+        ]
+    )
     base = user.get_config(args.synthetic, args.method)
     weights = find_weights(args, base)
 

@@ -173,6 +173,7 @@ def run_training(
     cfg, resume = resolve_config(setting, args, user)
     O.check_config(cfg)
     setup.check_amp(cfg, info)
+    setup.check_outputs([("--log_dir", cfg.train.log_dir, True)])
     init_path, init_flag = _init_flag(args)
     if resume is not None or init_path:  # every weight comes from the checkpoint
         cfg = O.apply(cfg, {"model.backbone_weights": None})

@@ -29,7 +29,7 @@ from avsbench.engine.distributed import (
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
 from avsbench.errors import InputError, SetupError, error_line
-from avsbench.fileio import WriteError, remove_stale_temporaries
+from avsbench.fileio import WriteError, output_path_problem, remove_stale_temporaries
 from avsbench.models import registry
 
 logger = logging.getLogger(runs.LOGGER_NAME)
@@ -85,6 +85,18 @@ def start(args: argparse.Namespace) -> DistInfo:
         raise SetupError(str(err).splitlines()[0]) from err
     runs.setup_logging(None, is_main=info.is_main)
     return info
+
+
+def check_outputs(outputs: Sequence[tuple[str, str | os.PathLike | None, bool]]) -> None:
+    """(flag, path, is a folder) of each output a command will write: SetupError naming
+    the first that cannot be written, before any work (`fileio.output_path_problem`)."""
+    for flag, path, folder in outputs:
+        if path is None:
+            continue
+        problem = output_path_problem(path, folder=folder)
+        if problem is not None:
+            kind = "a folder" if folder else "a file path"
+            raise SetupError(f"{flag} {path}: {problem}; pass {flag} {kind} you can write to")
 
 
 def check_amp(cfg: C.Config, info: DistInfo) -> None:
