@@ -9,6 +9,7 @@ import sys
 from avsbench import stop_signals
 from avsbench.errors import InputError, SetupError
 from avsbench.fileio import WriteError
+from avsbench.flag_parser import FlagParser
 
 # command -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS = {
@@ -24,13 +25,17 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avsbench", description=__doc__)
+    parser = FlagParser(prog="avsbench", description=__doc__)  # sub-commands: FlagParsers
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
         own_help = getattr(module, "OWN_HELP", True)  # False: --help goes to its flags' parser
-        command = sub.add_parser(
-            name, help=help_text, description=module.__doc__, add_help=own_help
+        command = sub.add_parser(  # DESCRIPTION: the user's text, where the docstring is not
+            name,
+            help=help_text,
+            description=getattr(module, "DESCRIPTION", module.__doc__),
+            add_help=own_help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command)
         command.set_defaults(_run=module.run, _own_help=own_help)

@@ -474,6 +474,26 @@ def test_empty_and_missing_files(tmp_path, checkpoints):
     expect_failure(tmp_path, tmp_path / "missing.mp4", checkpoints["s4"], "no such file")
 
 
+def test_a_folder_a_fifo_a_device_and_a_broken_link_are_named(tmp_path, checkpoints):
+    """Not "no such file": what the path is instead (real folder, FIFO, /dev/zero, link)."""
+    (tmp_path / "clips.mp4").mkdir()
+    os.mkfifo(tmp_path / "pipe.mp4")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "gone.mp4")
+    weights = checkpoints["s4"]
+    fix = "; pass the path of a video file"
+    for path, what in [
+        (tmp_path / "clips.mp4", "a folder, not a video file"),
+        (tmp_path / "pipe.mp4", "a named pipe (FIFO), not a regular file (predict seeks in the "
+         "video)"),
+        (Path("/dev/zero"), "a device, not a regular file"),
+        (tmp_path / "link.mp4", f"a broken symbolic link (to {tmp_path / 'gone.mp4'})"),
+    ]:  # fmt: skip
+        with pytest.raises(PredictError) as err:
+            predict_video(path, weights, out_dir=tmp_path / "out")
+        assert str(err.value) == f"{path}: {what}{fix}"
+    assert not (tmp_path / "out").exists()
+
+
 def test_truncated_file(tmp_path, checkpoints, good_video):
     data = good_video.read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # index (moov) at the end: lost

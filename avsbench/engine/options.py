@@ -17,6 +17,7 @@ from avsbench import config as C
 from avsbench.data.datasets import DATA_SOURCES
 from avsbench.engine.runs import check_session_name
 from avsbench.errors import SetupError
+from avsbench.flag_parser import FlagParser
 from avsbench.models import registry
 from avsbench.models.backbones.visual import resolve_backbone
 from avsbench.models.spec import MethodFlag
@@ -194,7 +195,7 @@ def _command_parser(setting: str, prog: str) -> tuple[argparse.ArgumentParser, A
     preset = registry.preset(setting)
     description, group, batch_flag, batch_help = COMMANDS[prog]
     title = C.setting_info(setting).title
-    parser = argparse.ArgumentParser(prog=prog, description=description.format(title=title))
+    parser = FlagParser(prog=prog, description=description.format(title=title))
     add_model_arguments(parser, preset)
     official = parser.add_argument_group(group)
     official.add_argument(batch_flag, type=_positive_int, help=batch_help.format(cfg=preset))
