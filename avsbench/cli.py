@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     else:  # train / test: the setting's own parser reads the rest (and --help)
         args.flags = rest
     try:
-        stop_signals.install()  # SIGTERM stops as Ctrl-C does
-        return int(args._run(args) or 0)
+        with stop_signals.installed():  # SIGTERM stops as Ctrl-C does
+            return int(args._run(args) or 0)
     except SetupError as err:  # e.g. a bad $AVSBENCH_STOP_SIGNAL
         print(f"avsbench: {err}", file=sys.stderr)
         return 2

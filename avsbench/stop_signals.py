@@ -3,7 +3,7 @@
 SIGTERM is what `timeout`, `kill`, SLURM (at the time limit, scancel) and `docker stop`
 send; Python's default is to die at once, which loses what Ctrl-C saves (training's
 interrupted.pth) and leaves what Ctrl-C cleans (predict's temporary folder, test's run
-folder). `install()` makes SIGTERM, and the signal named by $AVSBENCH_STOP_SIGNAL (SLURM's
+folder). `installed()` makes SIGTERM, and the signal named by $AVSBENCH_STOP_SIGNAL (SLURM's
 pre-emption warning, e.g. `#SBATCH --signal=USR1@90` with AVSBENCH_STOP_SIGNAL=USR1), call
 the process's CURRENT SIGINT handler: where a command defers Ctrl-C (training stops at the
 next step boundary and saves), these signals are deferred the same way; elsewhere they
@@ -61,15 +61,23 @@ def _forward(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
 
-def install() -> None:
-    """Make the stop signals behave as Ctrl-C in this process (main thread only); a
-    command starts with none received."""
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """The stop signals behave as Ctrl-C while the block runs (main thread only; elsewhere
+    nothing changes); the previous handlers are put back after it. A command starts with
+    none received."""
     received.clear()
-    for sig in stop_signals():
-        try:
-            signal.signal(sig, _forward)
-        except ValueError:  # not the main thread: nothing to install
-            return
+    previous = {}
+    try:
+        for sig in stop_signals():
+            previous[sig] = signal.signal(sig, _forward)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def exit_status() -> int:

@@ -51,8 +51,8 @@ def run_command(run: Callable[[], Any]) -> int:
     pre-emption signal, `stop_signals`): 128 + its number, handled as Ctrl-C. Logs are
     closed and the process group is left always."""
     try:
-        stop_signals.install()
-        run()
+        with stop_signals.installed():
+            run()
         return 0
     except SetupError as err:
         if os.environ.get("RANK", "0") == "0":  # one message, not one per process

@@ -108,7 +108,9 @@ def test_test_sh_stopped_by_sigterm_leaves_no_run_folder(s4_toy, tmp_path):
     from avsbench.commands import train
 
     flags = tiny_flags(s4_toy, tmp_path / "train", max_steps_per_epoch=1, session_name="t")
+    before = signal.getsignal(signal.SIGTERM)
     assert train.main("s4", flags) == 0
+    assert signal.getsignal(signal.SIGTERM) is before  # put back after an in-process command
     (weights,) = (tmp_path / "train").glob("t_*/checkpoints/t_best.pth")
     logs = tmp_path / "test_logs"
     proc = subprocess.Popen(
