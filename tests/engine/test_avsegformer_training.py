@@ -38,7 +38,8 @@ def test_train_and_test_with_method_avsegformer(tmp_path, s4_toy):
     assert any(k.startswith("head.query_generator.") for k in last["model"])
     assert last["optimizer"]["param_groups"][0]["weight_decay"] == 0.01  # AdamW defaults
     log_text = (run.log / "train.log").read_text()
-    assert "AVSegFormer (16 queries, 2/2 layers)" in log_text and "AdamW lr 0.0005" in log_text
+    assert "AVSegFormer (16 queries, 2/2 layers, width 32)" in log_text
+    assert "AdamW lr 0.0005" in log_text
     assert "mix_loss" in last["history"][0]["train"]
     assert any(p.name.startswith("events.out.tfevents") for p in run.log.iterdir())
 

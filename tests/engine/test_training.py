@@ -61,7 +61,9 @@ def test_resume_is_exact_and_the_run_is_laid_out_as_published(tmp_path, s4_toy):
     log_text = (run.log / "train.log").read_text()
     assert "epoch 1/2" in log_text and "epoch 2/2" in log_text and "val mIoU" in log_text
     stored = json.loads(run.config_json.read_text())
-    cfg = registry.config_from_dict({k: stored[k] for k in ("model", "data", "train", "eval")})
+    cfg = registry.config_from_dict(
+        {k: stored[k] for k in ("model", "data", "train", "eval", "runtime")}
+    )
     assert cfg == registry.config_from_dict(a["config"])
     assert cfg.data.image_size == 64 and cfg.model.arch.decoder_channels == 16
     assert (run.root / "command.txt").read_text().startswith("python train.py --synthetic")
