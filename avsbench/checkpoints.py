@@ -164,6 +164,7 @@ def load(
     kinds: Sequence[str] | None = None,
     into: nn.Module | None = None,
     what: str = "checkpoint",
+    obj: Any = None,
 ) -> Loaded:
     """Read any checkpoint kind of `detectors()` and return the model with its weights.
 
@@ -179,10 +180,13 @@ def load(
     into: copy the tensors into this model instead of building one (training's --weights:
         the run's own architecture; the file must fit it). `config` is then the file's.
     what: how messages name the file ("--weights file").
+    obj: the file's content when the caller has read it already (`safe_torch_load`): the
+        file is then not read again.
     Raises CheckpointError (CheckpointNotFound for a missing file) naming the file.
     """
     path = Path(path)
-    obj = safe_torch_load(path, what)
+    if obj is None:
+        obj = safe_torch_load(path, what)
     known = detectors()
     kind = detect(obj, kinds)
     if kind is None:

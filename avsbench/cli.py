@@ -6,8 +6,10 @@ import argparse
 import importlib
 import sys
 
-from avsbench.errors import InputError
+from avsbench import stop_signals
+from avsbench.errors import InputError, SetupError
 from avsbench.fileio import WriteError
+from avsbench.flag_parser import FlagParser
 
 # command -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS = {
@@ -23,13 +25,17 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avsbench", description=__doc__)
+    parser = FlagParser(prog="avsbench", description=__doc__)  # sub-commands: FlagParsers
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
         own_help = getattr(module, "OWN_HELP", True)  # False: --help goes to its flags' parser
-        command = sub.add_parser(
-            name, help=help_text, description=module.__doc__, add_help=own_help
+        command = sub.add_parser(  # DESCRIPTION: the user's text, where the docstring is not
+            name,
+            help=help_text,
+            description=getattr(module, "DESCRIPTION", module.__doc__),
+            add_help=own_help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command)
         command.set_defaults(_run=module.run, _own_help=own_help)
@@ -45,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     else:  # train / test: the setting's own parser reads the rest (and --help)
         args.flags = rest
     try:
-        return int(args._run(args) or 0)
+        with stop_signals.installed():  # SIGTERM stops as Ctrl-C does
+            return int(args._run(args) or 0)
+    except SetupError as err:  # e.g. a bad $AVSBENCH_STOP_SIGNAL
+        print(f"avsbench: {err}", file=sys.stderr)
+        return 2
     except (InputError, FileExistsError) as err:  # a bad flag or file: one line, no traceback
         print(f"avsbench: {err}", file=sys.stderr)
         return 2
@@ -53,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avsbench: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(stop_signals.stopped_message(), file=sys.stderr)
+        return stop_signals.exit_status()
 
 
 if __name__ == "__main__":

@@ -250,3 +250,27 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def output_path_problem(path: str | os.PathLike[str], *, folder: bool) -> str | None:
+    """Why `path` cannot receive a command's output file (folder=False) or folder (True),
+    checked before the work starts; None when it can. Nothing is written: the nearest
+    existing folder must be writable (permissions, and not on a read-only mount)."""
+    target = Path(path)
+    if target.exists() or target.is_symlink():
+        if folder and not target.is_dir():
+            return "it exists and is not a folder"
+        if not folder and target.is_dir():
+            return "it is a folder, not a file"
+        if not folder and not target.is_file():
+            return "it exists and is not a regular file"
+    existing = target if folder and target.is_dir() else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{existing} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable (permission denied)"
+    return None

@@ -474,6 +474,26 @@ def test_empty_and_missing_files(tmp_path, checkpoints):
     expect_failure(tmp_path, tmp_path / "missing.mp4", checkpoints["s4"], "no such file")
 
 
+def test_a_folder_a_fifo_a_device_and_a_broken_link_are_named(tmp_path, checkpoints):
+    """Not "no such file": what the path is instead (real folder, FIFO, /dev/zero, link)."""
+    (tmp_path / "clips.mp4").mkdir()
+    os.mkfifo(tmp_path / "pipe.mp4")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "gone.mp4")
+    weights = checkpoints["s4"]
+    fix = "; pass the path of a video file"
+    for path, what in [
+        (tmp_path / "clips.mp4", "a folder, not a video file"),
+        (tmp_path / "pipe.mp4", "a named pipe (FIFO), not a regular file (predict seeks in the "
+         "video)"),
+        (Path("/dev/zero"), "a device, not a regular file"),
+        (tmp_path / "link.mp4", f"a broken symbolic link (to {tmp_path / 'gone.mp4'})"),
+    ]:  # fmt: skip
+        with pytest.raises(PredictError) as err:
+            predict_video(path, weights, out_dir=tmp_path / "out")
+        assert str(err.value) == f"{path}: {what}{fix}"
+    assert not (tmp_path / "out").exists()
+
+
 def test_truncated_file(tmp_path, checkpoints, good_video):
     data = good_video.read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # index (moov) at the end: lost
@@ -825,3 +845,31 @@ def test_trained_model_tracks_the_sounding_red_square(tmp_path):
         )
         union = (box[2] - box[0]) * (box[3] - box[1]) + (x1 - x0) * (y1 - y0) - inter
         assert inter / union > 0.5, (t, box, (x0, y0, x1, y1))
+
+
+def test_sigterm_removes_the_temporary_folder(tmp_path, checkpoints):
+    """A real SIGTERM (timeout, SLURM, docker stop) to a real `avsbench predict` process
+    stops it as Ctrl-C does: nothing is left of --out, status 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = make_video(tmp_path / "long.mp4", 20, 5, 32, 32, audio_rate=16000)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avsbench.cli", "predict", str(path), "--weights",
+         str(checkpoints["s4"]), "--out", str(tmp_path / "out"), "--device", "cpu"],
+        cwd=Path(avsbench.__file__).parents[1], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    end = time.monotonic() + 120
+    while not any(p.startswith(".out.tmp-") for p in os.listdir(tmp_path)):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "interrupted (SIGTERM)"
+    assert no_leftovers(tmp_path) == []

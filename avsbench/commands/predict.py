@@ -14,6 +14,14 @@ from pathlib import Path
 from avsbench.media.video import DEFAULT_MAX_PIXELS
 from avsbench.predict import PredictError, predict_video
 
+DESCRIPTION = """Segment the sounding objects of a video file with a trained model.
+
+Writes into --out: masks/ (one PNG per second of video), overlay.mp4 (the video with its
+masks drawn over it, with its sound) and summary.json (what was predicted, from which
+checkpoint). Any video FFmpeg reads works; the audio track is what the model listens to.
+Example: avsbench predict clip.mp4 --weights s4_best.pth --out clip_masks
+(docs/PREDICT.md)."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", metavar="VIDEO", help="any video file PyAV (FFmpeg) can read")

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from avsbench import config as C
+from avsbench import stop_signals
 from avsbench.engine import options as O
 from avsbench.engine import runs, setup
 from avsbench.engine.evaluate import SwappedAudio, build_eval_loader, evaluate
@@ -107,6 +108,12 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
     info = setup.start(args)
     O.check_flags(args)
+    setup.check_outputs(
+        [
+            ("--out_json", args.out_json, False),
+            ("--log_dir", args.log_dir or user.log_dir("test"), True),
+        ]
+    )
     base = user.get_config(args.synthetic, args.method)
     weights = find_weights(args, base)
 
@@ -121,6 +128,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
     O.check_config(
         dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=C.LossConfig()))
     )
+    setup.check_amp(cfg, info)
     vggish = setup.choose_vggish(loaded, cfg, args)
     cfg = C.override(cfg, {"model.vggish_weights": vggish.weights, "model.vggish_pca": vggish.pca})
     check_files(cfg, user, need_backbone=False)
@@ -137,8 +145,12 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
 
     session = args.session_name or cfg.train.session_name
     log_dir = args.log_dir or user.log_dir("test")
-    run_dir = setup.open_run_dir(log_dir, session, info, log_name="test.log", subdirs=("log",))
+    run_dir = None
     try:
+        with stop_signals.held():  # a run folder made is one removed below
+            run_dir = setup.open_run_dir(
+                log_dir, session, info, log_name="test.log", subdirs=("log",)
+            )
         logger.info("testing %s on %s/%s", loaded.report.summary(), cfg.data.root, args.split)
 
         model = loaded.model.to(info.device)
@@ -181,7 +193,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
         if info.is_main:
             _write_outputs(result, args, run_dir, writer is not None)
     except BaseException:
-        if info.is_main:  # the folder is this run's own (made above): nothing is left of it
+        if info.is_main and run_dir is not None:  # this run's own folder: nothing is left
             runs.close_logging()
             shutil.rmtree(run_dir.root, ignore_errors=True)
         raise

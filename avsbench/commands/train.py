@@ -1,30 +1,34 @@
-"""The training command (`avs_scripts/<folder>/train.sh`): config.py + flags -> datasets,
-model, VGGish, optimizer, run folder -> `train.Trainer.fit()`.
+"""The training command (`avs_scripts/<folder>/train.sh`): flags -> `plan.plan_run` (the
+config, the resume checkpoint or the initial weights, the VGGish, and where each came
+from) -> datasets, model, optimizer, run folder -> `train.Trainer.fit()`.
 
 `--weights` and MS3's `--trained_s4_model_path` initialise the run's model from any
 checkpoint kind, `--resume` continues a run from its project checkpoint: all three go
-through `avsbench.checkpoints.load` (via `setup.load_checkpoint`).
+through `avsbench.checkpoints.load`, each file read once. The run folder keeps its first
+`config.json` and one line per start in `config_history.jsonl`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import logging
+import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from avsbench import config as C
-from avsbench.checkpoints import Loaded
 from avsbench.engine import checkpoint as ckpt_io
 from avsbench.engine import options as O
 from avsbench.engine import runs, setup
 from avsbench.engine.distributed import DistInfo, per_process_batch_size
 from avsbench.engine.evaluate import build_eval_loader
 from avsbench.engine.optim import MethodHooks
+from avsbench.engine.plan import TrainingPlan, log_plan, plan_run
 from avsbench.engine.train import (
     Trainer,
     build_optimizer,
@@ -32,99 +36,28 @@ from avsbench.engine.train import (
     make_scaler,
     prepare_model,
 )
-from avsbench.engine.user_config import UserConfig, check_files
+from avsbench.engine.user_config import UserConfig
 from avsbench.fileio import atomic_write_json
 from avsbench.models import registry
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
 
-def resolve_config(
-    setting: str, args: argparse.Namespace, user: UserConfig
-) -> tuple[C.Config, Loaded | None]:
-    """The run's config: config.py + flags, or, with --resume, the checkpoint's config +
-    the flags given (its architecture cannot change). Returns (config, the loaded resume
-    checkpoint or None)."""
-    base = user.get_config(args.synthetic, args.method)
-    if args.resume is None:
-        init_path, init_flag = _init_flag(args)
-        if init_path and args.method is None:
-            base = _method_of_file(base, init_path, init_flag, args, user)
-        method = base.model.method
-        flags = {
-            **O.model_overrides(args, user, method),
-            **O.train_overrides(args, setting, method),
-        }
-        return O.apply(base, flags), None
-
-    if args.weights or getattr(args, "load_s4_params", None):
-        raise O.SetupError("--resume continues a run; it cannot be combined with --weights / "
-                           "--load_s4_params")  # fmt: skip
-    path = Path(args.resume)
-    if args.resume == "auto":
-        path = setup.find_run_checkpoint(
-            base, args.log_dir, args.session_name, ["last.pth", "interrupted.pth"],
-            lambda folder, session: f"--resume auto: no last.pth / interrupted.pth of session "
-            f"{session!r} under {folder}; pass --resume PATH or start a new run",
-        )  # fmt: skip
-
-    def flags(stored: C.Config) -> dict[str, Any]:  # the flags given, for the stored method
-        if args.method is not None and args.method != stored.model.method:
-            raise O.SetupError(
-                f"--resume {path} holds a {stored.model.method} model, not {args.method}: "
-                "leave --method out (it is read off the checkpoint)"
-            )
-        method = stored.model.method
-        return {**O.model_overrides(args, user, method), **O.train_overrides(args, setting, method)}
-
-    loaded = setup.load_checkpoint(
-        path, "--resume checkpoint", overrides=flags, expect_setting=setting, kinds=("project",)
-    )
-    if "optimizer" not in loaded.raw or "rng" not in loaded.raw:
-        raise O.SetupError(
-            f"--resume {path}: this checkpoint has no optimizer/RNG state (a *_best.pth?); "
-            "resume from checkpoints/last.pth, or use --weights to start a new run from it"
-        )
-    return loaded.config, loaded
-
-
-def _method_of_file(
-    base: C.Config, path: str, flag: str, args: argparse.Namespace, user: UserConfig
-) -> C.Config:
-    """`base`, or, for an official file of another method (a released AVSegFormer checkpoint
-    given without --method), that method's preset with the file's architecture."""
-    from avsbench import checkpoints
-
-    try:
-        obj = checkpoints.safe_torch_load(Path(path), f"{flag} file")
-    except checkpoints.CheckpointError as err:
-        raise O.SetupError(str(err)) from err
-    kind = checkpoints.detect(obj)
-    detector = checkpoints.detectors().get(kind) if kind else None
-    if detector is None or detector.stores_config:
-        return base  # loading says what is wrong / a project file must fit the run
-    try:
-        described = detector.config(obj, base).model
-    except ValueError as err:
-        raise O.SetupError(f"{flag} file {path}: {err}") from err
-    if described.method == base.model.method:
-        return base
-    logger.info("%s %s holds a %s model: training it with its recipe", flag, path, kind)
-    new = user.get_config(args.synthetic, described.method)
-    paths = {name: getattr(new.model, name) for name in checkpoints.NOT_ARCHITECTURE}
-    return dataclasses.replace(new, model=dataclasses.replace(described, **paths))
-
-
-def _init_flag(args: argparse.Namespace) -> tuple[str | None, str]:
-    """(path, flag) of the checkpoint that initialises a new run, if any."""
-    s4_path = getattr(args, "trained_s4_model_path", None)
-    if getattr(args, "load_s4_params", None) or s4_path:
-        if not s4_path:
-            raise O.SetupError("--load_s4_params needs --trained_s4_model_path PATH")
-        if args.weights:
-            raise O.SetupError("--weights and --load_s4_params both initialise the model: give one")
-        return s4_path, "--trained_s4_model_path"
-    return args.weights, "--weights"
+def record_start(root: Path, config: dict[str, Any], plan: TrainingPlan, command: str) -> None:
+    """Append this start of the run (its config, where each part came from, the changes a
+    resume made) to `config_history.jsonl`: one JSON line per start, never rewritten."""
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+        "resumed": plan.resume is not None,
+        "changes": plan.resume_changes,
+        "provenance": plan.provenance,
+        "config": config,
+    }
+    with open(root / "config_history.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process: int) -> None:
@@ -148,22 +81,29 @@ def _log_setup(cfg: C.Config, info: DistInfo, sizes: dict[str, int], per_process
     )  # fmt: skip
 
 
+def resume_command(setting: str, args: argparse.Namespace, checkpoint: Path) -> str:
+    """The command that continues this run from `checkpoint` (its interrupted.pth), from
+    any folder: the setting's train.sh by its absolute path, the checkpoint by its absolute
+    path (so --session_name / --log_dir are not needed), and the flags a resume does not
+    read off the checkpoint (--synthetic, --device)."""
+    script = Path(__file__).resolve().parents[2] / "avs_scripts"
+    script = script / C.SETTINGS[setting].script_folder / "train.sh"
+    words = ["bash", str(script), "--resume", str(checkpoint.resolve())]
+    if args.synthetic:
+        words.append("--synthetic")
+    if getattr(args, "device", None):
+        words += ["--device", args.device]
+    return shlex.join(words)
+
+
 def run_training(
     setting: str, args: argparse.Namespace, user: UserConfig, argv: list[str]
 ) -> dict[str, Any]:
     """train.py: everything from flags to the finished run. Returns {best_miou, history,
     run_dir}."""
     info = setup.start(args)
-    O.check_flags(args)
-    cfg, resume = resolve_config(setting, args, user)
-    O.check_config(cfg)
-    init_path, init_flag = _init_flag(args)
-    if resume is not None or init_path:  # every weight comes from the checkpoint
-        cfg = O.apply(cfg, {"model.backbone_weights": None})
-    if getattr(args, "vggish_weights", None):  # recorded in the run's config
-        cfg = O.apply(cfg, {"model.vggish_weights": args.vggish_weights})
-    check_files(cfg, user)
-    vggish = setup.choose_vggish(resume, cfg, args)
+    plan = plan_run(setting, args, user, info)
+    cfg, resume, vggish = plan.config, plan.resume, plan.vggish
     try:
         per_process = per_process_batch_size(
             cfg.train.train_batch_size, info.world_size, "--train_batch_size"
@@ -180,8 +120,11 @@ def run_training(
 
     model = resume.model if resume is not None else registry.build_model_for(cfg)
     init = None
-    if init_path:
-        init = setup.load_checkpoint(init_path, f"{init_flag} file", base_config=cfg, into=model)
+    if plan.init_path:  # the file plan_run read: not read again
+        init = setup.load_checkpoint(
+            plan.init_path, f"{plan.init_flag} file", base_config=cfg, into=model,
+            obj=plan.init_object,
+        )  # fmt: skip
     model = prepare_model(model, cfg, info, args.sync_bn)
     embedder = setup.build_embedder(cfg, info, vggish)
     hooks = MethodHooks.of(registry.method_spec(cfg.model.method))
@@ -213,17 +156,19 @@ def run_training(
     )
     writer = None
     if info.is_main:
-        atomic_write_json(
-            run_dir.config_json,
-            {**C.to_dict(cfg), "world_size": info.world_size, "per_process_batch": per_process},
-        )
+        config = {**C.to_dict(cfg), "world_size": info.world_size, "per_process_batch": per_process}
+        if not run_dir.config_json.is_file():  # the run's first config; resumes: the history
+            atomic_write_json(run_dir.config_json, config)
+        command = "python train.py " + shlex.join(argv)
+        record_start(run_dir.root, config, plan, command)
         with open(run_dir.root / "command.txt", "a") as f:
-            f.write("python train.py " + shlex.join(argv) + "\n")
+            f.write(command + "\n")
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(run_dir.log))
     _log_setup(cfg, info, {"train": len(train_set), "val": len(val_set)}, per_process)
     logger.info("run folder: %s", run_dir.root.resolve())
+    log_plan(plan)
     if init is not None:
         logger.info("initialised from %s", init.report.summary())
     if resume is not None:
@@ -239,6 +184,7 @@ def run_training(
         position=position, rng_at_stop=resume.raw["rng"] if resume is not None else None,
         scheduler_state=resume.raw.get("scheduler") if resume is not None else None,
         hooks=hooks,
+        resume_command=resume_command(setting, args, run_dir.checkpoints / "interrupted.pth"),
     )  # fmt: skip
     try:
         result = trainer.fit()

@@ -87,6 +87,7 @@ def _number(kind: type, low: float, high: float = math.inf, *, low_open: bool = 
 
 
 _POSITIVE, _FRACTION = _number(float, 0, low_open=True), _number(float, 0, 1, low_open=True)
+positive_number, non_negative_number = _POSITIVE, _number(float, 0)  # --lr, --wt_dec
 _FLAGS: tuple[tuple[str, Any, str], ...] = (  # flag, type, help ({} is the default)
     ("--max_iters", _number(int, 1), "train this many iterations (steps) instead of "
      "--max_epoches epochs; the lr schedule runs over them"),

@@ -17,6 +17,7 @@ from avsbench import config as C
 from avsbench.data.datasets import DATA_SOURCES
 from avsbench.engine.runs import check_session_name
 from avsbench.errors import SetupError
+from avsbench.flag_parser import FlagParser
 from avsbench.models import registry
 from avsbench.models.backbones.visual import resolve_backbone
 from avsbench.models.spec import MethodFlag
@@ -194,7 +195,7 @@ def _command_parser(setting: str, prog: str) -> tuple[argparse.ArgumentParser, A
     preset = registry.preset(setting)
     description, group, batch_flag, batch_help = COMMANDS[prog]
     title = C.setting_info(setting).title
-    parser = argparse.ArgumentParser(prog=prog, description=description.format(title=title))
+    parser = FlagParser(prog=prog, description=description.format(title=title))
     add_model_arguments(parser, preset)
     official = parser.add_argument_group(group)
     official.add_argument(batch_flag, type=_positive_int, help=batch_help.format(cfg=preset))
@@ -203,14 +204,20 @@ def _command_parser(setting: str, prog: str) -> tuple[argparse.ArgumentParser, A
 
 def build_train_parser(setting: str) -> argparse.ArgumentParser:
     """The flags of `avs_scripts/<folder>/train.py`."""
+    from avsbench.engine.optim import (  # (optim.py imports this module)
+        add_optim_arguments,
+        non_negative_number,
+        positive_number,
+    )
+
     parser, g, preset = _command_parser(setting, "train.py")
     t = preset.train
     g.add_argument("--val_batch_size", type=_positive_int, help=f"(default: {t.val_batch_size})")
     g.add_argument("--max_epoches", type=_positive_int, help=f"(sic) (default: {t.max_epoches})")
-    g.add_argument("--lr", type=float, help=f"learning rate (default: {t.lr})")
+    g.add_argument("--lr", type=positive_number, help=f"learning rate (default: {t.lr})")
     g.add_argument(
         "--wt_dec",
-        type=float,
+        type=non_negative_number,
         help="accepted for compatibility and, as in the published code, NOT applied",
     )
     g.add_argument(
@@ -245,8 +252,6 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
         f"{t.freeze_backbone_epochs}; AVSegFormer's recipe: 5 / 10 / 0 for S4 / MS3 / AVSS)",
     )
     p.add_argument("--seed", type=int, help=f"(default: {t.seed})")
-    from avsbench.engine.optim import add_optim_arguments  # (optim.py imports this module)
-
     add_optim_arguments(parser, t)
     p.add_argument(
         "--sync_bn",

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from avsbench import checkpoints
+from avsbench import checkpoints, stop_signals
 from avsbench import config as C
 from avsbench.engine import runs
 from avsbench.engine.distributed import (
@@ -29,7 +29,7 @@ from avsbench.engine.distributed import (
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.user_config import UserConfig, explain_data_error, resolve_path_flags
 from avsbench.errors import InputError, SetupError, error_line
-from avsbench.fileio import WriteError, remove_stale_temporaries
+from avsbench.fileio import WriteError, output_path_problem, remove_stale_temporaries
 from avsbench.models import registry
 
 logger = logging.getLogger(runs.LOGGER_NAME)
@@ -47,10 +47,12 @@ def run_command(run: Callable[[], Any]) -> int:
     while running (errors.InputError, such as a dataset's AVSDataError for a broken file,
     raised here or in a DataLoader worker): its one line, from the process that met it, 2;
     a non-finite loss: logged, 1; a file that cannot be written (fileio.WriteError: disk
-    full, read-only folder): one message, 1; Ctrl-C: 130. Logs are closed and the process
-    group is left always."""
+    full, read-only folder): one message, 1; Ctrl-C: 130, SIGTERM (or the configured
+    pre-emption signal, `stop_signals`): 128 + its number, handled as Ctrl-C. Logs are
+    closed and the process group is left always."""
     try:
-        run()
+        with stop_signals.installed():
+            run()
         return 0
     except SetupError as err:
         if os.environ.get("RANK", "0") == "0":  # one message, not one per process
@@ -67,8 +69,8 @@ def run_command(run: Callable[[], Any]) -> int:
             print(f"\navsbench: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(stop_signals.stopped_message(), file=sys.stderr)
+        return stop_signals.exit_status()
     finally:
         runs.close_logging()
         runs.release_locks()
@@ -83,6 +85,28 @@ def start(args: argparse.Namespace) -> DistInfo:
         raise SetupError(str(err).splitlines()[0]) from err
     runs.setup_logging(None, is_main=info.is_main)
     return info
+
+
+def check_outputs(outputs: Sequence[tuple[str, str | os.PathLike | None, bool]]) -> None:
+    """(flag, path, is a folder) of each output a command will write: SetupError naming
+    the first that cannot be written, before any work (`fileio.output_path_problem`)."""
+    for flag, path, folder in outputs:
+        if path is None:
+            continue
+        problem = output_path_problem(path, folder=folder)
+        if problem is not None:
+            kind = "a folder" if folder else "a file path"
+            raise SetupError(f"{flag} {path}: {problem}; pass {flag} {kind} you can write to")
+
+
+def check_amp(cfg: C.Config, info: DistInfo) -> None:
+    """Refuse fp16 autocast on the CPU: PyTorch runs it through slow fallbacks (one step
+    of the small model takes minutes instead of seconds) and it brings nothing there."""
+    if cfg.runtime.amp == "fp16" and info.device.type == "cpu":
+        raise SetupError(
+            "--amp fp16 on the CPU: half precision is emulated there (a training step takes "
+            "minutes); pass --amp off (or bf16), or run on a GPU"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike, what: str, **kwargs: Any) -> checkpoints.Loaded:

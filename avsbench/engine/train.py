@@ -236,7 +236,9 @@ class Trainer:
     """Everything one training run holds; `fit()` is the loop.
 
     hooks: the method's backbone (freezing); scheduler_state: the resumed checkpoint's
-    "scheduler" (None: derived from the position, which is what it holds)."""
+    "scheduler" (None: derived from the position, which is what it holds); resume_command:
+    the command printed after Ctrl-C / SIGTERM that continues this run
+    (`commands.train.resume_command`)."""
 
     def __init__(
         self,
@@ -259,6 +261,7 @@ class Trainer:
         rng_at_stop: dict[str, Any] | None = None,
         hooks: MethodHooks = DEFAULT_HOOKS,
         scheduler_state: dict[str, Any] | None = None,
+        resume_command: str = "bash train.sh --resume auto",
     ) -> None:
         self.cfg, self.info = cfg, info
         self.model, self.embedder = model, embedder
@@ -269,6 +272,7 @@ class Trainer:
         self.history = list(history or [])
         self.writer = writer
         self.session = cfg.train.session_name
+        self.resume_command = resume_command
         # an interrupted.pth's position inside its epoch, and its RNG states (resume.py)
         self.resume = Progress.from_dict(position) if position else None
         self.rng_at_stop = rng_at_stop
@@ -434,8 +438,8 @@ class Trainer:
         p = self.progress
         if p.in_step or self.interrupt.forced:
             logger.warning(
-                "interrupted inside a step: no checkpoint written; resume from last.pth "
-                "(bash train.sh --resume auto)"
+                "interrupted inside a step: no checkpoint written; resume from last.pth (%s)",
+                self.resume_command.replace("interrupted.pth", "last.pth"),
             )
             return
         position = {"position": p.to_dict()} if p.step > 0 else {}
@@ -443,10 +447,11 @@ class Trainer:
         if path is not None:
             logger.warning(
                 "interrupted in epoch %d after %d steps: saved %s; resuming continues from "
-                "the next step exactly. Resume with:\n  bash train.sh --resume auto",
+                "the next step exactly. Resume with:\n  %s",
                 p.epoch + 1,
                 p.step,
                 path,
+                self.resume_command,
             )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -73,6 +74,7 @@ class UserConfig:
             raise ValueError(f"config.py of setting {declared!r} given to the {setting} command")
         self.setting = setting
         self.module = module
+        self.synthetic = False  # get_config(synthetic=...): what missing-file messages suggest
         default_file = REPO_ROOT / "avs_scripts" / row.script_folder / "config.py"
         source = getattr(module, "__file__", None)
         file = Path(source or default_file).resolve()
@@ -104,6 +106,7 @@ class UserConfig:
                 vggish_pca=self.path(self._value("VGGISH_PCA")),
                 log_dir=self.log_dir("train"),
             )
+        self.synthetic = synthetic  # what the messages of a missing file suggest
         if not synthetic:
             return cfg
         no_files = {"model.backbone_weights": None, "model.vggish_weights": None}
@@ -137,9 +140,22 @@ def toy_data_hint(setting: str, lead: str = "or make the synthetic AVSBench inst
 
 
 def missing_data_message(setting: str, root: str, user: UserConfig, detail: str = "") -> str:
+    """Data not found at `root`: where to set it, and how to make the synthetic data; with
+    --synthetic already given, the make-toy-data command that writes this very root."""
     lines = [
         f"AVSBench {setting.upper()} data not found at {_abs(root)}"
-        + (f" ({detail})" if detail else ""),
+        + (f" ({detail})" if detail else "")
+    ]
+    folder = C.setting_info(setting).dataset_folder
+    if user.synthetic and Path(root).name == folder and not Path(root).exists():
+        out = shlex.quote(str(Path(_abs(root)).parent))
+        lines += [
+            "Fix: make the synthetic AVSBench there (no downloads):",
+            f"  avsbench make-toy-data --out {out} --settings {setting}",
+            f"or pass --data_root the folder that holds it (a {folder} folder).",
+        ]
+        return "\n".join(lines)
+    lines += [
         f"Fix: set DATA_ROOT in {user.file} to your copy of the dataset (or pass --data_root),",
         toy_data_hint(setting),
     ]
@@ -163,10 +179,16 @@ def check_files(cfg: C.Config, user: UserConfig, *, need_backbone: bool = True) 
             raise SetupError(
                 f"pretrained file not found: {_abs(path)} ({expected}).\n"
                 f"Fix: set {constant} in {user.file} to where the file is (see "
-                f"pretrained_backbones/README.md), or set it to None to train from random "
-                f"initialisation;\n"
-                + toy_data_hint(
-                    setting, "or try the synthetic AVSBench, which needs no pretrained files"
+                "pretrained_backbones/README.md), or set it to None to train from random "
+                "initialisation"
+                # training only: a synthetic run needs no files (a test of a checkpoint does)
+                + (
+                    ";\n"
+                    + toy_data_hint(
+                        setting, "or try the synthetic AVSBench, which needs no pretrained files"
+                    )
+                    if need_backbone
+                    else ""
                 )
             )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -81,6 +82,27 @@ class VideoInfo:
     time_base: Fraction | None = None  # unit of the video stream's timestamps
 
 
+def not_a_regular_file(path: Path) -> str:
+    """What `path`, which is not a regular file, is instead (for a message)."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken symbolic link (to {os.readlink(path)})"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a video file"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), not a regular file (predict seeks in the video)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    return "not a regular file"
+
+
 def probe_video(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     """Open `path`, check it holds a usable video stream of at most `max_pixels` pixels.
 
@@ -89,7 +111,7 @@ def probe_video(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXE
     """
     path = Path(path)
     if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+        raise MediaError(f"{path}: {not_a_regular_file(path)}; pass the path of a video file")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: the file is empty (0 bytes)")
     try:

@@ -136,10 +136,28 @@ def test_missing_data_is_one_clear_message(tmp_path, capsys):
     assert status == 2
     assert "Traceback" not in err
     assert f"data not found at {missing}" in err
+    # --synthetic is given already: the fix is the command that makes this very root
+    assert err.strip().splitlines()[1:] == [
+        "Fix: make the synthetic AVSBench there (no downloads):",
+        f"  avsbench make-toy-data --out {missing.parent} --settings s4",
+        "or pass --data_root the folder that holds it (a Single-source folder).",
+    ]
+    assert not (tmp_path / "logs").exists()  # nothing written before the check
+    command = err.strip().splitlines()[2].split()
+    from avsbench import cli
+
+    assert cli.main([*command[1:], "--scale", "0.05", "--num-categories", "3"]) == 0
+    assert (missing / "s4_meta_data.csv").is_file()  # the command given made the root
+
+
+def test_missing_data_without_synthetic_names_config_py_and_the_toy_data(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "Single-source"
+    status = cmd_train.main("s4", ["--data_root", str(missing), "--log_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2 and f"data not found at {missing}" in err
     assert "DATA_ROOT in avs_scripts/avs_s4/config.py" in err
     assert "avsbench make-toy-data --out avsbench_data" in err
     assert "bash train.sh --synthetic" in err
-    assert not (tmp_path / "logs").exists()  # nothing written before the check
 
 
 def test_missing_pretrained_file_names_the_config_constant(tmp_path, s4_toy, capsys):
