@@ -23,17 +23,6 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from video_fixtures import (
-    BACKGROUND,
-    BLUE,
-    RED,
-    TONE_HZ,
-    grey_index_frame,
-    make_video,
-    no_leftovers,
-    read_overlay,
-    red_box,
-)
 
 import avsbench
 from avsbench import cli, predict, visualize
@@ -44,6 +33,17 @@ from avsbench.media.folders import MANIFEST
 from avsbench.models.avs import build_model_from_config, build_vggish
 from avsbench.models.official_names import to_official_state_dict
 from avsbench.predict import PredictError, Predictor, predict_video
+from tests.video_fixtures import (
+    BACKGROUND,
+    BLUE,
+    RED,
+    TONE_HZ,
+    grey_index_frame,
+    make_video,
+    no_leftovers,
+    read_overlay,
+    red_box,
+)
 
 IMAGE_SIZE = 64  # small model input: fast on a CPU
 

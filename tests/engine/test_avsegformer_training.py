@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench import config as C
 from avsbench.checkpoints import build_model_for
 from avsbench.engine import cmd_test, cmd_train, runs, train
 from avsbench.engine.step import forward
 from avsbench.losses import compute_loss
+from tests.engine.engine_helpers import tiny_flags
 
 # a small AVSegFormer: width 32 (GroupNorm needs a multiple of 32), 64 px frames
 FLAGS = {"method": "avsegformer", "decoder_channels": 32, "max_steps_per_epoch": 2}

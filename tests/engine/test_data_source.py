@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench.data.datasets import build_dataset
 from avsbench.engine import cmd_test, cmd_train
+from tests.engine.engine_helpers import tiny_flags
 
 
 @pytest.mark.slow

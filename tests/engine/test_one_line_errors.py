@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench import state_dicts
 from avsbench.engine import cmd_test, cmd_train, setup
+from tests.engine.engine_helpers import tiny_flags
 
 
 def _test_flags(root: Path, logs: Path, weights: Path | str, *extra: str) -> list[str]:

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import tiny_flags
 
 from avsbench.engine import cmd_train, runs
 from avsbench.fileio import atomic_write, remove_stale_temporaries
+from tests.engine.engine_helpers import tiny_flags
 
 REPO = Path(__file__).resolve().parents[2]
 

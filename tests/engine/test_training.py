@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 from torch import nn
 
 from avsbench import config as C
 from avsbench.engine import checkpoint as ckpt_io
 from avsbench.engine import cmd_train, runs, train
 from avsbench.engine.distributed import DistInfo
+from tests.engine.engine_helpers import tiny_flags
 
 
 def _only_run(log_dir: Path) -> runs.RunDir:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from golden_files import GOLDEN, random_state_dict, read_tsv, require
+
+from tests.golden_files import GOLDEN, random_state_dict, read_tsv, require
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ import torchvision
 
 from avsbench.models.official_names import pvt_timm_to_original
 from avsbench.models.visual import VisualEncoder, build_visual_encoder, load_backbone_weights
+from tests.golden_files import read_tsv
+from tests.state_dict_files import compact_state_dict
 
 
 def test_four_stages_from_timm_feature_info():
@@ -27,10 +29,9 @@ def test_four_stages_from_timm_feature_info():
         enc(torch.randn(1, 3, 100, 64))
 
 
-def test_torchvision_resnet50_file_gives_torchvision_stage_outputs(tmp_path, tsv_state_dict):
+def test_torchvision_resnet50_file_gives_torchvision_stage_outputs(tmp_path):
     """resnet50-19c8e357.pth layout: loaded values AND the function equal torchvision's."""
-    sd = tsv_state_dict("resnet50_torchvision.tsv")
-    sd = {k: (v.abs() + 0.5 if k.endswith("running_var") else v) for k, v in sd.items()}
+    sd = compact_state_dict(read_tsv("resnet50_torchvision.tsv"))  # a 2 MB file, not 100 MB
     path = tmp_path / "resnet50-19c8e357.pth"
     torch.save(sd, path)
     enc = build_visual_encoder("resnet50", weights=path).eval()
@@ -86,8 +87,8 @@ def test_timm_checkpoint_with_head(tmp_path):
 
 
 @pytest.mark.slow
-def test_pvt_v2_b5_original_file(tmp_path, tsv_state_dict):
-    sd = tsv_state_dict("pvt_v2_b5_original.tsv")
+def test_pvt_v2_b5_original_file(tmp_path):
+    sd = compact_state_dict(read_tsv("pvt_v2_b5_original.tsv"))  # a 2 MB file, not 330 MB
     path = tmp_path / "pvt_v2_b5.pth"
     torch.save(sd, path)
     enc = build_visual_encoder("pvt_v2_b5", weights=path)

@@ -8,9 +8,9 @@ import re
 import zlib
 
 import torch
-from golden_files import AVSEGFORMER_STATE_DICTS, require
 
 import avsbench
+from tests.golden_files import AVSEGFORMER_STATE_DICTS, require
 
 # layout file stem -> (setting, project backbone name)
 LAYOUTS = {

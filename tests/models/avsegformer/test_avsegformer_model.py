@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from avsegformer_helpers import TINY
 
 import avsbench
 from avsbench.models.avs import AVSModel, AVSOutput
 from avsbench.models.avsegformer import AVSegFormer
 from avsbench.models.avsegformer.mixer import CrossModalMixer
 from avsbench.models.avsegformer.transformer import reference_points, sine_positional_encoding
+from tests.models.avsegformer.avsegformer_helpers import TINY
 
 
 @pytest.fixture(scope="module")
