@@ -4,6 +4,8 @@ dicts of all six published layouts (with and without `module.`), hostile and bro
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,8 +37,9 @@ def _tiny_config() -> C.Config:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """`<session>_best.pth` of a two-step S4 run on a tiny synthetic dataset."""
+def tiny_run(tmp_path_factory) -> Iterator[Path]:
+    """`<session>_best.pth` of a two-step S4 run on a tiny synthetic dataset (the run's
+    200 MB of data and checkpoints are removed when this module's tests are done)."""
     base = tmp_path_factory.mktemp("ckpt_run")
     make_toy_data(base, seed=0, scale=0.05, settings=("s4",), num_categories=3)
     argv = ["--synthetic", "--data_root", str(base / "Single-source"), "--log_dir",
@@ -45,7 +48,8 @@ def tiny_run(tmp_path_factory) -> Path:
             "--max_steps_per_epoch", "2", "--num_workers", "0", "--device", "cpu"]  # fmt: skip
     assert cmd_train.main("s4", argv) == 0
     (best,) = (base / "logs").glob("S4_*/checkpoints/S4_best.pth")
-    return best
+    yield best
+    shutil.rmtree(base)
 
 
 @pytest.mark.slow
