@@ -101,9 +101,9 @@ def test_pvt_layouts(layout):
     _load(layout)
 
 
-def test_pvt_name_mapping_is_timms_and_invertible(tsv_rows):
+def test_pvt_name_mapping_is_timms_and_invertible():
     """Original -> timm goes through timm's checkpoint_filter_fn; our inverse undoes it."""
-    original = [k for k, _ in tsv_rows("pvt_v2_b5_original.tsv")]
+    original = [k for k, _ in read_tsv("pvt_v2_b5_original.tsv")]
     forward = pvt_original_to_timm(original)
     assert forward["block3.39.mlp.dwconv.dwconv.bias"] == "stages.2.blocks.39.mlp.dwconv.bias"
     assert forward["patch_embed1.proj.weight"] == "patch_embed.proj.weight"
@@ -188,8 +188,8 @@ def test_other_backbones_have_no_official_layout():
         ("avss_pvt.tsv", ("pvt_v2_b5", 256, (0, 1, 2, 3), False, 71)),
     ],
 )
-def test_official_architecture_is_read_off_the_keys(tsv, expected, tsv_rows):
-    state = {"module." + name: torch.empty(shape, device="meta") for name, shape in tsv_rows(tsv)}
+def test_official_architecture_is_read_off_the_keys(tsv, expected):
+    state = {"module." + name: torch.empty(shape, device="meta") for name, shape in read_tsv(tsv)}
     ch = official_architecture(state)  # DataParallel form
     fields = ("backbone", "decoder_channels", "tpavi_stages", "align_bias", "num_classes")
     got = tuple(ch[f"model.{k}"] for k in fields)
