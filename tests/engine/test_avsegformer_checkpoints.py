@@ -17,7 +17,7 @@ from avsbench.engine import cmd_test, cmd_train
 from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder
-from tests.engine.engine_helpers import tiny_flags, toy_root
+from tests.engine.engine_helpers import tiny_flags
 from tests.golden_files import AVSEGFORMER_STATE_DICTS, require
 from tests.state_dict_files import compact_like, compact_state_dict
 
@@ -100,10 +100,10 @@ def test_released_layout_is_read_as_the_published_network(tmp_path):
 
 
 @pytest.mark.slow
-def test_test_sh_with_a_released_layout(tmp_path):
+def test_test_sh_with_a_released_layout(tmp_path, s4_toy):
     """test.sh --weights on a file with every tensor of the released S4 ResNet-50 checkpoint:
     detected, built, its VGGish used; the metrics equal those of the model evaluated here."""
-    root = toy_root(tmp_path / "data", "s4")
+    root = s4_toy
     sd = random_state_dict("s4_res50", seed=5)
     path = tmp_path / "AVSegFormer_res50_s4.pth"
     torch.save(sd, path)
@@ -132,10 +132,10 @@ def test_test_sh_with_a_released_layout(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_sh_weights_builds_the_file_s_model(tmp_path):
+def test_train_sh_weights_builds_the_file_s_model(tmp_path, ms3_toy):
     """train.sh --weights FILE (no --method): the run is an AVSegFormer of the file's
     architecture, starting from its tensors."""
-    root = toy_root(tmp_path / "data", "ms3")
+    root = ms3_toy
     model, _, _, path = _small_file(tmp_path, "s4")
     logs = tmp_path / "train"
     flags = tiny_flags(root, logs, weights=path, max_steps_per_epoch=1, decoder_channels=None)
