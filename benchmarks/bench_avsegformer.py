@@ -3,7 +3,8 @@
 The published code's pure-PyTorch reference (`ms_deform_attn_core_pytorch`, the function
 its golden values used) samples each level with `grid_sample` over [N*M, D, H, W] and a
 [N*M, Lq, P, 2] grid, stacks the L levels' samples into [N*M, D, Lq, L*P] and multiplies by
-the weights before summing. `published_formulation` below writes that formulation out again;
+the weights before summing. `published_formulation` (tests/models/avsegformer/
+published_deform_attn.py, the tests' reference) writes that formulation out again;
 the project's `multi_scale_deformable_attention` lays the grid out [N*M, P, Lq, 2] and
 accumulates each level's weighted sum instead (docs/AVSEGFORMER.md).
 
@@ -41,37 +42,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avsbench.models.avsegformer.transformer import reference_points  # noqa: E402
 from avsbench.models.backbones.deform_attn import multi_scale_deformable_attention  # noqa: E402
+from tests.models.avsegformer.published_deform_attn import published_formulation  # noqa: E402
 
 LEVELS = [(28, 28), (14, 14), (7, 7)]  # strides 8, 16, 32 of a 224 x 224 frame
 HEADS, CHANNELS, POINTS = 8, 32, 4
-
-
-def published_formulation(value, spatial_shapes, sampling_locations, attention_weights):
-    """The published reference's formulation: per-level grid_sample, stack, weight, sum."""
-    n, _, m, d = value.shape
-    _, lq, _, levels, points, _ = sampling_locations.shape
-    per_level = value.split([h * w for h, w in spatial_shapes], dim=1)
-    grids = 2 * sampling_locations - 1
-    samples = []
-    for level, (h, w) in enumerate(spatial_shapes):
-        # [N, H*W, M, D] -> [N*M, D, H, W]; grid [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
-        value_l = per_level[level].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
-        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        samples.append(
-            F.grid_sample(
-                value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
-            )
-        )  # [N*M, D, Lq, P]
-    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, levels * points)
-    stacked = torch.stack(samples, dim=-2).flatten(-2)  # [N*M, D, Lq, L*P]
-    out = (stacked * weights).sum(-1).view(n, m * d, lq)
-    return out.transpose(1, 2).contiguous()  # [N, Lq, M*D]
 
 
 FORMULATIONS: dict[str, Callable] = {

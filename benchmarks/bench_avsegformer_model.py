@@ -2,9 +2,9 @@
 
 One model, built once from a seed; the two variants differ only in the multi-scale
 deformable attention its encoder calls: the project's `multi_scale_deformable_attention`
-or `published_formulation` of bench_avsegformer.py (the published code's PyTorch
-reference: per-level grid_sample, stack of all samples, weight, sum). Same weights, same
-inputs, one process.
+or `published_formulation` of tests/models/avsegformer/published_deform_attn.py (the
+published code's PyTorch reference: per-level grid_sample, stack of all samples, weight,
+sum). Same weights, same inputs, one process.
 
 Tasks:
     train   a training step as the engine runs it (`engine.step.forward`, the method's loss
@@ -62,16 +62,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_avsegformer import (  # noqa: E402
-    _status_kb,
-    environment,
-    published_formulation,
-    rel,
-    sync,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 from avsbench import config  # noqa: E402
 from avsbench.config import LossConfig  # noqa: E402
@@ -79,6 +70,8 @@ from avsbench.engine.step import forward  # noqa: E402
 from avsbench.models import registry  # noqa: E402
 from avsbench.models.avsegformer.model import AVSegFormer, build_from_config  # noqa: E402
 from avsbench.models.backbones import deform_attn  # noqa: E402
+from benchmarks.bench_avsegformer import _status_kb, environment, rel, sync  # noqa: E402
+from tests.models.avsegformer.published_deform_attn import published_formulation  # noqa: E402
 
 PROJECT_CORE = deform_attn.multi_scale_deformable_attention
 CORES = {"published": published_formulation, "project": PROJECT_CORE}

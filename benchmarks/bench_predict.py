@@ -64,12 +64,10 @@ print(json.dumps({"seconds": seconds, "peak_mib": int(status) / 1024, "maxrss_mi
 
 
 def make_video(path: Path, seconds: float, width: int, height: int) -> Path:
-    import sys as _sys
-
-    _sys.path.insert(0, str(ROOT / "tests"))
     from fractions import Fraction
 
-    from video_fixtures import make_video as write
+    sys.path.insert(0, str(ROOT))  # the repository root: the tests' video writer
+    from tests.video_fixtures import make_video as write
 
     return write(
         path, seconds, Fraction(30000, 1001), width, height, audio_rate=48000, layout="5.1"

@@ -4,11 +4,12 @@ dicts of all six published layouts (with and without `module.`), hostile and bro
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from golden_files import random_state_dict
 
 from avsbench import checkpoints
 from avsbench import config as C
@@ -18,6 +19,8 @@ from avsbench.engine.checkpoint import atomic_save, make_checkpoint
 from avsbench.models import registry
 from avsbench.models.registry import build_model_for
 from avsbench.models.tpavi.official_names import to_official_state_dict
+from tests.golden_files import read_tsv
+from tests.state_dict_files import compact_state_dict
 
 UNUSED = re.compile(r"^(module\.)?resnet\.layer[34]_2\.")
 LAYOUTS = {  # tsv -> (setting, backbone, prefix); three with the DataParallel prefix
@@ -38,8 +41,9 @@ def _tiny_config() -> C.Config:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """`<session>_best.pth` of a two-step S4 run on a tiny synthetic dataset."""
+def tiny_run(tmp_path_factory) -> Iterator[Path]:
+    """`<session>_best.pth` of a two-step S4 run on a tiny synthetic dataset (the run's
+    200 MB of data and checkpoints are removed when this module's tests are done)."""
     base = tmp_path_factory.mktemp("ckpt_run")
     make_toy_data(base, seed=0, scale=0.05, settings=("s4",), num_categories=3)
     argv = ["--synthetic", "--data_root", str(base / "Single-source"), "--log_dir",
@@ -48,7 +52,8 @@ def tiny_run(tmp_path_factory) -> Path:
             "--max_steps_per_epoch", "2", "--num_workers", "0", "--device", "cpu"]  # fmt: skip
     assert cmd_train.main("s4", argv) == 0
     (best,) = (base / "logs").glob("S4_*/checkpoints/S4_best.pth")
-    return best
+    yield best
+    shutil.rmtree(base)
 
 
 @pytest.mark.slow
@@ -96,7 +101,9 @@ def test_project_checkpoint_of_a_tiny_run(tiny_run):
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_official_state_dicts_load_with_the_architecture_read_off_the_keys(layout, tmp_path):
     setting, backbone, prefix = LAYOUTS[layout]
-    sd = {prefix + k: v for k, v in random_state_dict(layout, seed=3).items()}
+    # distinct values per tensor in a 2 MB file (tests/state_dict_files.py); a file of the
+    # published size goes through the test command in tests/engine/test_evaluation.py
+    sd = {prefix + k: v for k, v in compact_state_dict(read_tsv(layout), seed=3).items()}
     path = tmp_path / "official.pth"
     torch.save(sd, path)
     # keys cannot tell S4 from MS3: MS3 says which it wants, S4 is the default

@@ -143,10 +143,10 @@ def test_checkpoint_on_a_real_full_disk_keeps_the_previous_file(tmp_path):
     import errno
 
     import torch
-    from mounts import tmpfs
 
     from avsbench.engine.checkpoint import atomic_save
     from avsbench.fileio import WriteError
+    from tests.mounts import tmpfs
 
     with tmpfs(tmp_path / "disk", "2m") as disk:
         target = disk / "last.pth"

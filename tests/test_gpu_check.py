@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,12 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_gpu_check_dry_run_passes_every_stage_and_writes_nothing_in_the_repository():
+def test_gpu_check_dry_run_passes_every_stage_and_writes_nothing_in_the_repository(tmp_path):
     results = REPO / "benchmarks" / "results"
     before = sorted(p.name for p in results.iterdir())
     proc = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry-run"],
         capture_output=True, text=True, timeout=900,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its work folder: inside the test's
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -28,3 +30,4 @@ def test_gpu_check_dry_run_passes_every_stage_and_writes_nothing_in_the_reposito
     failed = [line for line in out.splitlines() if "FAIL" in line]
     assert len(variants) == 36 and not failed  # 3 settings x 2 methods x 3 precisions x 2 layouts
     assert sorted(p.name for p in results.iterdir()) == before  # the dry run keeps to its temp dir
+    assert not list(tmp_path.glob("avsbench-gpu-check.*"))  # which it removes when it ends

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from golden_files import GOLDEN, require
 
 from avsbench.metrics import (
     BinaryMetrics,
@@ -17,6 +16,7 @@ from avsbench.metrics import (
     official_batch_fscore,
     official_batch_miou,
 )
+from tests.golden_files import GOLDEN, require
 
 # ---------------------------------------------------------------- plain references
 

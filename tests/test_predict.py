@@ -23,17 +23,6 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from video_fixtures import (
-    BACKGROUND,
-    BLUE,
-    RED,
-    TONE_HZ,
-    grey_index_frame,
-    make_video,
-    no_leftovers,
-    read_overlay,
-    red_box,
-)
 
 import avsbench
 from avsbench import cli, predict, visualize
@@ -46,6 +35,17 @@ from avsbench.models.backbones.vggish import build_vggish
 from avsbench.models.registry import build_model_for
 from avsbench.models.tpavi.official_names import to_official_state_dict
 from avsbench.predict import PredictError, Predictor, predict_video
+from tests.video_fixtures import (
+    BACKGROUND,
+    BLUE,
+    RED,
+    TONE_HZ,
+    grey_index_frame,
+    make_video,
+    no_leftovers,
+    read_overlay,
+    red_box,
+)
 
 IMAGE_SIZE = 64  # small model input: fast on a CPU
 
@@ -661,7 +661,7 @@ def cli_error_line(capsys, args: list[str]) -> str:
 def test_unwritable_out_is_one_line(tmp_path, good_video, checkpoints, capsys):
     """--out on a real read-only file system, or below a regular file (ENOTDIR): exit 2 and
     one line naming the folder (the CLI), PredictError (Python); nothing left behind."""
-    from mounts import tmpfs
+    from tests.mounts import tmpfs
 
     (tmp_path / "notes.txt").write_text("a file, not a folder")
     below_a_file = tmp_path / "notes.txt" / "out"
@@ -683,7 +683,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, good_video, checkpoi
                                                   free_bytes):  # fmt: skip
     """A real full tmpfs (1 MB, filled to `free_bytes` free): exit 2, one line saying the
     disk is full (CLI), PredictError (Python); the temporary folder is removed."""
-    from mounts import fill, tmpfs
+    from tests.mounts import fill, tmpfs
 
     with tmpfs(tmp_path / "disk", "1m") as disk:
         fill(disk, free_bytes)

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from video_fixtures import make_video
 
 from avsbench import checkpoints, cli
 from avsbench import config as C
@@ -33,6 +32,7 @@ from avsbench.models import registry
 from avsbench.models.contract import AVSOutput, check_output
 from avsbench.models.spec import MethodFlag, MethodSpec
 from avsbench.state_dicts import LoadReport
+from tests.video_fixtures import make_video
 
 IMAGE_SIZE = 32
 PREFIX = "toynet."  # the "official" layout of the toy method's released files

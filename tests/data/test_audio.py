@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from golden_files import GOLDEN as GOLDEN_DIR
-from golden_files import require
 
 from avsbench.data import audio
 from avsbench.data.layouts import AVSDataError
+from tests.golden_files import GOLDEN as GOLDEN_DIR
+from tests.golden_files import require
 
 GOLDEN = GOLDEN_DIR / "logmel.npz"
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from avs_fixtures import frame_rgb, square_mask, tone, write_pkl, write_png
 from PIL import Image
 
 from avsbench.data import audio
@@ -19,6 +18,7 @@ from avsbench.data.datasets import (
     build_dataset,
 )
 from avsbench.data.layouts import AVSDataError
+from tests.data.avs_fixtures import frame_rgb, square_mask, tone, write_pkl, write_png
 
 MEAN = np.array([0.485, 0.456, 0.406])[:, None, None]
 STD = np.array([0.229, 0.224, 0.225])[:, None, None]

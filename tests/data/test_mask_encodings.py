@@ -8,12 +8,12 @@ import logging
 
 import numpy as np
 import pytest
-from avs_fixtures import square_mask
 from PIL import Image
 
 from avsbench.data import dataset_base as D
 from avsbench.data.datasets import S4Dataset
 from avsbench.data.layouts import AVSDataError
+from tests.data.avs_fixtures import square_mask
 
 
 @pytest.fixture(autouse=True)

@@ -198,8 +198,8 @@ def test_read_frames_keeps_the_published_index_rule_at_29_97_fps(tmp_path):
     frame int(4 * 30 + 28.125) = 148, not the frame on screen at 4 + 15/16 s (147)."""
     from fractions import Fraction
 
-    from video_fixtures import frame_index, index_frame
-    from video_fixtures import make_video as make_indexed_video
+    from tests.video_fixtures import frame_index, index_frame
+    from tests.video_fixtures import make_video as make_indexed_video
 
     ntsc = Fraction(30000, 1001)
     path = make_indexed_video(tmp_path / "n.mp4", 5, ntsc, 64, 48, frame=index_frame(64, 48, ntsc))

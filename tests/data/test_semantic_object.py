@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from avs_fixtures import write_avss_clip
 from PIL import Image
 
 from avsbench.data import audio
 from avsbench.data.datasets import S4Dataset, build_dataset
 from avsbench.data.layouts import AVSDataError
 from avsbench.data.semantic_object import SemanticObjectDataset
+from tests.data.avs_fixtures import write_avss_clip
 
 
 def class_map(k: int, w: int, h: int) -> np.ndarray:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_helpers import toy_root
+
+from tests.engine.engine_helpers import toy_root
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ import re
 
 import pytest
 import torch
-from engine_helpers import tiny_flags, toy_root
-from golden_files import AVSEGFORMER_STATE_DICTS, require
 
 import avsbench
 from avsbench import checkpoints
@@ -21,6 +19,9 @@ from avsbench.engine import evaluate as E
 from avsbench.engine.distributed import DistInfo
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.models import registry
+from tests.engine.engine_helpers import tiny_flags
+from tests.golden_files import AVSEGFORMER_STATE_DICTS, require
+from tests.state_dict_files import compact_like, compact_state_dict
 
 # the official tensors the published forward pass never uses
 UNUSED = re.compile(r"^(backbone\.layer[34]_2\.|head\.fpn\.|head\.attn_fc\.)")
@@ -28,23 +29,18 @@ UNUSED = re.compile(r"^(backbone\.layer[34]_2\.|head\.fpn\.|head\.attn_fc\.)")
 
 def random_state_dict(stem: str, seed: int) -> dict[str, torch.Tensor]:
     """Every tensor of tests/golden/avsegformer/state_dicts/avsegformer_<stem>.tsv (name,
-    shape, dtype), random values (positive running variances, int64 counters)."""
-    gen = torch.Generator().manual_seed(seed)
-    sd = {}
+    shape, dtype), random values (positive running variances, int64 counters) that
+    torch.save writes in 2 MB instead of the release's 604 MB (tests/state_dict_files.py)."""
+    rows, dtypes = [], {}
     for line in (
         require(AVSEGFORMER_STATE_DICTS / f"avsegformer_{stem}.tsv").read_text().split("\n")
     ):
         if not line.strip():
             continue
         name, shape_text, dtype = line.split("\t")
-        shape = tuple(int(s) for s in re.findall(r"\d+", shape_text))
-        if dtype == "int64":
-            sd[name] = torch.full(shape, 7, dtype=torch.int64)
-        elif name.endswith("running_var"):
-            sd[name] = torch.rand(shape, generator=gen) + 0.5
-        else:
-            sd[name] = torch.randn(shape, generator=gen) * 0.05
-    return sd
+        rows.append((name, tuple(int(s) for s in re.findall(r"\d+", shape_text))))
+        dtypes[name] = getattr(torch, dtype)
+    return compact_state_dict(rows, seed, dtypes)
 
 
 # a small AVSegFormer in the published layout (ResNet-18: the ResNet layout of the releases)
@@ -56,10 +52,9 @@ def _small_file(tmp_path, setting="s4", seed=0):
     torch.manual_seed(seed)
     model = avsbench.build_model(setting, "resnet18", method="avsegformer", **SMALL).eval()
     vggish = avsbench.VGGish()
-    with torch.no_grad():
-        for p in vggish.parameters():
-            p.normal_(0, 0.05)
-    sd = avsbench.to_official_state_dict(model, vggish_state=vggish.state_dict())
+    vggish_state = compact_like(vggish.state_dict(), seed)  # N(0, 0.05), 1 MB, not 289 MB
+    vggish.load_state_dict(vggish_state)
+    sd = avsbench.to_official_state_dict(model, vggish_state=vggish_state)
     path = tmp_path / f"avsegformer_{setting}.pth"
     torch.save(sd, path)
     return model, vggish, sd, path
@@ -110,10 +105,10 @@ def test_released_layout_is_read_as_the_published_network(tmp_path):
 
 
 @pytest.mark.slow
-def test_test_sh_with_a_released_layout(tmp_path):
+def test_test_sh_with_a_released_layout(tmp_path, s4_toy):
     """test.sh --weights on a file with every tensor of the released S4 ResNet-50 checkpoint:
     detected, built, its VGGish used; the metrics equal those of the model evaluated here."""
-    root = toy_root(tmp_path / "data", "s4")
+    root = s4_toy
     sd = random_state_dict("s4_res50", seed=5)
     path = tmp_path / "AVSegFormer_res50_s4.pth"
     torch.save(sd, path)
@@ -142,10 +137,10 @@ def test_test_sh_with_a_released_layout(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_sh_weights_builds_the_file_s_model(tmp_path):
+def test_train_sh_weights_builds_the_file_s_model(tmp_path, ms3_toy):
     """train.sh --weights FILE (no --method): the run is an AVSegFormer of the file's
     architecture, starting from its tensors."""
-    root = toy_root(tmp_path / "data", "ms3")
+    root = ms3_toy
     model, _, _, path = _small_file(tmp_path, "s4")
     logs = tmp_path / "train"
     flags = tiny_flags(root, logs, weights=path, max_steps_per_epoch=1, decoder_channels=None)
@@ -169,9 +164,8 @@ def test_train_sh_weights_builds_the_file_s_model(tmp_path):
 
 
 def test_predict_with_an_avsegformer_file(tmp_path):
-    from video_fixtures import make_video
-
     from avsbench.predict import predict_video
+    from tests.video_fixtures import make_video
 
     model, vggish, _, path = _small_file(tmp_path, "s4")
     video = make_video(tmp_path / "v.mp4", 1, 10, 64, 48, audio_rate=16000)

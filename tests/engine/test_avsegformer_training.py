@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench import config as C
 from avsbench.commands import test as cmd_test
@@ -17,6 +16,7 @@ from avsbench.engine import runs, train
 from avsbench.engine.step import forward
 from avsbench.models import registry
 from avsbench.models.registry import build_model_for
+from tests.engine.engine_helpers import tiny_flags
 
 # a small AVSegFormer: width 32 (GroupNorm needs a multiple of 32), 64 px frames
 FLAGS = {"method": "avsegformer", "decoder_channels": 32, "max_steps_per_epoch": 2}

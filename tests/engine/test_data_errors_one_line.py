@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine_helpers import tiny_flags
 from PIL import Image
 
 from avsbench.commands import test as cmd_test
 from avsbench.commands import train as cmd_train
 from avsbench.data.audio import save_log_mel_pkl
 from avsbench.data.layouts import S4_COLUMNS, S4Layout, read_metadata
+from tests.engine.engine_helpers import tiny_flags
 
 
 def _train_clips(root: Path) -> list[tuple[str, str]]:

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench.commands import test as cmd_test
 from avsbench.commands import train as cmd_train
 from avsbench.data.datasets import build_dataset
+from tests.engine.engine_helpers import tiny_flags
 
 
 @pytest.mark.slow

@@ -96,8 +96,8 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["avss", "ms3"])
-def test_two_processes_equal_one(setting, tmp_path_factory):
-    base = tmp_path_factory.mktemp(f"ddp_{setting}")
+def test_two_processes_equal_one(setting, tmp_path):
+    base = tmp_path
     # 6 training clips in both settings (AVSS at 0.03: 2 v1s + 3 v1m + 1 v2; MS3: 256 x 0.025)
     scale = {"avss": 0.03, "ms3": 0.025}[setting]
     make_toy_data(base, seed=3, scale=scale, settings=(setting,), num_categories=3)

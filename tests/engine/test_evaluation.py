@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from golden_files import STATE_DICTS
 from torch import nn
 
 from avsbench.commands import test as cmd_test
@@ -18,6 +17,7 @@ from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.metrics import BinaryMetrics
 from avsbench.models import registry
 from avsbench.models.tpavi.model import TPAVIOutput
+from tests.golden_files import STATE_DICTS
 
 SPEC = STATE_DICTS
 
@@ -94,7 +94,10 @@ def _official_from_tsv(model, tsv: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
+def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy, vggish_file):
+    """The suite's one file of a published size (366 MB, every value of the model): the
+    other official files of the tests hold their values in 2 MB (tests/state_dict_files.py).
+    Official checkpoints hold no VGGish: the session's VGGish file goes with it."""
     from avsbench.models.backbones.vggish import build_vggish
     from avsbench.models.registry import build_model
 
@@ -103,8 +106,6 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy):
     weights = tmp_path / "S4_best.pth"
     torch.save(_official_from_tsv(model, SPEC / "avs_s4_resnet.tsv"), weights)
     out_json = tmp_path / "metrics.json"
-    vggish_file = tmp_path / "vggish.pth"  # official checkpoints hold no VGGish
-    torch.save(build_vggish(registry.preset("s4").model).state_dict(), vggish_file)
     status = cmd_test.main("s4", ["--synthetic", "--data_root", str(s4_toy), "--weights",
                                   str(weights), "--image_size", "64", "--num_workers", "0",
                                   "--log_dir", str(tmp_path / "logs"), "--out_json",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench.commands import train as cmd_train
 from avsbench.engine import train
+from tests.engine.engine_helpers import tiny_flags
 
 FLAGS = dict(max_epoches=2, max_steps_per_epoch=3)  # 8 clips, batch 2: 3 of 4 steps
 

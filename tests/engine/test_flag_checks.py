@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import tiny_flags
 
 from avsbench.commands import test as cmd_test
 from avsbench.commands import train as cmd_train
 from avsbench.engine import options as O
+from tests.engine.engine_helpers import tiny_flags
 
 REPO = Path(__file__).resolve().parents[2]
 

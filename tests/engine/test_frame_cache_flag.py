@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench import config as C
 from avsbench.commands import train as cmd_train
 from avsbench.engine import options as O
 from avsbench.engine.user_config import UserConfig
 from avsbench.models import registry
+from tests.engine.engine_helpers import tiny_flags
 
 
 @pytest.mark.parametrize("build", [O.build_train_parser, O.build_test_parser])

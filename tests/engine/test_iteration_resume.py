@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench.commands import train as cmd_train
 from avsbench.engine import train
+from tests.engine.engine_helpers import tiny_flags
 
 # 8 clips, batch 2, capped at 3 steps per epoch: epochs of 3, 3 and 1 steps
 FLAGS = dict(

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 
 from avsbench import state_dicts
 from avsbench.commands import test as cmd_test
 from avsbench.commands import train as cmd_train
 from avsbench.engine import setup
+from tests.engine.engine_helpers import tiny_flags
 
 
 def _test_flags(root: Path, logs: Path, weights: Path | str, *extra: str) -> list[str]:

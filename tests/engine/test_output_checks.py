@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import tiny_flags
 
 from avsbench.commands import test as cmd_test
 from avsbench.commands import train as cmd_train
+from tests.engine.engine_helpers import tiny_flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mounts import tmpfs  # noqa: E402
+from tests.mounts import tmpfs  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine_helpers import tiny_flags
+from tests.engine.engine_helpers import tiny_flags
 
 REPO = Path(__file__).resolve().parents[2]
 

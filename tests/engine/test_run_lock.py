@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import tiny_flags
 
 from avsbench.commands import train as cmd_train
 from avsbench.engine import runs
 from avsbench.fileio import atomic_write, remove_stale_temporaries
+from tests.engine.engine_helpers import tiny_flags
 
 REPO = Path(__file__).resolve().parents[2]
 

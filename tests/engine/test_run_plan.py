@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from engine_helpers import tiny_flags
 
 from avsbench import checkpoints
 from avsbench.commands import train as cmd_train
+from tests.engine.engine_helpers import tiny_flags
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import tiny_flags
+
+from tests.engine.engine_helpers import tiny_flags
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_SH = REPO / "avs_scripts" / "avs_s4" / "train.sh"

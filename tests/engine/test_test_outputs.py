@@ -76,7 +76,7 @@ def _test(s4_toy, weights, logs, *extra) -> int:
 
 
 def test_an_official_checkpoint_never_runs_with_a_random_vggish(tmp_path, s4_toy, official_ckpt,
-                                                                capsys):  # fmt: skip
+                                                                vggish_file, capsys):  # fmt: skip
     logs = tmp_path / "logs"
     assert _test(s4_toy, official_ckpt, logs, *OFFICIAL) == 2
     err = capsys.readouterr().err
@@ -84,10 +84,6 @@ def test_an_official_checkpoint_never_runs_with_a_random_vggish(tmp_path, s4_toy
     assert "Traceback" not in err
     assert not logs.exists() or not any(logs.iterdir())  # no run folder left behind
 
-    vggish_file = tmp_path / "vggish.pth"
-    from avsbench.models.backbones.vggish import build_vggish
-
-    torch.save(build_vggish(tiny_config().model).state_dict(), vggish_file)
     out = tmp_path / "m.json"
     status = _test(s4_toy, official_ckpt, logs, *OFFICIAL, "--vggish_weights", str(vggish_file),
                    "--out_json", str(out))  # fmt: skip

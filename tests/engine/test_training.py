@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_flags
 from torch import nn
 
 from avsbench import config as C
@@ -17,6 +16,7 @@ from avsbench.engine import checkpoint as ckpt_io
 from avsbench.engine import runs, train
 from avsbench.engine.distributed import DistInfo
 from avsbench.models import registry
+from tests.engine.engine_helpers import tiny_flags
 
 
 def _only_run(log_dir: Path) -> runs.RunDir:

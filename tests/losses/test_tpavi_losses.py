@@ -1,5 +1,6 @@
-"""Tests of avsbench.losses against plain float64 loop implementations written here, for
-every combination of the official flags, plus small cases with known values."""
+"""Tests of the TPAVI losses (avsbench.models.tpavi.losses) against plain float64 loop
+implementations written here, for every combination of the official flags, plus small cases
+with known values."""
 
 from __future__ import annotations
 

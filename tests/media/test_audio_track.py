@@ -7,10 +7,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from video_fixtures import TONE_HZ, make_video
 
 from avsbench.media.audio import AudioWindows, decode_audio
 from avsbench.media.video import MediaError
+from tests.video_fixtures import TONE_HZ, make_video
 
 RATE = 8000
 

@@ -8,11 +8,11 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from video_fixtures import make_video
 
 from avsbench.media.describe import classes_present, mask_summary
 from avsbench.media.video import VideoFrames
 from avsbench.media.writers import OverlayWriter
+from tests.video_fixtures import make_video
 
 NTSC = Fraction(30000, 1001)
 

@@ -7,7 +7,6 @@ import math
 from fractions import Fraction
 
 import pytest
-from video_fixtures import frame_index, grey_index_frame, index_frame, make_video
 
 from avsbench.media.video import (
     FrameSampler,
@@ -16,6 +15,7 @@ from avsbench.media.video import (
     probe_video,
     published_frame_indices,
 )
+from tests.video_fixtures import frame_index, grey_index_frame, index_frame, make_video
 
 NTSC = Fraction(30000, 1001)  # 29.97 frames per second
 

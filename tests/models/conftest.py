@@ -1,19 +1,10 @@
-"""Shared helpers for the model tests: random state dicts in the published layouts."""
+"""Fixtures of the model tests: the published TPAVI blocks' golden values."""
 
 from __future__ import annotations
 
 import pytest
-from golden_files import GOLDEN, random_state_dict, read_tsv, require
 
-
-@pytest.fixture(scope="session")
-def tsv_state_dict():
-    return random_state_dict
-
-
-@pytest.fixture(scope="session")
-def tsv_rows():
-    return read_tsv
+from tests.golden_files import GOLDEN, require
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ from avsbench.models.tpavi.official_names import (
     pvt_timm_to_original,
     to_official_state_dict,
 )
+from tests.golden_files import read_tsv
+from tests.state_dict_files import compact_state_dict
 
 LAYOUTS = {  # tsv -> (setting, backbone)
     "avs_s4_resnet.tsv": ("s4", "resnet50"),
@@ -71,10 +73,14 @@ def check_every_tensor(model, sd):
             assert torch.equal(back[key], value), key
 
 
-def _load(layout, tsv_state_dict):
+def _load(layout):
     setting, backbone = LAYOUTS[layout]
-    model = build_model(setting, backbone)
-    sd = tsv_state_dict(layout, seed=7)
+    # uninitialised CPU tensors (PVT-v2-b5's random initialisation takes ~10 s): the loader
+    # refuses a state dict with a missing tensor and every tensor is compared below
+    with torch.device("meta"):
+        model = build_model(setting, backbone)
+    model = model.to_empty(device="cpu")
+    sd = compact_state_dict(read_tsv(layout), seed=7)  # distinct values, 2 MB of random numbers
     report = load_official_state_dict(model, sd)
     dropped = sorted(k for k in sd if UNUSED.match(k))
     assert sorted(report.dropped) == dropped
@@ -85,19 +91,19 @@ def _load(layout, tsv_state_dict):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", [k for k in LAYOUTS if "resnet" in k])
-def test_resnet_layouts(layout, tsv_state_dict):
-    _load(layout, tsv_state_dict)
+def test_resnet_layouts(layout):
+    _load(layout)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", [k for k in LAYOUTS if "pvt" in k])
-def test_pvt_layouts(layout, tsv_state_dict):
-    _load(layout, tsv_state_dict)
+def test_pvt_layouts(layout):
+    _load(layout)
 
 
-def test_pvt_name_mapping_is_timms_and_invertible(tsv_rows):
+def test_pvt_name_mapping_is_timms_and_invertible():
     """Original -> timm goes through timm's checkpoint_filter_fn; our inverse undoes it."""
-    original = [k for k, _ in tsv_rows("pvt_v2_b5_original.tsv")]
+    original = [k for k, _ in read_tsv("pvt_v2_b5_original.tsv")]
     forward = pvt_original_to_timm(original)
     assert forward["block3.39.mlp.dwconv.dwconv.bias"] == "stages.2.blocks.39.mlp.dwconv.bias"
     assert forward["patch_embed1.proj.weight"] == "patch_embed.proj.weight"
@@ -182,8 +188,8 @@ def test_other_backbones_have_no_official_layout():
         ("avss_pvt.tsv", ("pvt_v2_b5", 256, (0, 1, 2, 3), False, 71)),
     ],
 )
-def test_official_architecture_is_read_off_the_keys(tsv, expected, tsv_rows):
-    state = {"module." + name: torch.empty(shape, device="meta") for name, shape in tsv_rows(tsv)}
+def test_official_architecture_is_read_off_the_keys(tsv, expected):
+    state = {"module." + name: torch.empty(shape, device="meta") for name, shape in read_tsv(tsv)}
     ch = official_architecture(state)  # DataParallel form
     fields = ("backbone", "arch.decoder_channels", "arch.tpavi_stages", "arch.align_bias")
     got = tuple(ch[f"model.{k}"] for k in (*fields, "num_classes"))

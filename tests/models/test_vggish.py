@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from avsbench.config import ModelConfig
 from avsbench.models.backbones.vggish import VGGish, build_vggish
+from tests.golden_files import read_tsv
+from tests.state_dict_files import layout_only_state_dict
 
 
 def reference_vggish(params: dict[str, torch.Tensor], log_mel: torch.Tensor) -> torch.Tensor:
@@ -30,8 +32,9 @@ def reference_vggish(params: dict[str, torch.Tensor], log_mel: torch.Tensor) -> 
 
 
 @pytest.fixture(scope="module")
-def official_weights(tsv_state_dict):
-    return tsv_state_dict("vggish.tsv", seed=3)
+def official_weights(vggish_file):
+    """The values of the session's VGGish file (the published layout, random values)."""
+    return torch.load(vggish_file, weights_only=True, mmap=True)
 
 
 def test_forward_equals_independent_reference(official_weights):
@@ -63,9 +66,8 @@ def test_pca_quantisation_formula():
     assert got.min() >= 0 and got.max() <= 255
 
 
-def test_official_files_with_pca(tmp_path, official_weights):
-    weights = tmp_path / "vggish-10086976.pth"
-    torch.save(official_weights, weights)
+def test_official_files_with_pca(tmp_path, vggish_file, official_weights):
+    weights = vggish_file
     pca_file = tmp_path / "vggish_pca_params-970ea276.pth"
     vectors = np.eye(128, dtype=np.float64)[::-1].copy()  # numpy arrays, as released
     torch.save({"pca_eigen_vectors": vectors, "pca_means": np.full((128, 1), 0.25)}, pca_file)
@@ -84,7 +86,7 @@ def test_official_files_with_pca(tmp_path, official_weights):
 def test_bad_files(tmp_path, official_weights):
     with pytest.raises(FileNotFoundError, match="vggish-10086976.pth"):
         VGGish().load_official_state_dict(tmp_path / "vggish-10086976.pth")
-    broken = dict(official_weights)
+    broken = layout_only_state_dict(read_tsv("vggish.tsv"))  # names and shapes: a few bytes
     broken["embeddings.4.weight"] = torch.zeros(64, 4096)
     del broken["features.13.bias"]
     path = tmp_path / "other.pth"
@@ -101,11 +103,9 @@ def test_bad_files(tmp_path, official_weights):
         VGGish().load_official_state_dict(official_weights, pca=bad_pca)
 
 
-def test_build_vggish_frozen_and_deterministic(tmp_path, official_weights):
+def test_build_vggish_frozen_and_deterministic(vggish_file, official_weights):
     a, b = build_vggish(ModelConfig(method="tpavi")), build_vggish(ModelConfig(method="tpavi"))
     assert not a.training and not any(p.requires_grad for p in a.parameters())
     assert torch.equal(a.features[0].weight, b.features[0].weight)
-    path = tmp_path / "vggish-10086976.pth"
-    torch.save(official_weights, path)
-    loaded = build_vggish(ModelConfig(method="tpavi", vggish_weights=str(path)))
+    loaded = build_vggish(ModelConfig(method="tpavi", vggish_weights=str(vggish_file)))
     assert torch.equal(loaded.features[13].bias, official_weights["features.13.bias"])

@@ -15,6 +15,8 @@ from avsbench.models.backbones.visual import (
     build_visual_encoder,
     load_backbone_weights,
 )
+from tests.golden_files import read_tsv
+from tests.state_dict_files import compact_state_dict, layout_only_state_dict
 
 
 def test_four_stages_from_timm_feature_info():
@@ -31,10 +33,9 @@ def test_four_stages_from_timm_feature_info():
         enc(torch.randn(1, 3, 100, 64))
 
 
-def test_torchvision_resnet50_file_gives_torchvision_stage_outputs(tmp_path, tsv_state_dict):
+def test_torchvision_resnet50_file_gives_torchvision_stage_outputs(tmp_path):
     """resnet50-19c8e357.pth layout: loaded values AND the function equal torchvision's."""
-    sd = tsv_state_dict("resnet50_torchvision.tsv")
-    sd = {k: (v.abs() + 0.5 if k.endswith("running_var") else v) for k, v in sd.items()}
+    sd = compact_state_dict(read_tsv("resnet50_torchvision.tsv"))  # a 2 MB file, not 100 MB
     path = tmp_path / "resnet50-19c8e357.pth"
     torch.save(sd, path)
     enc = build_visual_encoder("resnet50", weights=path).eval()
@@ -88,8 +89,8 @@ def test_timm_checkpoint_with_head(tmp_path):
 
 
 @pytest.mark.slow
-def test_pvt_v2_b5_original_file(tmp_path, tsv_state_dict):
-    sd = tsv_state_dict("pvt_v2_b5_original.tsv")
+def test_pvt_v2_b5_original_file(tmp_path):
+    sd = compact_state_dict(read_tsv("pvt_v2_b5_original.tsv"))  # a 2 MB file, not 330 MB
     path = tmp_path / "pvt_v2_b5.pth"
     torch.save(sd, path)
     enc = build_visual_encoder("pvt_v2_b5", weights=path)
@@ -123,7 +124,8 @@ def test_corrupted_file(tmp_path):
 
 def test_mismatched_file_names_the_problem(tmp_path):
     path = tmp_path / "wrong.pth"
-    torch.save(timm.create_model("resnet18").state_dict(), path)
+    resnet18 = timm.create_model("resnet18").state_dict()  # its names and shapes: a few bytes
+    torch.save(layout_only_state_dict((k, tuple(v.shape)) for k, v in resnet18.items()), path)
     with pytest.raises(
         ValueError,
         match=r"shape mismatches \d+: layer1.0.conv1.weight: "

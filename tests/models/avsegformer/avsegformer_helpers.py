@@ -8,9 +8,10 @@ import re
 import zlib
 
 import torch
-from golden_files import AVSEGFORMER_STATE_DICTS, require
 
 import avsbench
+from tests.golden_files import AVSEGFORMER_STATE_DICTS, require
+from tests.state_dict_files import compact_state_dict
 
 # layout file stem -> (setting, project backbone name)
 LAYOUTS = {
@@ -91,17 +92,12 @@ def rule_state_dict(
 
 
 def random_state_dict(stem: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Every tensor of a layout, distinct random values (int64 counters for num_batches_tracked)."""
-    gen = torch.Generator().manual_seed(seed)
-    sd = {}
-    for i, (name, shape, dtype) in enumerate(read_layout(stem)):
-        if dtype == "int64":
-            sd[name] = torch.tensor(1000 + i, dtype=torch.int64).reshape(shape)
-        elif name.endswith("running_var"):
-            sd[name] = torch.rand(shape, generator=gen) + 0.5
-        else:
-            sd[name] = torch.randn(shape, generator=gen) * 0.05
-    return sd
+    """Every tensor of a layout, distinct random values (int64 counters for num_batches_tracked),
+    held in two shared buffers of 1 MB (tests/state_dict_files.py) instead of one number per
+    element: the released layouts have 150M."""
+    rows = read_layout(stem)
+    dtypes = {name: getattr(torch, dtype) for name, _, dtype in rows}
+    return compact_state_dict([(name, shape) for name, shape, _ in rows], seed, dtypes)
 
 
 def empty_model(setting: str, backbone: str, **sizes) -> torch.nn.Module:

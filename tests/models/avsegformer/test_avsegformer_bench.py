@@ -4,17 +4,11 @@ formulation, same weights and inputs), and that the check can fail."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-
-import bench_avsegformer_model as bench  # noqa: E402
-
-from avsbench.models.backbones import deform_attn  # noqa: E402
+from avsbench.models.backbones import deform_attn
+from benchmarks import bench_avsegformer_model as bench
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from avsegformer_helpers import LAYOUTS, empty_model, read_layout, rule_state_dict
-from golden_files import AVSEGFORMER, require
 
 import avsbench
+from tests.golden_files import AVSEGFORMER, require
+from tests.models.avsegformer.avsegformer_helpers import (
+    LAYOUTS,
+    empty_model,
+    read_layout,
+    rule_state_dict,
+)
 
 _RULE_CACHE: dict[str, dict] = {}  # backbone -> (name, shape) -> tensor, one backbone at a time
 _RUNS: dict[str, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}  # one at a time

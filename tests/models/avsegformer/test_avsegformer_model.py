@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from avsegformer_helpers import TINY
 
 import avsbench
 from avsbench.models.avsegformer import AVSegFormer
@@ -15,6 +14,7 @@ from avsbench.models.avsegformer.transformer import reference_points
 from avsbench.models.backbones.positions import sine_positional_encoding
 from avsbench.models.contract import AVSOutput
 from avsbench.models.tpavi.model import AVSModel
+from tests.models.avsegformer.avsegformer_helpers import TINY
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from avsegformer_helpers import LAYOUTS, TINY, UNUSED, empty_model, random_state_dict, read_layout
 
 import avsbench
 from avsbench.models.avsegformer.official_names import (
     is_avsegformer_state_dict,
     read_architecture,
+)
+from tests.models.avsegformer.avsegformer_helpers import (
+    LAYOUTS,
+    TINY,
+    UNUSED,
+    empty_model,
+    random_state_dict,
+    read_layout,
 )
 
 

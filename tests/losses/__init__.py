@@ -1,0 +1,1 @@
+"""Tests of the methods' losses (avsbench/models/<method>/losses.py)."""
