@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from avsbench.metrics import SemanticMetrics, SubsetSemanticMetrics, subset_rows
+from avsbench.metrics import SemanticMetrics
+from avsbench.metrics_subsets import SubsetSemanticMetrics, subset_rows
 
 T = 10  # AVSS clips are padded to 10 frames
 

@@ -63,7 +63,7 @@ def format_table(metrics: dict[str, Any], header: str) -> str:
 def format_subset_table(metrics: dict[str, Any]) -> str:
     """AVSS: the official mIoU and F of each subset (v1s, v1m, v2) and of the whole set,
     each subset accumulated on its own clips alone (`metrics.subset_rows`)."""
-    from avsbench.metrics import subset_rows
+    from avsbench.metrics_subsets import subset_rows
 
     head = f"{'subset':<7}{'clips':>6}{'frames':>8}{'mIoU':>9}{'F':>9}"
     head += f"{'mIoU pres.':>12}{'F pres.':>9}"

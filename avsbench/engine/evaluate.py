@@ -29,7 +29,8 @@ from avsbench.engine.step import flat_targets, forward_batch, unwrap
 def make_metric(setting: str, num_classes: int = 71, per_subset: bool = False) -> Any:
     """The accumulator of `setting`: BinaryMetrics (S4, MS3) or SemanticMetrics (AVSS);
     with `per_subset`, AVSS gets SubsetSemanticMetrics (v1s / v1m / v2 beside the whole set)."""
-    from avsbench.metrics import BinaryMetrics, SemanticMetrics, SubsetSemanticMetrics
+    from avsbench.metrics import BinaryMetrics, SemanticMetrics
+    from avsbench.metrics_subsets import SubsetSemanticMetrics
 
     if C.setting_info(setting).semantic:
         if per_subset:
