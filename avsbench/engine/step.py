@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsbench.data.extra_inputs import BASE_SAMPLE_KEYS
 from avsbench.engine.embeddings import AudioEmbedder, clip_keys
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -123,13 +122,25 @@ def forward_batch(
     keys = clip_keys(cache_namespace, batch) if embedder.memory is not None else None
     audio_emb = embedder(batch["audio"], keys)  # [B*T, 128]
     frame_valid = batch["frame_valid"].to(device, non_blocking=True).reshape(b * t)  # [B*T]
-    for key in sorted(set(batch) - BASE_SAMPLE_KEYS):  # the method's extra inputs
+    for key in extra_input_keys(model):  # the method's extra inputs, e.g. maskige
         extra = batch[key].to(device, non_blocking=True)  # [B, T, ...]
         model_kwargs[key] = extra.reshape(b * t, *extra.shape[2:])  # [B*T, ...]
     return forward(
         model, frames, audio_emb, frame_valid, amp=amp, channels_last=channels_last,
         target_frames=target_frames, **model_kwargs,
     )  # fmt: skip
+
+
+def extra_input_keys(model: nn.Module) -> tuple[str, ...]:
+    """The sample keys of the extra per-frame inputs `model`'s method declares (none for a
+    model of no registered method, e.g. a test's stand-in)."""
+    from avsbench.models import registry
+
+    try:
+        spec = registry.spec_of(unwrap(model))
+    except TypeError:
+        return ()
+    return tuple(extra.key for extra in spec.extra_inputs)
 
 
 def flat_targets(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -109,3 +109,16 @@ def test_a_new_training_run_needs_vggish_weights_unless_synthetic():
         choose_vggish(None, cfg)
     with pytest.raises(CheckpointError, match="VGGish weights not found: /nowhere/v.pth"):
         choose_vggish(None, C.override(cfg, {"model.vggish_weights": "/nowhere/v.pth"}))
+
+
+def test_swap_audio_runs_and_records_whose_audio_each_clip_got(tmp_path, s4_toy, project_ckpt):
+    """test.sh --swap_audio (scripts/demo.sh's second test): the samples carry the donor
+    clip's id beside the base keys, which are not model inputs."""
+    own, swapped = tmp_path / "own.json", tmp_path / "swapped.json"
+    assert _test(s4_toy, project_ckpt, tmp_path / "logs", "--out_json", str(own)) == 0
+    status = _test(s4_toy, project_ckpt, tmp_path / "logs", "--swap_audio",
+                   "--out_json", str(swapped))  # fmt: skip
+    assert status == 0
+    a, b = json.loads(own.read_text()), json.loads(swapped.read_text())
+    assert (a["swap_audio"], b["swap_audio"]) == (False, True)
+    assert a["num_clips"] == b["num_clips"] and set(a["metrics"]) == set(b["metrics"])
