@@ -251,7 +251,10 @@ def _with_overrides(
         free = set(NOT_ARCHITECTURE) | {
             f"arch.{name}" for name in registry.method_spec(cfg.model.method).not_architecture
         }
-        old_model, new_model = _flat(C.to_dict(cfg)["model"]), _flat(C.to_dict(new)["model"])
+        old_model, new_model = (
+            C.flat_fields(C.to_dict(cfg)["model"]),
+            C.flat_fields(C.to_dict(new)["model"]),
+        )
         clash = [
             f"model.{k}: checkpoint {old_model[k]!r}, asked {new_model.get(k)!r}"
             for k in old_model
@@ -264,17 +267,6 @@ def _with_overrides(
                 + "): leave those flags out, the model is rebuilt from the checkpoint's config"
             )
     return new
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"arch.tpavi_stages": ..., "backbone": ...}: a nested dict's leaves by dotted key."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 # ---------------------------------------------------------------------------------------

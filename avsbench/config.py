@@ -300,6 +300,18 @@ REMOVED_FIELDS = {
 }
 
 
+def flat_fields(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict's leaves by dotted key ({"model.arch.tpavi_stages": (0, 1), ...});
+    lists (a config read from JSON) become tuples, as in the dataclasses."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, Mapping):
+            out.update(flat_fields(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def override(cfg: Any, changes: Mapping[str, Any]) -> Any:
     """Return `cfg` with dotted keys replaced, e.g. {"train.lr": 1e-3,
     "model.arch.tpavi_stages": (0,)}. Lists become tuples where the field holds a tuple.

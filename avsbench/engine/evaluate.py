@@ -23,7 +23,8 @@ from avsbench import config as C
 from avsbench.engine import runs
 from avsbench.engine.distributed import DistInfo, ShardedBatchSampler, all_reduce_state
 from avsbench.engine.embeddings import AudioEmbedder
-from avsbench.engine.step import flat_targets, forward_batch, unwrap
+from avsbench.engine.step import flat_targets, forward_batch
+from avsbench.models.contract import unwrap
 
 
 def make_metric(setting: str, num_classes: int = 71, per_subset: bool = False) -> Any:

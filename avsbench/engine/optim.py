@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from avsbench import config as C
-from avsbench.engine.step import unwrap
 from avsbench.errors import SetupError
+from avsbench.models.contract import unwrap
 from avsbench.models.spec import MethodSpec, set_visual_trainable, visual_backbone_groups
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -50,7 +50,7 @@ class MethodHooks:
         parameters; the group named "backbone" trains at lr * train.backbone_lr_mult.
     set_backbone_trainable(model, trainable): freeze (False) or unfreeze (True) the
         backbone (train.freeze_backbone_epochs).
-    `model` may be DDP-wrapped: use `avsbench.engine.step.unwrap`."""
+    `model` may be DDP-wrapped: use `avsbench.models.contract.unwrap`."""
 
     param_groups: Callable[[nn.Module], dict[str, list[nn.Parameter]]] = visual_backbone_groups
     set_backbone_trainable: Callable[[nn.Module, bool], None] = set_visual_trainable

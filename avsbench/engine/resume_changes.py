@@ -66,19 +66,9 @@ def flag_of(key: str) -> str:
     return FLAG_NAMES.get(key, "--" + key.rsplit(".", 1)[-1])
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return out
-
-
 def changes(old: C.Config, new: C.Config) -> dict[str, tuple[Any, Any]]:
     """{field: (old value, new value)} of every config field that differs."""
-    a, b = _flat(dataclasses.asdict(old)), _flat(dataclasses.asdict(new))
+    a, b = C.flat_fields(dataclasses.asdict(old)), C.flat_fields(dataclasses.asdict(new))
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avsbench.engine.embeddings import AudioEmbedder, clip_keys
+from avsbench.models.contract import unwrap
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FULL_UPSAMPLE_ELEMENTS = 2**25  # larger class-logit stacks of a frame are upsampled class by class
@@ -33,11 +34,6 @@ def autocast_context(device: torch.device | str, amp: str) -> contextlib.Abstrac
     if amp not in AMP_DTYPES:
         raise ValueError(f"amp must be one of off, bf16, fp16; got {amp!r}")
     return torch.autocast(device_type=torch.device(device).type, dtype=AMP_DTYPES[amp])
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DistributedDataParallel (or the model itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:

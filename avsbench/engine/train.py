@@ -67,9 +67,10 @@ from avsbench.engine.resume import (
     start_epoch_iterator,
     steps_in_epoch,
 )
-from avsbench.engine.step import flat_targets, forward_batch, to_channels_last, unwrap
+from avsbench.engine.step import flat_targets, forward_batch, to_channels_last
 from avsbench.errors import SetupError
 from avsbench.models import registry
+from avsbench.models.contract import unwrap
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 

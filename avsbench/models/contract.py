@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -21,6 +22,11 @@ class AVSOutput:
     """logits: [B*T, K, H, W] (K = 1: sigmoid logits of S4/MS3; K = 71: AVSS class logits)."""
 
     logits: torch.Tensor
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def check_inputs(

@@ -17,6 +17,7 @@ from torch import nn
 
 from avsbench import config as C
 from avsbench.models import avsegformer, tpavi
+from avsbench.models.contract import unwrap
 from avsbench.models.spec import Detector, MethodSpec
 
 METHODS: dict[str, MethodSpec] = {
@@ -36,7 +37,7 @@ def method_spec(name: str) -> MethodSpec:
 
 def spec_of(model: nn.Module) -> MethodSpec:
     """The spec whose model type `model` (or the module a DDP wrapper holds) is."""
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    inner = unwrap(model)
     for spec in METHODS.values():
         if isinstance(inner, spec.model_type):
             return spec

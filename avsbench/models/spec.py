@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from avsbench.models.contract import unwrap
+
 if TYPE_CHECKING:
     from avsbench.config import Config, LossConfig, ModelConfig
     from avsbench.models.contract import AVSOutput
@@ -57,17 +59,12 @@ class MethodFlag:
     train_only: bool = False
 
 
-def _inner(model: nn.Module) -> nn.Module:
-    """The model a DistributedDataParallel wrapper holds (or `model`)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def visual_backbone_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """{"backbone": the parameters of the model's `visual` encoder, "rest": the others} (no
     "backbone" group for a model without `visual`): the groups of a method whose visual
     encoder is its `visual` attribute (the "backbone" group trains at lr x
     train.backbone_lr_mult)."""
-    inner = _inner(model)
+    inner = unwrap(model)
     visual = getattr(inner, "visual", None)
     backbone = list(visual.parameters()) if isinstance(visual, nn.Module) else []
     ids = {id(p) for p in backbone}
@@ -78,7 +75,7 @@ def visual_backbone_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
 def set_visual_trainable(model: nn.Module, trainable: bool) -> None:
     """Freeze (False) or unfreeze the `visual` encoder: only requires_grad changes (a frozen
     ResNet's BatchNorm keeps its train mode, as in the published code)."""
-    _inner(model).visual.requires_grad_(trainable)
+    unwrap(model).visual.requires_grad_(trainable)
 
 
 Loss = Callable[

@@ -31,8 +31,8 @@ from avsbench.engine.distributed import (
     per_process_batch_size,
 )
 from avsbench.engine.embeddings import AudioEmbedder
-from avsbench.engine.step import unwrap
 from avsbench.models import registry
+from avsbench.models.contract import unwrap
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:

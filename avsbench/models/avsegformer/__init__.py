@@ -24,7 +24,7 @@ from avsbench.models.avsegformer.model import (
     build_avsegformer,
     build_from_config,
 )
-from avsbench.models.contract import check_output
+from avsbench.models.contract import check_output, unwrap
 from avsbench.models.spec import MethodFlag, MethodSpec
 
 __all__ = ["SPEC", "AVSegFormer", "AVSegFormerOutput", "build_avsegformer"]
@@ -46,8 +46,7 @@ def _loss(
 
 def _set_backbone_trainable(model: torch.nn.Module, trainable: bool) -> None:
     """AVSegFormer's own freezing (`AVSegFormer.set_backbone_trainable`)."""
-    inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    inner.set_backbone_trainable(trainable)
+    unwrap(model).set_backbone_trainable(trainable)
 
 
 def _summary(model_cfg: C.ModelConfig) -> str:
