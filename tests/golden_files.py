@@ -51,3 +51,7 @@ def random_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
         else:
             sd[key] = torch.randn(shape, generator=gen) * 0.05
     return sd
+
+
+VCT = GOLDEN_ROOT / "vct"  # published VCT (9a18d2f) and COMBO (cb8af1c) outputs
+VCT_STATE_DICTS = VCT / "state_dicts"
