@@ -116,7 +116,7 @@ def forward_batch(
     b, t = frames.shape[:2]
     frames = frames.reshape(b * t, *frames.shape[2:])  # [B*T, 3, S, S]
     keys = clip_keys(cache_namespace, batch) if embedder.memory is not None else None
-    audio_emb = embedder(batch["audio"], keys)  # [B*T, 128]
+    audio_emb = embedder(batch["audio"], keys)  # [B*T, D]: 128, or 12288 (conv map)
     frame_valid = batch["frame_valid"].to(device, non_blocking=True).reshape(b * t)  # [B*T]
     for key in extra_input_keys(model):  # the method's extra inputs, e.g. maskige
         extra = batch[key].to(device, non_blocking=True)  # [B, T, ...]

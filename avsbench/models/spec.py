@@ -114,4 +114,7 @@ class MethodSpec:
     # extra per-frame inputs (`avsbench.data.extra_inputs.ExtraInput`), fed to the model
     # by their sample key; for a new video `make_extra_inputs(rgb frames) -> {key: images}`
     extra_inputs: tuple[Any, ...] = ()
+    # what the model receives of the frozen VGGish as `audio_emb`: "embedding" [B*T, 128] or
+    # "conv_map" [B*T, 512*6*4] (features(x) flattened, C-H-W order; VCT)
+    audio_input: str = "embedding"
     make_extra_inputs: Callable[..., dict[str, Any]] | None = None
