@@ -73,7 +73,7 @@ def forward(
     target_frames: torch.Tensor | None = None,
     **model_kwargs: Any,
 ) -> Any:
-    """model(frames [B*T, 3, S, S], audio_emb [B*T, 128], frame_valid [B*T] | None,
+    """model(frames [B*T, 3, S, S], audio_emb [B*T, D], frame_valid [B*T] | None,
     **model_kwargs) under autocast (`amp`) with channels-last frames if asked.
 
     target_frames: [B*T] bool, the frames whose logits are needed (the method spec's
