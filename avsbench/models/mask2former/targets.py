@@ -51,9 +51,9 @@ def class_maps(setting: str, masks: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"{setting} masks must hold whole class ids, got fractional values")
     else:
         ids = masks.long()
-    present = torch.unique(ids)
-    bad = present[(present < 0) | ((present >= k) & (present != IGNORE_LABEL))]
-    if bad.numel():
+    bad_values = (ids < 0) | ((ids >= k) & (ids != IGNORE_LABEL))
+    if bool(bad_values.any()):
+        bad = torch.unique(ids[bad_values])[:10]
         raise ValueError(
             f"{setting} masks hold value(s) {bad.tolist()}; valid: 0..{k - 1} and "
             f"{IGNORE_LABEL} (ignored)"
@@ -62,9 +62,10 @@ def class_maps(setting: str, masks: torch.Tensor) -> torch.Tensor:
 
 
 def frame_target(class_map: torch.Tensor) -> SemanticTarget:
-    """int64 [H, W] class ids -> the frame's target (an all-ignored frame gets M = 0)."""
-    labels = torch.unique(class_map)  # sorted, as np.unique in the published mapper
-    labels = labels[labels != IGNORE_LABEL]
+    """int64 [H, W] class ids >= 0 -> the frame's target (an all-ignored frame gets M = 0).
+    Labels ascending, as np.unique in the published mapper (a count, not a sort: linear)."""
+    counts = torch.bincount(class_map[class_map != IGNORE_LABEL].flatten())
+    labels = counts.nonzero().squeeze(1)  # [M] ascending
     masks = (class_map.unsqueeze(0) == labels[:, None, None]).float()  # [M, H, W]
     return SemanticTarget(labels=labels, masks=masks)
 

@@ -59,3 +59,15 @@ def test_unknown_setting_and_bad_shapes_are_refused():
         class_maps("avs", torch.zeros(1, 2, 2))
     with pytest.raises(ValueError, match=r"gt_valid must be \[N=2\]"):
         semantic_targets("s4", torch.zeros(2, 2, 2), torch.ones(3))
+
+
+def test_labels_are_the_sorted_distinct_values_of_a_random_map():
+    import numpy as np
+
+    ids = torch.randint(0, 71, (9, 9), generator=torch.Generator().manual_seed(0))
+    ids[ids % 7 == 0] = 255
+    target = frame_target(ids)
+    expected = np.unique(ids.numpy())
+    assert target.labels.tolist() == expected[expected != 255].tolist()
+    for label, mask in zip(target.labels.tolist(), target.masks):
+        assert torch.equal(mask, (ids == label).float())
