@@ -81,6 +81,37 @@ def test_cosine_loss_refuses_a_partial_group():
         temporal_cosine_loss(torch.zeros(7, 2, 2, 2))
 
 
+def test_cosine_loss_leaves_out_padding_groups():
+    """AVSS: a v1m clip padded to 10 frames counts as its 5 real frames (published: no
+    padding frames in the batch); a v2 clip as two groups."""
+    logits = torch.randn(20, 2, 3, 3, generator=torch.Generator().manual_seed(1))
+    logits[5:10] = logits[5]  # padding frames look alike: their pairs cost 0
+    valid = torch.tensor([1.0] * 5 + [0.0] * 5 + [1.0] * 10)  # v1m clip, v2 clip
+    real = torch.cat([logits[:5], logits[10:]])
+    got = temporal_cosine_loss(logits, valid)
+    assert got.item() == pytest.approx(loop_cosine(real), rel=1e-5)
+    assert temporal_cosine_loss(logits).item() == pytest.approx(got.item() * 3 / 4, rel=1e-5)
+    with pytest.raises(ValueError, match="mixes real and padding frames"):
+        temporal_cosine_loss(logits, torch.tensor([1.0] * 7 + [0.0] * 13))
+    with pytest.raises(ValueError, match="no real frame"):
+        temporal_cosine_loss(logits, torch.zeros(20))
+
+
+def test_combo_reads_frame_valid_from_the_output():
+    gen = torch.Generator().manual_seed(12)
+    masks = torch.randint(0, 71, (10, 8, 8), generator=gen)
+    gt_valid = torch.tensor([1.0] * 5 + [0.0] * 5)
+    out = random_output(10, 71, gen)
+    for _, aux_masks in out.aux_outputs:
+        aux_masks.data[5:] = aux_masks.data[5]  # padding frames look alike: cost 0
+    _, all_groups = combo_loss("avss", out, masks, gt_valid, criterion=SMALL, generator=gen)
+    out.extras["frame_valid"] = gt_valid
+    _, real_only = combo_loss("avss", out, masks, gt_valid, criterion=SMALL, generator=gen)
+    expected = 10 * sum(loop_cosine(m[:5].detach()) for _, m in out.aux_outputs)
+    assert real_only["loss_cosine"] == pytest.approx(expected, rel=1e-5)
+    assert all_groups["loss_cosine"] == pytest.approx(expected / 2, rel=1e-5)
+
+
 def test_combo_total_is_the_weighted_set_losses_plus_ten_cosines():
     gen = torch.Generator().manual_seed(0)
     masks, gt_valid = s4_batch(2, gen)
