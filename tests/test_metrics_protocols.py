@@ -5,6 +5,9 @@ frame with torch.histc, on random and hand-made cases; and the test command's re
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -278,3 +281,96 @@ def test_avss_refuses_class_ids_outside_the_classes_and_the_ignore_label():
         VctComboSemanticMetrics(num_classes=4).update(logits, torch.tensor([[[0, 7]]]))
     with pytest.raises(ValueError, match="logits have 4 classes but the metric expects 71"):
         VctComboSemanticMetrics().update(logits, torch.tensor([[[0, 1]]]))
+
+
+# ---------------------------------------------------------------- the test command
+
+
+def _tiny_checkpoint(setting: str, path: Path, root: Path) -> Path:
+    """A project checkpoint of a tiny random TPAVI model (resnet18, 64 px). S4: its output
+    layer is rescaled so that the logits on the test frames have spread 4 and their median
+    at 0.5 (a random model otherwise predicts nothing, and every protocol would read 0)."""
+    from avsbench import config as C
+    from avsbench.data.datasets import build_dataset
+    from avsbench.engine import checkpoint as ckpt_io
+    from avsbench.engine import evaluate as E
+    from avsbench.engine.distributed import DistInfo
+    from avsbench.engine.embeddings import AudioEmbedder
+    from avsbench.models import registry
+    from avsbench.models.backbones.vggish import build_vggish
+
+    torch.manual_seed(0)
+    cfg = registry.synthetic(registry.preset(setting))
+    cfg = C.override(cfg, {"data.image_size": 64, "model.arch.decoder_channels": 16})
+    model = registry.build_model_for(cfg).eval()
+    if setting == "s4":
+        data = build_dataset(setting, root, "test", image_size=64)
+        loader = E.build_eval_loader(data, 4, DistInfo(), num_workers=0)
+        seen: list[torch.Tensor] = []
+        embedder = AudioEmbedder(build_vggish(cfg.model), "cpu")  # the command's (random)
+        E.evaluate(model, embedder, loader, setting, torch.device("cpu"),
+                   on_batch=lambda batch, out: seen.append(out))  # fmt: skip
+        logits = torch.cat(seen)
+        with torch.no_grad():
+            last = model.decoder.output_conv[-1]
+            scale = 4.0 / float(logits.std())
+            last.weight *= scale
+            last.bias.copy_((last.bias - logits.median()) * scale + 0.5)
+    ckpt = ckpt_io.make_checkpoint(
+        model.state_dict(), C.to_dict(cfg), epoch=0, best_miou=0.0, history=[], with_rng=False
+    )
+    ckpt_io.atomic_save(ckpt, path)
+    return path
+
+
+def _run_test(setting: str, root: Path, weights: Path, tmp: Path, *extra: str):
+    from avsbench.commands import test as cmd_test
+
+    out = tmp / f"metrics_{setting}_{len(extra)}.json"
+    status = cmd_test.main(setting, ["--synthetic", "--data_root", str(root), "--weights",
+                                     str(weights), "--image_size", "64", "--num_workers", "0",
+                                     "--device", "cpu", "--log_dir", str(tmp / "logs"),
+                                     "--out_json", str(out), *extra])  # fmt: skip
+    assert status == 0
+    return json.loads(out.read_text())["metrics"]
+
+
+@pytest.mark.slow
+def test_the_test_command_reports_every_protocol_s4(tmp_path, capsys):
+    from tests.engine.engine_helpers import toy_root
+
+    root = toy_root(tmp_path / "toy", "s4")
+    weights = _tiny_checkpoint("s4", tmp_path / "S4_best.pth", root)
+    metrics = _run_test("s4", root, weights, tmp_path)
+    table = capsys.readouterr().out
+    keys = ["miou", "fscore", "miou_test_batch_4", "fscore_test_batch_4", "miou_per_clip",
+            "fscore_per_clip", "miou_per_frame", "fscore_dataset_curve"]  # fmt: skip
+    for key in keys:
+        assert key in metrics and f"{metrics[key]:.4f}  {key}" in table, key
+    for title in ("Official AVSBench protocol", "VCT / COMBO evaluators", "Batch-independent"):
+        assert title in table
+    # per clip = the official protocol of a run at test batch 1 (an independent path)
+    at1 = _run_test("s4", root, weights, tmp_path, "--test_batch_size", "1")
+    assert metrics["miou_per_clip"] == pytest.approx(at1["miou"], abs=1e-12)
+    assert metrics["fscore_per_clip"] == pytest.approx(at1["fscore"], abs=1e-12)
+    assert at1["miou_per_clip"] == pytest.approx(metrics["miou_per_clip"], abs=1e-12)
+    assert metrics["num_clips"] == at1["num_batches"]
+    assert 0.05 < metrics["miou_per_clip"] < 0.95  # the model predicts something
+
+
+@pytest.mark.slow
+def test_the_test_command_reports_every_protocol_avss(tmp_path, capsys):
+    from avsbench.data.datasets import AVSS_SUBSET_FRAMES, build_dataset
+    from tests.engine.engine_helpers import toy_root
+
+    root = toy_root(tmp_path / "toy", "avss")
+    weights = _tiny_checkpoint("avss", tmp_path / "AVSS_best.pth", root)
+    metrics = _run_test("avss", root, weights, tmp_path)
+    table = capsys.readouterr().out
+    for key in ("miou", "fscore", "miou_vct_combo_avss", "fscore_vct_combo_avss",
+                "miou_no_background", "miou_present_classes"):  # fmt: skip
+        assert key in metrics and f"{metrics[key]:.4f}  {key}" in table, key
+    data = build_dataset("avss", root, "test", image_size=64)
+    real_frames = sum(AVSS_SUBSET_FRAMES[label] for _, label in data.rows)
+    assert metrics["num_frames_vct_combo_avss"] == real_frames < metrics["num_frames"]
+    assert len(metrics["per_class_iou_vct_combo_avss"]) == 71
