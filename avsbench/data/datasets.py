@@ -6,8 +6,9 @@ the sample dict of docs/ARCHITECTURE.md:
 
     frames       float32 [T, 3, S, S]  ImageNet-normalised (zeros for AVSS padding frames)
     audio        float32 [T, 1, 96, 64] VGGish log-mel examples, one per second
-    masks        S4/MS3 float32 [T, S, S] in {0, 1}; AVSS int64 [T, S, S] class ids
-                 (zeros where a frame is not annotated)
+    masks        S4/MS3 float32 [T, M, M] in {0, 1}; AVSS int64 [T, M, M] class ids
+                 (zeros where a frame is not annotated); M = S, or `eval_mask_size` for
+                 val/test when given (VCT: frames at 384, GT kept at 224)
     frame_valid  float32 [T]  1 for real frames, 0 for padding (AVSS)
     gt_valid     float32 [T]  1 for frames whose mask is annotated (S4 train: frame 1)
     video_id     str          S4 name, MS3 video_id, AVSS uid
@@ -162,23 +163,27 @@ class AVSSDataset(_AVSDataset):
             return 1
         return AVSS_SUBSET_FRAMES[label]
 
-    def _geometry(self, image: Image.Image, *, is_mask: bool) -> Image.Image:
-        """AVSS: train = short-edge resize + centre crop, val/test = plain resize."""
-        return avss_transform(image, self.image_size, self.split, is_mask=is_mask)
+    def _geometry(
+        self, image: Image.Image, *, is_mask: bool, size: int | None = None
+    ) -> Image.Image:
+        """AVSS: train = short-edge resize + centre crop, val/test = plain resize (to `size`,
+        default image_size)."""
+        return avss_transform(image, size or self.image_size, self.split, is_mask=is_mask)
 
     def _label(self, uid: str, label: str, k: int, frame: Image.Image) -> np.ndarray:
-        """Class ids of frame k -> int64 [S, S] (transformed like the frame)."""
+        """Class ids of frame k -> int64 [M, M] (M = mask_size; transformed like the frame)."""
         ids, path = avss_class_ids(self.layout, label, uid, k)
         mask = Image.fromarray(ids.astype(np.uint8), mode="L")
         check_same_size(mask, frame, path)
-        return np.asarray(self._geometry(mask, is_mask=True)).astype(np.int64)
+        resized = self._geometry(mask, is_mask=True, size=self.mask_size)
+        return np.asarray(resized).astype(np.int64)
 
     def __getitem__(self, index: int) -> Sample:
         uid, label = self.rows[index]
         lay, s, t = self.layout, self.image_size, self.native_frames
         n = AVSS_SUBSET_FRAMES[label]
         frames = np.zeros((t, 3, s, s), dtype=np.float32)
-        masks = np.zeros((t, s, s), dtype=np.int64)
+        masks = np.zeros((t, self.mask_size, self.mask_size), dtype=np.int64)
         frame_valid = np.zeros(t, dtype=np.float32)
         gt_valid = np.zeros(t, dtype=np.float32)
         extras = self._empty_extras()  # padding frames stay zero
@@ -220,6 +225,8 @@ def build_dataset(
 
     `extra_inputs` (extra_inputs.py, e.g. `(MASKIGE,)`): images per frame that the
     samples carry under their keys as float32 [T, 3, S, S], cached with the frames.
+    `eval_mask_size` (a kwarg of the datasets): val/test masks at this size while frames
+    and extra inputs are at `image_size` (VCT: `image_size=384, eval_mask_size=224`).
 
     source "object": the AVSBench-object layouts (Single-source, Multi-sources);
     "semantic": S4 / MS3 read from the v1s / v1m subsets of AVSBench-semantic

@@ -156,6 +156,7 @@ def fingerprint(dataset: Any) -> dict[str, Any]:
         "dataset": type(dataset).__name__,
         "split": dataset.split,
         "image_size": dataset.image_size,
+        "mask_size": dataset.mask_size,
         "clips": len(dataset),
         "sources": sources,
         "source_files": count,
