@@ -238,12 +238,16 @@ class _AVSDataset(Dataset):
             image = self._geometry(image, is_mask=extra.resample == "nearest")
             out[extra.key][t] = extra.encode(np.asarray(image).transpose(2, 0, 1))  # [3, S, S]
 
+    def _check_mask_size(self, mask: Image.Image, frame: Image.Image, path: Path) -> None:
+        """A mask has its frame's size (VCT's 384-px copies override: vct_copies.py)."""
+        check_same_size(mask, frame, path)
+
     def _binary_mask(self, path: Path, frame: Image.Image) -> np.ndarray:
         """Read a 0/255 mask of `frame` -> float32 [S, S] in {0, 1}."""
         image = open_image(path, "mask")
         check_mask_encoding(image, path, strict=self.strict_masks)
         mask = binary_mask_image(image)
-        check_same_size(mask, frame, path)
+        self._check_mask_size(mask, frame, path)
         mask = resize_square(mask, self.mask_size, is_mask=True)
         return (np.asarray(mask) > 0).astype(np.float32)
 

@@ -174,7 +174,7 @@ class AVSSDataset(_AVSDataset):
         """Class ids of frame k -> int64 [M, M] (M = mask_size; transformed like the frame)."""
         ids, path = avss_class_ids(self.layout, label, uid, k)
         mask = Image.fromarray(ids.astype(np.uint8), mode="L")
-        check_same_size(mask, frame, path)
+        self._check_mask_size(mask, frame, path)
         resized = self._geometry(mask, is_mask=True, size=self.mask_size)
         return np.asarray(resized).astype(np.int64)
 
@@ -208,7 +208,8 @@ class AVSSDataset(_AVSDataset):
 
 
 DATASETS = {"s4": S4Dataset, "ms3": MS3Dataset, "avss": AVSSDataset}
-DATA_SOURCES = ("object", "semantic")  # DataConfig.source: which release S4/MS3 read
+# DataConfig.source: which release S4/MS3 read ("vct384": VCT's 384-px copies, AVSS too)
+DATA_SOURCES = ("object", "semantic", "vct384")
 
 
 def build_dataset(
@@ -230,7 +231,8 @@ def build_dataset(
 
     source "object": the AVSBench-object layouts (Single-source, Multi-sources);
     "semantic": S4 / MS3 read from the v1s / v1m subsets of AVSBench-semantic
-    (`semantic_object.SemanticObjectDataset`). AVSS always reads AVSBench-semantic.
+    (`semantic_object.SemanticObjectDataset`); "vct384": VCT's 384-px copies inside the
+    same roots, S4, MS3 and AVSS (vct_copies.py). AVSS otherwise reads AVSBench-semantic.
     With `frame_cache` (a folder) the same samples come from the decoded-frame cache,
     built there on first use (frame_cache.py, docs/FRAME_CACHE.md)."""
     if setting not in DATASETS:
@@ -241,6 +243,10 @@ def build_dataset(
     kwargs["extra_inputs"] = extra_inputs
     if source == "semantic" and setting != "avss":
         dataset = SemanticObjectDataset(root, split, setting=setting, **kwargs)
+    elif source == "vct384":
+        from avsbench.data.vct_copies import COPY_DATASETS  # it imports this module
+
+        dataset = COPY_DATASETS[setting](root, split, **kwargs)
     else:
         dataset = DATASETS[setting](root, split, **kwargs)
     if frame_cache is None:

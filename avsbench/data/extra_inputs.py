@@ -83,9 +83,9 @@ class ExtraInput:
     key:       sample key (an identifier, not one of BASE_SAMPLE_KEYS), e.g. "maskige"
     folders:   (layout name, folder) pairs: for each release layout ("s4" Single-source,
                "ms3" Multi-sources, "avss" AVSBench-semantic, which also serves S4/MS3
-               with data source "semantic") the folder, relative to the dataset root,
-               that mirrors the layout's frames root. A mapping is accepted and stored
-               sorted as pairs.
+               with data source "semantic"; "s4_384", "ms3_384" VCT's copies) the folder,
+               relative to the dataset root, that mirrors the layout's frames root. A
+               mapping is accepted and stored sorted as pairs.
     suffix:    appended to the frame's file stem, e.g. "_mask_color"
     extension: of the file, e.g. ".png" (replaces the frame's)
     kind:      "rgb": a colour image read as RGB (`KINDS`)
@@ -250,6 +250,11 @@ def check_extra_size(image: Image.Image, frame: Image.Image, path: Path, extra: 
 #   frames/<k>_mask_color.png` (the README's `AVSBench_semantic/pre_SAM_mask/`; training
 #   reads the `processed_frames` 224-px copies `process_avssimg2fixsize.py` makes of them,
 #   which this reader makes on the fly from these).
+# - s4_384, ms3_384 (VCT's copies, vct_copies.py): `generate_data_384/{s4,ms3}_process.py`
+#   write `s4_data_384/pre_SAM_mask_384/<split>/<category>/<name>/<name>_<i>_mask_color.png`
+#   and `ms3_data_384/pre_SAM_mask_384/<video>/<video>_<i>_mask_color.png`, next to the
+#   frames `.../visual_frames_384/...<name>_<i>.png` that `register_avs*_sem.py` read; the
+#   AVSS copies `ss_process.py` writes lie in the avss folder (`processed_frames_384/`).
 # Sizes: S4/MS3 maskiges are resized to 224 (NEAREST) by `mask_precess_{s4,ms3}.py`; AVSS
 # ones keep Semantic-SAM's size, the frame at a short edge of 640 (`short_edge`). Resized
 # with NEAREST, as COMBO's and VCT's preparation does (224, VCT's 384 copies).
@@ -258,7 +263,9 @@ MASKIGE = ExtraInput(
     folders=(
         ("avss", "pre_SAM_mask/AVSBench_semantic"),
         ("ms3", "ms3_data/pre_SAM_mask"),
+        ("ms3_384", "ms3_data_384/pre_SAM_mask_384"),
         ("s4", "s4_data/pre_SAM_mask"),
+        ("s4_384", "s4_data_384/pre_SAM_mask_384"),
     ),
     suffix="_mask_color",
     extension=".png",
