@@ -63,6 +63,7 @@ from avsbench.data.layouts import (
 from avsbench.data.palette import NUM_CLASSES, read_label2idx
 from avsbench.data.semantic_object import SemanticObjectDataset
 from avsbench.data.transforms import avss_transform
+from avsbench.data.vct_copies import AVSSCopies384, MS3Copies384, S4Copies384, StoredGTCopies
 
 
 class S4Dataset(_AVSDataset):
@@ -207,7 +208,36 @@ class AVSSDataset(_AVSDataset):
         }
 
 
+class S4Copies384Dataset(StoredGTCopies, S4Dataset):
+    """S4 from VCT's 384-px copies (vct_copies.py)."""
+
+    layout_class = S4Copies384
+
+
+class MS3Copies384Dataset(StoredGTCopies, MS3Dataset):
+    """MS3 from VCT's 384-px copies (vct_copies.py)."""
+
+    layout_class = MS3Copies384
+
+
+class AVSSCopies384Dataset(StoredGTCopies, AVSSDataset):
+    """AVSS from VCT's 384-px val/test copies; train reads the release (vct_copies.py)."""
+
+    layout_class = AVSSCopies384
+
+    def __init__(self, root: str | Path, split: str, **kwargs: Any) -> None:
+        super().__init__(root, split, **kwargs)
+        self.layout = AVSSCopies384(self.root, split)
+
+    def _check_mask_size(self, mask: Image.Image, frame: Image.Image, path: Path) -> None:
+        if self.split == "train":  # the release's labels, of their frame's size
+            check_same_size(mask, frame, path)
+        else:
+            super()._check_mask_size(mask, frame, path)
+
+
 DATASETS = {"s4": S4Dataset, "ms3": MS3Dataset, "avss": AVSSDataset}
+COPY_DATASETS = {"s4": S4Copies384Dataset, "ms3": MS3Copies384Dataset, "avss": AVSSCopies384Dataset}
 # DataConfig.source: which release S4/MS3 read ("vct384": VCT's 384-px copies, AVSS too)
 DATA_SOURCES = ("object", "semantic", "vct384")
 
@@ -244,8 +274,6 @@ def build_dataset(
     if source == "semantic" and setting != "avss":
         dataset = SemanticObjectDataset(root, split, setting=setting, **kwargs)
     elif source == "vct384":
-        from avsbench.data.vct_copies import COPY_DATASETS  # it imports this module
-
         dataset = COPY_DATASETS[setting](root, split, **kwargs)
     else:
         dataset = DATASETS[setting](root, split, **kwargs)

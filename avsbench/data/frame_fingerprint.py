@@ -32,6 +32,7 @@ from avsbench.data import (
     layouts,
     palette,
     transforms,
+    vct_copies,
 )
 from avsbench.data.layouts import AVSS_SUBSET_FRAMES, OBJECT_FRAMES, AVSSLayout, MS3Layout, S4Layout
 
@@ -44,6 +45,7 @@ DECODING_MODULES = (
     layouts,
     palette,
     transforms,
+    vct_copies,
     frame_cache_build,
 )
 LIBRARIES = ("numpy", "pillow", "soundfile", "torch")  # they decode, resize or compute log-mel

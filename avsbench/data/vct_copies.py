@@ -1,5 +1,5 @@
-"""VCT's 384-px copies of AVSBench: their layouts and the datasets that read them
-(`build_dataset(..., source="vct384")`, avsbench_data/README.md, "VCT's 384-px copies").
+"""VCT's 384-px copies of AVSBench: their layouts and their GT size check; datasets.py reads
+them (`build_dataset(..., source="vct384")`, avsbench_data/README.md, "VCT's 384-px copies").
 
 VCT (spyflying/VCT_AVS c1bb925) trains and tests at 384 x 384 on copies that
 `avs_tools/generate_data_384/{s4,ms3,ss}_process.py` make from the AVSBench-semantic release
@@ -27,11 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from PIL import Image
 
-from avsbench.data.datasets import AVSSDataset, MS3Dataset, S4Dataset
 from avsbench.data.layouts import AVSDataError, AVSSLayout, MS3Layout, S4Layout
 
 COPY_SIZE = 384  # frames and maskiges of the copies
@@ -105,8 +104,9 @@ class AVSSCopies384(AVSSLayout):
         return self.video_dir(label, uid) / "processed_labels_semantic" / f"{k}.png"
 
 
-class _StoredGT:
-    """The GT of the copies has its stored size (`gt_size`), not its frame's."""
+class StoredGTCopies:
+    """Mixin of the copies' datasets: their GT has its stored size (`gt_size`), not its
+    frame's."""
 
     split: str
     cache_tag: ClassVar[str] = "vct384"  # frame-cache entries of the copies are their own
@@ -119,28 +119,3 @@ class _StoredGT:
                 f"GT copies are {size}x{size}; make them as VCT does (avsbench_data/README.md, "
                 "'VCT's 384-px copies')"
             )
-
-
-class S4Copies384Dataset(_StoredGT, S4Dataset):
-    layout_class = S4Copies384
-
-
-class MS3Copies384Dataset(_StoredGT, MS3Dataset):
-    layout_class = MS3Copies384
-
-
-class AVSSCopies384Dataset(_StoredGT, AVSSDataset):
-    layout_class = AVSSCopies384
-
-    def __init__(self, root: str | Path, split: str, **kwargs: Any) -> None:
-        super().__init__(root, split, **kwargs)
-        self.layout = AVSSCopies384(self.root, split)
-
-    def _check_mask_size(self, mask: Image.Image, frame: Image.Image, path: Path) -> None:
-        if self.split == "train":  # the release's labels, of their frame's size
-            AVSSDataset._check_mask_size(self, mask, frame, path)
-        else:
-            super()._check_mask_size(mask, frame, path)
-
-
-COPY_DATASETS = {"s4": S4Copies384Dataset, "ms3": MS3Copies384Dataset, "avss": AVSSCopies384Dataset}
