@@ -43,12 +43,16 @@ class AttentionMaskTrace:
         fix; forced layers record the computed one too).
     margins: layer -> smallest |mask logit| behind that layer's decision (how close the
         nearest decision was to flipping).
+    logits: layer -> float [N, Q, h*w], the mask logits behind the decision (each
+        element's own margin), recorded only when `keep_logits` is True.
     Layers attending an unmasked level are absent from both records.
     """
 
     force: dict[int, torch.Tensor] = field(default_factory=dict)
     masks: dict[int, torch.Tensor] = field(default_factory=dict)
     margins: dict[int, float] = field(default_factory=dict)
+    logits: dict[int, torch.Tensor] = field(default_factory=dict)
+    keep_logits: bool = False
 
 
 @dataclass
@@ -227,6 +231,8 @@ class MaskedAttentionDecoder(nn.Module):
         if trace is not None:
             trace.masks[layer] = blocked.clone()
             trace.margins[layer] = float(logits.abs().min())
+            if trace.keep_logits:
+                trace.logits[layer] = logits.clone()
             if layer in trace.force:
                 blocked = trace.force[layer].to(device=blocked.device, dtype=torch.bool)
         n, q, s = blocked.shape
