@@ -62,7 +62,8 @@ def test_values_survive_the_round_trip(backbone):
         for p in source.state_dict().values():
             p.copy_(torch.randn_like(p) if p.is_floating_point() else p)
     official = {k: v.clone() for k, v in to_official_state_dict(source).items()}
-    assert official.pop("criterion.empty_weight").tolist() == [1.0] * 71 + [0.1]
+    expected_weight = torch.tensor([1.0] * 71 + [0.1])  # no-object weight 0.1
+    assert torch.equal(official.pop("criterion.empty_weight"), expected_weight)
     target = build_combo("avss", backbone, **TINY)
     report = load_official_state_dict(target, {"model": official, "iteration": 3})
     assert report.dropped == []  # a file without criterion.* loads too
