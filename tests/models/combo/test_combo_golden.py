@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import torch
 
+from avsbench.data.extra_inputs import MASKIGE
+from avsbench.data.transforms import normalize_pixels
 from avsbench.models.backbones.vggish import VGGish
 from avsbench.models.combo.official_names import load_official_state_dict
 from avsbench.models.mask2former.inference import semantic_inference
@@ -57,8 +59,11 @@ def _run(tag: str) -> tuple[dict[str, torch.Tensor], AttentionMaskTrace, dict[st
 
     t = golden["audio_log_mel"].shape[0]
     pixels = torch.randint(0, 256, (t, 3, 224, 224), generator=torch.Generator().manual_seed(1))
-    frames = (pixels.float() - MEAN) / STD
-    maskige = (torch.from_numpy(golden["maskige"]).float() - MEAN) / STD
+    # the project's normalisation (p / 255 - mean) / std, as the datasets apply it; it equals
+    # the published (p - 255 mean) / (255 std) up to float32 rounding
+    frames = torch.from_numpy(normalize_pixels(pixels.to(torch.uint8).numpy()))
+    maskige = torch.from_numpy(MASKIGE.encode(golden["maskige"]))
+    torch.testing.assert_close(frames, (pixels.float() - MEAN) / STD, rtol=0, atol=2e-6)
     flags = torch.from_numpy(golden["vid_temporal_mask_flag"])
     trace = AttentionMaskTrace(keep_logits=True)
     trace.force = {i: torch.from_numpy(_stored_decision(golden, i)) for i in range(9)}
