@@ -2,7 +2,8 @@
 (tests/golden/README.md, "vct/"; the specification's protocol): weights by the golden rule
 under the OFFICIAL names, loaded through `load_official_state_dict` (so the name mapping is
 tested too), VGGish from the file's `audio_backbone.*` on the stored log-mel examples, the
-model in eval mode on the golden frames and the stored maskiges.
+model in eval mode on the golden frames and the stored maskiges (normalised as the
+datasets do).
 
 Protocol (one forward pass per network, with the stored attention-mask decisions forced):
 1. before the first decision (backbones, their fusion, pixel decoder, AVFuse, audio MLP,
