@@ -116,6 +116,10 @@ def test_pixel_decoder_levels_and_reference_points():
     mask_features, memory = decoder(feats)
     assert mask_features.shape == (2, 32, 16, 16)
     assert [m.shape[-1] for m in memory] == [2, 4, 8]  # strides 32, 16, 8
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # published: autocast off inside
+        half = decoder(feats)
+    assert half[0].dtype == torch.float32
+    torch.testing.assert_close(half[0], mask_features)
     names = set(decoder.state_dict())
     assert {"adapter_1.weight", "adapter_1.norm.weight", "layer_1.norm.bias"} <= names
     assert "transformer.encoder.layers.0.self_attn.sampling_offsets.weight" in names
