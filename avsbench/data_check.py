@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from avsbench.data.audio import load_log_mel, read_wav
 from avsbench.data.dataset_base import as_log_mel_clip, mask_encoding_problem
+from avsbench.data.extra_inputs import MASKIGE, read_extra
 from avsbench.data.layouts import (
     AVSS_SUBSET_FRAMES,
     OBJECT_FRAMES,
@@ -107,8 +108,25 @@ def detect_source(root: Path, setting: str, source: str, found: Findings) -> str
 class FileChecks:
     """The file checks of one scan, adding to `found`."""
 
-    def __init__(self, setting: str, source: str, root: Path, found: Findings) -> None:
+    def __init__(
+        self, setting: str, source: str, root: Path, found: Findings, maskige: bool = False
+    ) -> None:
         self.setting, self.source, self.root, self.found = setting, source, root, found
+        self.maskige = maskige  # also each frame's maskige (COMBO, VCT: extra_inputs.MASKIGE)
+
+    def extra(self, layout: object, frame_path: Path, frame: Image.Image | None) -> None:
+        """The frame's maskige, as the datasets read it (`read_extra`), when asked for."""
+        if not self.maskige:
+            return
+        path = MASKIGE.path(layout, frame_path)
+        self.found.files_checked += 1
+        if not path.is_file():
+            self.found.add("missing_maskige", path, f"missing maskige of {frame_path.name}")
+        elif frame is not None:
+            try:
+                read_extra(MASKIGE, path, frame, frame_path)
+            except AVSDataError as exc:
+                self.found.add("unreadable_maskige", path, str(exc).split(": ", 1)[-1])
 
     def image(self, path: Path, what: str) -> Image.Image | None:
         """The decoded image, or None after a missing_/unreadable_<what> problem."""
@@ -265,6 +283,7 @@ def check_clip(checks: FileChecks, clip: Clip) -> None:
         for k in range(n):
             path = layout.frame(label, uid, k)
             frame = checks.image(path, "frame")
+            checks.extra(layout, path, frame)
             if k < annotated:
                 checks.semantic_label(layout, label, uid, k, frame)
         checks.audio(layout.wav(label, uid), None, n)
@@ -286,6 +305,7 @@ def check_clip(checks: FileChecks, clip: Clip) -> None:
         frame = checks.image(frame_path, "frame")
         if frame is not None:
             checks.frame_size(frame, frame_path, frame_size)
+        checks.extra(layout, frame_path, frame)
         if i <= masks:
             mask = checks.image(mask_path, "mask")
             if mask is not None:
@@ -304,9 +324,11 @@ def check_dataset(
     *,
     source: str = "auto",
     splits: tuple[str, ...] = SPLITS,
+    maskige: bool = False,
     progress: bool = True,
 ) -> Findings:
-    """Scan the dataset of `setting` at `root` -> Findings (`summary()`, `usable`).
+    """Scan the dataset of `setting` at `root` -> Findings (`summary()`, `usable`); only
+    the clips of `splits` have their files read; `maskige`: also each frame's maskige.
     InputError (one line) for a ROOT that is not a folder or a bad argument."""
     root = Path(root)
     if setting not in PUBLISHED_CLIPS:
@@ -319,7 +341,7 @@ def check_dataset(
     chosen = detect_source(root, setting, source, found)
     if chosen is None:
         return found
-    checks = FileChecks(setting, chosen, root, found)
+    checks = FileChecks(setting, chosen, root, found, maskige)
     if setting == "avss" or chosen == "semantic":
         _check_label2idx(root, found)
     clips = read_clips(root, setting, chosen, found)

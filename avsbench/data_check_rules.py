@@ -79,6 +79,14 @@ KINDS = {
         "frame not of the release's size",
         "frames are resized when read; check that the frames are the release's",
     ),
+    "missing_maskige": Kind(
+        ERROR,
+        "missing maskige (--maskige: COMBO, VCT)",
+        "make the maskiges (avsbench_data/README.md, 'maskiges') or copy pre_SAM_mask/",
+    ),
+    "unreadable_maskige": Kind(
+        ERROR, "maskige unreadable or not of its frame's size", "make or copy it again"
+    ),
     "missing_audio": Kind(
         ERROR,
         "no audio (neither wav nor log-mel)",

@@ -183,9 +183,12 @@ def test_mask_of_the_wrong_size_is_found(data, capsys):
     root = data("s4")
     name, category = _s4_test_clip(root)
     path = S4Layout(root).mask("test", category, name, 4)
-    Image.open(path).resize((100, 80)).save(path)
+    Image.open(path).resize((100, 80), Image.NEAREST).save(path)
     status, out = _check(root, "s4", capsys)
     assert status == 1
+    assert [(p.kind, p.path) for p in check_dataset(root, "s4", progress=False).errors] == [
+        ("image_size", path)
+    ]
     assert f"{path}: mask is 100x80 (w x h) but its frame is 224x224 (w x h)" in out
 
 
@@ -258,3 +261,37 @@ def test_semantic_source_reads_s4_from_v1s(toy):
     v1s = meta[meta["label"] == "v1s"]
     assert found.counts == {s: int((v1s["split"] == s).sum()) for s in ("train", "val", "test")}
     assert found.usable and found.published is None and "reading: semantic" in found.layout
+
+
+def test_maskiges_are_checked_when_asked(data):
+    from avsbench.data.extra_inputs import MASKIGE
+
+    root = data("s4")
+    name, category = _s4_test_clip(root)
+    lay = S4Layout(root)
+    maskige = MASKIGE.path(lay, lay.frame("test", category, name, 2))
+    maskige.unlink()
+    assert "missing_maskige" not in _kinds(root, "s4")  # not asked: not read
+    found = check_dataset(root, "s4", maskige=True, progress=False)
+    assert [(p.kind, p.path) for p in found.errors] == [("missing_maskige", maskige)]
+
+
+def test_vct_copies_pass_and_a_copy_gt_of_the_wrong_size_is_found(toy, tmp_path):
+    from avsbench.data.vct_copies import S4Copies384
+    from tests.data.test_vct_copies import copy_avss, copy_object
+
+    s4, avss = tmp_path / "Single-source", tmp_path / "AVSBench_semantic"
+    shutil.copytree(toy / "Single-source", s4)
+    shutil.copytree(toy / "AVSBench_semantic", avss)
+    copy_object("s4", s4)
+    copy_avss(avss)
+    for root, setting in ((s4, "s4"), (avss, "avss")):
+        found = check_dataset(root, setting, source="vct384", maskige=True, progress=False)
+        assert found.usable and "reading: vct384" in found.layout, found.summary()
+        assert not [p for p in found.problems if p.kind != "count"], found.summary()
+    name, category = _s4_test_clip(s4)
+    gt = S4Copies384(s4).mask("test", category, name, 1)
+    Image.open(gt).resize((384, 384), Image.NEAREST).save(gt)  # 384 where VCT evaluates 224
+    found = check_dataset(s4, "s4", source="vct384", progress=False)
+    assert [(p.kind, p.path) for p in found.errors] == [("image_size", gt)]
+    assert "the copies' GT is 224x224" in found.errors[0].detail

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "semantic; vct384: VCT's 384-px copies), as --data_source of train.sh",
     )
     parser.add_argument("--splits", default=",".join(SPLITS), help="splits whose files are read")
+    parser.add_argument(
+        "--maskige", action="store_true", help="also check each frame's maskige (COMBO, VCT)"
+    )
     parser.add_argument("--examples", type=int, default=3, help="paths shown per problem kind")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -35,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
     if args.examples < 1:
         raise InputError(f"--examples {args.examples}: use 1 or more")
     found = check_dataset(
-        args.root, args.setting, source=args.source, splits=splits, progress=not args.no_progress
+        args.root,
+        args.setting,
+        source=args.source,
+        splits=splits,
+        maskige=args.maskige,
+        progress=not args.no_progress,
     )
     print(found.summary(args.examples))
     return 0 if found.usable else 1
