@@ -46,7 +46,7 @@ def read_clips(root: Path, setting: str, source: str, found: Findings) -> list[C
         found.add("layout", path, "metadata CSV not found")
         return []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             table = [(number, fields) for number, fields in _numbered(csv.reader(f))]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         found.add("csv", path, f"cannot be read as a CSV ({exc})")

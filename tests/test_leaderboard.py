@@ -251,3 +251,30 @@ def test_a_real_test_sh_metrics_file_beside_a_hand_written_one(tmp_path, capsys)
         "**", ""
     )
     assert (tmp_path / "board" / "charts" / "s4_test_per_clip.png").is_file()
+
+
+def test_an_out_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    a = _write(tmp_path, "a.json", S4_A)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "board"):  # a file, a folder under a file
+        status, _, err = _run(capsys, str(a), "--out", str(out))
+        assert status == 2 and err.count("\n") == 1 and str(blocker) in err, err
+    assert blocker.read_text() == "x"
+
+
+def test_full_disk_and_read_only_out_are_one_line_and_leave_nothing(tmp_path, capsys):
+    """A real full tmpfs (the charts do not fit) and a real read-only one (skipped where
+    mounting is refused)."""
+    from tests.mounts import fill, tmpfs
+
+    a = _write(tmp_path, "a.json", S4_A)
+    with tmpfs(tmp_path / "full", "1m") as disk:
+        fill(disk, leave=20_000)
+        before = sorted(p.name for p in disk.iterdir())
+        status, _, err = _run(capsys, str(a), "--out", str(disk / "board"))
+        assert status == 2 and err.count("\n") == 1 and "No space left" in err, err
+        assert sorted(p.name for p in disk.iterdir()) == before  # no temporary folder left
+    with tmpfs(tmp_path / "ro", read_only=True) as disk:
+        status, _, err = _run(capsys, str(a), "--out", str(disk / "board"))
+        assert status == 2 and err.count("\n") == 1 and "Read-only file system" in err, err

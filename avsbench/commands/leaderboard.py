@@ -71,6 +71,11 @@ def draw_charts(table: Table, folder: Path) -> list[Path]:
     return written
 
 
+def _cannot_write(err: OSError, out: str) -> str:
+    where = err.filename or out
+    return f"{where}: {err.strerror or err}; pass --out a folder you can write to"
+
+
 def run(args: argparse.Namespace) -> int:
     rows = read_rows(args.inputs)  # every input checked before --out is touched
     tables = build_tables(rows)
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         out = OwnedFolder(args.out, LEADERBOARD, overwrite=args.overwrite)
     except FolderError as err:
         raise InputError(str(err)) from err
+    except OSError as err:  # a parent that is a file, a read-only place
+        raise InputError(_cannot_write(err, args.out)) from err
     try:
         text = markdown(tables)
         (out.path / "leaderboard.md").write_text(text + "\n")
@@ -87,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
             csv.writer(f).writerows(csv_rows(tables))
         charts = [p for table in tables for p in draw_charts(table, out.path / "charts")]
         target = out.commit()
+    except OSError as err:  # disk full: nothing is left (the temporary folder goes)
+        raise InputError(_cannot_write(err, args.out)) from err
     finally:
         out.abort()
     print(text)
