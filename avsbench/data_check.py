@@ -82,9 +82,10 @@ def detect_source(root: Path, setting: str, source: str, found: Findings) -> str
             source = "semantic" if has_semantic else ""
         if has_semantic:
             words.append("AVSBench-semantic (metadata.csv, <label>/<uid>/)")
-        if has_semantic and any(root.glob("*/*/processed_frames_384")):
+        has_copies = has_semantic and any(root.glob("*/*/processed_frames_384"))
+        if has_copies:
             words.append("VCT 384-px val/test copies (processed_frames_384/)")
-        wanted = {"semantic": has_semantic, "vct384": has_semantic, "object": False}
+        wanted = {"semantic": has_semantic, "vct384": has_copies, "object": False}
     if synthetic:
         words.append("synthetic (make-toy-data)")
     found.layout = "; ".join(words) or "none found"

@@ -39,7 +39,8 @@ def csv_spec(setting: str, source: str) -> tuple[Path, dict[str, int], tuple[str
 def read_clips(root: Path, setting: str, source: str, found: Findings) -> list[Clip]:
     """The rows of the metadata CSV that pass every row check; each failing row is a "csv"
     problem naming its line (bad split, not a plain name, a clip twice in a split, a wrong
-    number of fields, a bad start, an unknown AVSS subset)."""
+    number of fields, a bad start, an unknown AVSS subset); a clip in two splits is a
+    "split_overlap" warning (its rows are kept: the loaders read them)."""
     name, positions, required = csv_spec(setting, source)
     path = root / name
     if not path.is_file():
@@ -67,7 +68,8 @@ def read_clips(root: Path, setting: str, source: str, found: Findings) -> list[C
     clip_col = next(c for c in ("name", "video_id", "uid") if c in required)
     group_col = "category" if "category" in required else "label" if "label" in required else ""
     subset = SEMANTIC_SUBSETS.get(setting) if source == "semantic" and setting != "avss" else None
-    first: dict[tuple[str, str], int] = {}
+    first: dict[tuple[str, str], int] = {}  # (clip, split) -> its line
+    other_split: dict[str, tuple[str, int]] = {}  # clip -> (its first split, line)
     clips = []
     for line, fields in table[1:]:  # line 1 is a header, known or not (as pandas reads it)
         where = f"line {line}"
@@ -107,6 +109,14 @@ def read_clips(root: Path, setting: str, source: str, found: Findings) -> list[C
             )
             continue
         first[key] = line
+        earlier = other_split.setdefault(key[0], (key[1], line))
+        if earlier[0] != key[1]:
+            found.add(
+                "split_overlap",
+                path,
+                f"lines {earlier[1]} and {line}: clip {key[0]!r} is in split {earlier[0]!r} "
+                f"and in split {key[1]!r}",
+            )
         clips.append(Clip(line, row["split"], row[clip_col], row.get(group_col, "") or ""))
     return clips
 

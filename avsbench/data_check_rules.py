@@ -43,6 +43,11 @@ KINDS = {
     "csv": Kind(ERROR, "metadata CSV row", "fix or remove the row named (its line number)"),
     "label2idx": Kind(ERROR, "label2idx.json", "restore label2idx.json from the release"),
     "empty_split": Kind(ERROR, "split without clips", "the CSV needs rows of train, val and test"),
+    "split_overlap": Kind(
+        WARNING,
+        "clip listed in two splits",
+        "a clip tested on may have been trained on: check the CSV against the release",
+    ),
     "count": Kind(
         WARNING,
         "clip count differs from the published one",

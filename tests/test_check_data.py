@@ -295,3 +295,29 @@ def test_vct_copies_pass_and_a_copy_gt_of_the_wrong_size_is_found(toy, tmp_path)
     found = check_dataset(s4, "s4", source="vct384", progress=False)
     assert [(p.kind, p.path) for p in found.errors] == [("image_size", gt)]
     assert "the copies' GT is 224x224" in found.errors[0].detail
+
+
+def test_a_clip_in_two_splits_is_a_warning_naming_both_lines(data):
+    root = data("ms3")
+    csv_path = root / "ms3_meta_data.csv"
+    lines = csv_path.read_text().splitlines()
+    video_id, split = lines[1].split(",")
+    other = "test" if split != "test" else "train"
+    again = _append(csv_path, f"{video_id},{other}")
+    found = check_dataset(root, "ms3", progress=False)
+    (problem,) = [p for p in found.problems if p.kind == "split_overlap"]
+    assert problem.detail == (
+        f"lines 2 and {again}: clip '{video_id}' is in split '{split}' and in split '{other}'"
+    )
+    # its files are looked for in the other split too (MS3 masks and audio are per split)
+    assert found.errors and all(f"/{other}/{video_id}" in str(p.path) for p in found.errors)
+
+
+def test_splits_limits_the_files_read_not_the_csv(data, capsys):
+    root = data("s4")
+    meta = pd.read_csv(root / "s4_meta_data.csv")
+    row = meta[meta["split"] == "train"].iloc[0]
+    S4Layout(root).frame("train", row["category"], row["name"], 2).unlink()
+    status = cli.main(["check-data", str(root), "--setting", "s4", "--splits", "val,test"])
+    assert status == 0 and "clips: train " in capsys.readouterr().out
+    assert _check(root, "s4", capsys)[0] == 1
