@@ -121,12 +121,11 @@ def robustness_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     by mode ("own", "swap", ...), then the global scores when own and a negative are in."""
     head = "| audio | mIoU | F-score | mIoU per frame | FPR | FPR per frame |"
     lines = [head, "|---|---|---|---|---|---|"]
+    keys = ("miou", "fscore", "miou_per_frame", "fpr", "fpr_per_frame")
     for mode in [m for m in AUDIO_MODES if m in results]:
-        m = results[mode]["metrics"]
-        lines.append(
-            f"| {mode} | {m['miou']:.3f} | {m['fscore']:.3f} | {m['miou_per_frame']:.3f} "
-            f"| {m['fpr']:.3f} | {m['fpr_per_frame']:.3f} |"
-        )
+        m = results[mode]["metrics"]  # AVSS has no miou_per_frame: "-"
+        cells = [f"{m[k]:.3f}" if isinstance(m.get(k), int | float) else "-" for k in keys]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     negatives = {k: results[k]["metrics"]["fpr"] for k in NEGATIVE_MODES if k in results}
     if "own" in results and negatives:
         own = results["own"]["metrics"]
