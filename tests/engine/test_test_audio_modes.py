@@ -148,3 +148,20 @@ def test_every_registered_method_runs_with_a_negative(tmp_path, s4_toy, method):
     assert status == 0
     data = json.loads(out.read_text())
     assert data["config"]["model"]["method"] == method and ROBUST_KEYS <= set(data["metrics"])
+
+
+def test_negatives_never_poison_the_embedding_cache(tmp_path, s4_toy, ckpt):
+    """own -> noise -> own with one disk cache: the second own run gives the first one's
+    numbers, and the cache holds the clips' own entries and one noise entry per clip."""
+    cache = tmp_path / "cache"
+    runs = [("own", tmp_path / "own1.json"), ("noise", tmp_path / "noise.json"),
+            ("own", tmp_path / "own2.json")]  # fmt: skip
+    for mode, out in runs:
+        assert _test(s4_toy, ckpt, tmp_path / "logs", "--audio", mode, "--cache_audio_embeddings",
+                     str(cache), "--out_json", str(out)) == 0  # fmt: skip
+    first, noise, second = (json.loads(out.read_text()) for _, out in runs)
+    assert first["metrics"] == second["metrics"]
+    files = [p.name for p in cache.rglob("*.npy")]
+    clips = first["num_clips"]
+    assert len(files) == 2 * clips
+    assert sum(name.startswith("negative-noise-vggish-") for name in files) == clips
