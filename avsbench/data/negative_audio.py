@@ -147,7 +147,7 @@ def offscreen_donor(categories: list[str], index: int, rng: random.Random) -> in
         return rng.choice([i for i, c in enumerate(categories) if c == category])
     others = [i for i in range(len(categories)) if i != index]
     if not others:
-        raise ValueError("--audio offscreen needs at least 2 clips in the split")
+        raise ValueError("off-screen audio needs at least 2 clips in the split")
     return rng.choice(others)
 
 
@@ -289,7 +289,7 @@ class NegativeAudio(Dataset):
         self.n = len(dataset)  # type: ignore[arg-type]
         self.ids, self.categories = self._clip_names()
         if negative == "offscreen" and self.n < 2:
-            raise ValueError("--audio offscreen needs at least 2 clips in the split")
+            raise ValueError("off-screen audio needs at least 2 clips in the split")
 
     def _clip_names(self) -> tuple[list[str], list[str]]:
         """(video id, category) per clip, from the dataset's rows (no file read) when it

@@ -165,3 +165,29 @@ def test_negatives_never_poison_the_embedding_cache(tmp_path, s4_toy, ckpt):
     clips = first["num_clips"]
     assert len(files) == 2 * clips
     assert sum(name.startswith("negative-noise-vggish-") for name in files) == clips
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["ms3", "avss"])
+def test_ms3_and_avss_take_negatives_too(tmp_path, request, setting):
+    """MS3 and AVSS have no sound category in their layouts: off-screen audio is another
+    clip's (their fallback); AVSS counts only real frames in the FPR. The train split: the
+    toy MS3 test split has one clip."""
+    from avsbench import config as C
+
+    root = request.getfixturevalue(f"{setting}_toy")
+    torch.manual_seed(0)
+    cfg = C.override(registry.synthetic(registry.preset(setting)), {"data.image_size": 64})
+    path = tmp_path / "best.pth"
+    ckpt_io.atomic_save(
+        ckpt_io.make_checkpoint(build_model_for(cfg).state_dict(), C.to_dict(cfg), epoch=0,
+                                best_miou=0.0, history=[], with_rng=False), path)  # fmt: skip
+    out = tmp_path / "m.json"
+    status = cmd_test.main(setting, ["--synthetic", "--data_root", str(root), "--weights",
+                                     str(path), *TINY, "--log_dir", str(tmp_path / "logs"),
+                                     "--audio", "offscreen", "--split", "train",
+                                     "--out_json", str(out)])  # fmt: skip
+    assert status == 0
+    data = json.loads(out.read_text())
+    assert data["audio"] == "offscreen" and ROBUST_KEYS <= set(data["metrics"])
+    assert 0.0 <= data["metrics"]["fpr_per_frame"] <= 1.0
