@@ -214,10 +214,9 @@ def test_demo_runs_the_setting_it_is_given(args, folder, session):
             f"bash test.sh --synthetic --session_name {session} --audio {negative} "
             f"--out_json test_logs/{session}_{negative}_audio_metrics.json"
         )
-    assert commands[9].startswith("env PYTHONPATH=") and " -m avsbench.metrics_robust " in (
-        commands[9]
-    )
-    assert commands[9].endswith(f"test_logs/{session}_offscreen_audio_metrics.json")
+    table = commands[9]
+    assert table.startswith("env PYTHONPATH=") and " -m avsbench.metrics_robust " in table
+    assert table.endswith(f"test_logs/{session}_offscreen_audio_metrics.json")
     assert len(commands) == 10
     assert f"avs_scripts/{folder}/test_logs/{session}_metrics.json" in proc.stdout
 
