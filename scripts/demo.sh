@@ -2,8 +2,10 @@
 # One setting end to end on its embedded synthetic data, on the CPU: set up .venv, write the
 # synthetic dataset of the setting into avsbench_data/, train it with the small CPU
 # configuration (`--synthetic`), test it (official metrics, masks, overlays, visual report),
-# and test again with each clip's audio swapped for another clip's to show that the model
-# listens. Measured figures: README, "Results on the synthetic AVSBench".
+# test again with each clip's audio swapped for another clip's to show that the model
+# listens, and with AVSBench-Robust's negatives (silence, noise, an off-screen sound), then
+# print the figures side by side. Measured figures: README, "Results on the synthetic
+# AVSBench".
 #
 #   bash scripts/demo.sh                   # S4 (the default)
 #   bash scripts/demo.sh --setting ms3     # or avss
@@ -11,6 +13,7 @@
 #   bash scripts/demo.sh --dry-run         # print the commands only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root="$PWD"
 
 usage() {
   echo "usage: bash scripts/demo.sh [--setting s4|ms3|avss] [--skip-setup] [--dry-run]"
@@ -56,8 +59,21 @@ run bash test.sh --synthetic --session_name "$session" --save_pred_mask --report
   --out_json "test_logs/${session}_metrics.json"
 run bash test.sh --synthetic --session_name "$session" --swap_audio \
   --out_json "test_logs/${session}_swapped_audio_metrics.json"
+# AVSBench-Robust's negatives: the same frames with silence, noise, an off-screen sound
+for negative in silence noise offscreen; do
+  run bash test.sh --synthetic --session_name "$session" --audio "$negative" \
+    --out_json "test_logs/${session}_${negative}_audio_metrics.json"
+done
 echo
 echo "demo ($setting) finished in $(( $(date +%s) - start )) s"
 echo "metrics:        $logs/${session}_metrics.json"
 echo "swapped audio:  $logs/${session}_swapped_audio_metrics.json"
+echo "negatives:      $logs/${session}_{silence,noise,offscreen}_audio_metrics.json"
 echo "pictures:       $logs/ (masks, overlays, report grids)"
+echo
+echo "own / swapped / negative audio (docs/METRICS.md, 'AVSBench-Robust'):"
+run env PYTHONPATH="$root" python -m avsbench.metrics_robust \
+  "test_logs/${session}_metrics.json" "test_logs/${session}_swapped_audio_metrics.json" \
+  "test_logs/${session}_silence_audio_metrics.json" \
+  "test_logs/${session}_noise_audio_metrics.json" \
+  "test_logs/${session}_offscreen_audio_metrics.json"

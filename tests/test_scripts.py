@@ -192,7 +192,8 @@ def _demo(*args: str) -> subprocess.CompletedProcess:
 )
 def test_demo_runs_the_setting_it_is_given(args, folder, session):
     """`scripts/demo.sh [--setting s]` (dry run): setup, the setting's synthetic data, then
-    train, test with pictures and test with swapped audio in that setting's folder."""
+    train, test with pictures, with swapped audio and with each AVSBench-Robust negative in
+    that setting's folder, then the table of them all."""
     setting = folder.removeprefix("avs_")
     proc = _demo(*args, "--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -208,7 +209,15 @@ def test_demo_runs_the_setting_it_is_given(args, folder, session):
     assert commands[5].endswith(
         f"--swap_audio --out_json test_logs/{session}_swapped_audio_metrics.json"
     )
-    assert len(commands) == 6
+    for i, negative in enumerate(("silence", "noise", "offscreen"), start=6):
+        assert commands[i] == (
+            f"bash test.sh --synthetic --session_name {session} --audio {negative} "
+            f"--out_json test_logs/{session}_{negative}_audio_metrics.json"
+        )
+    table = commands[9]
+    assert table.startswith("env PYTHONPATH=") and " -m avsbench.metrics_robust " in table
+    assert table.endswith(f"test_logs/{session}_offscreen_audio_metrics.json")
+    assert len(commands) == 10
     assert f"avs_scripts/{folder}/test_logs/{session}_metrics.json" in proc.stdout
 
 

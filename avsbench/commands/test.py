@@ -22,13 +22,17 @@ from avsbench import config as C
 from avsbench import stop_signals
 from avsbench.engine import options as O
 from avsbench.engine import runs, setup
+from avsbench.engine.distributed import all_reduce_state
 from avsbench.engine.evaluate import SwappedAudio, build_eval_loader, evaluate
 from avsbench.engine.step import to_channels_last
 from avsbench.engine.user_config import UserConfig, check_files
 from avsbench.engine.writers import PredictionWriter, write_class_chart
+from avsbench.errors import SetupError
 from avsbench.fileio import atomic_write_json
+from avsbench.metrics_robust import FalsePositiveRate
 
 logger = logging.getLogger(runs.LOGGER_NAME)
+_NEGATIVES = ("silence", "noise", "offscreen")  # --audio modes of AVSBench-Robust
 
 # The console table: one section per protocol (docs/METRICS.md says which published
 # tables each one belongs to); rows whose key a setting does not have are left out.
@@ -57,6 +61,10 @@ TABLE_SECTIONS = {
         "fscore_no_background": "F-score without background (class 0)",
         "miou_present_classes": "mIoU over classes present",
         "fscore_present_classes": "F-score over classes present",
+    },
+    "AVSBench-Robust (false positives, --audio)": {
+        "fpr": "FPR: foreground share, mean over batches",
+        "fpr_per_frame": "FPR: foreground share, mean over frames",
     },
 }
 
@@ -115,19 +123,51 @@ def find_weights(args: argparse.Namespace, base: C.Config) -> Path:
     )
 
 
-def _header(setting: str, split: str, clips: int, batch_size: int, swapped: bool) -> str:
+AUDIO_HEADERS = {
+    "own": "",
+    "swap": ", AUDIO SWAPPED between clips",
+    "silence": ", AUDIO: SILENCE (AVSBench-Robust negative)",
+    "noise": ", AUDIO: NOISE (AVSBench-Robust negative)",
+    "offscreen": ", AUDIO: AN OFF-SCREEN SOUND of another category (AVSBench-Robust negative)",
+}
+
+
+def audio_mode(args: argparse.Namespace) -> str:
+    """--audio, with --swap_audio as another spelling of --audio swap."""
+    if args.swap_audio and args.audio not in (None, "swap"):
+        raise SetupError(
+            f"--swap_audio means --audio swap and contradicts --audio {args.audio}: give one"
+        )
+    return "swap" if args.swap_audio else (args.audio or "own")
+
+
+def with_test_audio(dataset: Any, mode: str, args: argparse.Namespace) -> Any:
+    """The split as `mode` hears it: own audio, swapped, or an AVSBench-Robust negative."""
+    from avsbench.data.negative_audio import NEGATIVES, NegativeAudio
+
+    if mode == "swap":
+        return SwappedAudio(dataset)
+    if mode in NEGATIVES:
+        return NegativeAudio(
+            dataset, mode, frontend=args.negative_frontend, seed=args.negative_seed
+        )
+    return dataset
+
+
+def _header(setting: str, split: str, clips: int, batch_size: int, audio: str) -> str:
     text = f"AVSBench {C.setting_info(setting).title} {split}: {clips} clips, " + (
         "all frames accumulated"
         if C.setting_info(setting).semantic
         else f"test batch size {batch_size} (the official mIoU and F depend on it)"
     )
-    return text + (", AUDIO SWAPPED between clips" if swapped else "")
+    return text + AUDIO_HEADERS[audio]
 
 
 def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[str, Any]:
     """test.py: load, evaluate, write metrics.json (and masks / report). Returns the JSON."""
     info = setup.start(args)
     O.check_flags(args)
+    audio = audio_mode(args)
     setup.check_outputs(
         [
             ("--out_json", args.out_json, False),
@@ -160,8 +200,10 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             "computed only at %s", list(cfg.eval.official_batch_sizes), batch_size, sub_batches,
         )  # fmt: skip
     (dataset,) = setup.build_datasets(cfg, user, [args.split])
-    if args.swap_audio:
-        dataset = SwappedAudio(dataset)
+    try:
+        dataset = with_test_audio(dataset, audio, args)
+    except ValueError as err:
+        raise SetupError(f"--audio {audio}: {err}") from err
 
     session = args.session_name or cfg.train.session_name
     log_dir = args.log_dir or user.log_dir("test")
@@ -187,14 +229,23 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
                 report_dir=run_dir.root / "report" if args.report else None,
                 max_videos=args.report_max_videos,
             )
+        fpr = FalsePositiveRate()
+
+        def on_batch(batch: dict[str, Any], logits: Any) -> None:
+            fpr.update(logits, batch["frame_valid"])
+            if writer is not None:
+                writer(batch, logits)
+
         start = time.perf_counter()
         metrics = evaluate(
             model, embedder, loader, setting, info.device, amp=cfg.runtime.amp,
             channels_last=cfg.runtime.channels_last, info=info,
             cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
-            on_batch=writer, desc=args.split, per_subset=True,
+            on_batch=on_batch, desc=args.split, per_subset=True,
             official_batch_sizes=sub_batches, protocols=True,
         )  # fmt: skip
+        fpr.load_state_tensors(all_reduce_state(fpr.state_tensors(), info))
+        metrics.update(fpr.compute())
         result = {
             "setting": setting,
             "split": args.split,
@@ -204,7 +255,10 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             "test_batch_size": batch_size,
             "num_clips": len(dataset),  # type: ignore[arg-type]
             "world_size": info.world_size,
-            "swap_audio": bool(args.swap_audio),
+            "audio": audio,
+            "swap_audio": audio == "swap",
+            "negative_frontend": args.negative_frontend if audio in _NEGATIVES else None,
+            "negative_seed": args.negative_seed if audio in ("noise", "offscreen") else None,
             "amp": cfg.runtime.amp,
             "seconds": round(time.perf_counter() - start, 3),
             "metrics": metrics,
@@ -230,7 +284,7 @@ def _write_outputs(
     if args.report and C.setting_info(setting).semantic:
         write_class_chart(metrics, run_dir.root / "report" / "per_class_iou.png")
     header = _header(
-        setting, args.split, result["num_clips"], result["test_batch_size"], args.swap_audio
+        setting, args.split, result["num_clips"], result["test_batch_size"], result["audio"]
     )
     print(format_table(metrics, header))
     print(f"metrics: {out_json}")

@@ -289,10 +289,25 @@ def build_test_parser(setting: str) -> argparse.ArgumentParser:
                    "(frames, truth, prediction, overlay); AVSS: per-class IoU chart")  # fmt: skip
     p.add_argument("--report_max_videos", type=_positive_int, default=16)
     p.add_argument(
-        "--swap_audio",
-        action="store_true",
-        help="replace each clip's audio by another clip's: if the model uses sound, the "
-        "metrics drop",
+        "--audio",
+        choices=("own", "swap", "silence", "noise", "offscreen"),
+        help="the sound each clip is tested with: its own (default); another clip's (swap); "
+        "or an AVSBench-Robust negative: silence, noise, or an off-screen sound of another "
+        "category (docs/METRICS.md, 'AVSBench-Robust'); the false-positive rate is reported",
+    )
+    p.add_argument("--swap_audio", action="store_true", help="the same as --audio swap")
+    p.add_argument(
+        "--negative_frontend",
+        choices=("vggish", "robust"),
+        default="vggish",
+        help="log-mel of the negatives: VGGish's (default, as the models were trained) or "
+        "AVSBench-Robust's librosa-style one at 22.05 kHz",
+    )
+    p.add_argument(
+        "--negative_seed",
+        type=int,
+        default=42,
+        help="seed of the noise and of the off-screen choices (42, as the paper)",
     )
     p.add_argument("--out_json", help="metrics file (default: <log_dir>/<run>/metrics.json)")
     return parser
