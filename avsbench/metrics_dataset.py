@@ -108,8 +108,11 @@ def _class_counts(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def ddeseg_scores(confusion: torch.Tensor) -> dict[str, float | list[float]]:
-    """DDESeg's `compute_metrics_ddp` on the summed counts (see the module docstring)."""
+def ddeseg_scores(
+    confusion: torch.Tensor, per_class: bool = True
+) -> dict[str, float | list[float]]:
+    """DDESeg's `compute_metrics_ddp` on the summed counts (see the module docstring); with
+    `per_class`, also its per-class IoU (0 for a class never seen)."""
     c = _class_counts(confusion)
     tp, fp, fn, union = c["tp"], c["fp"], c["fn"], c["union"]
     valid = union > 0
@@ -125,12 +128,14 @@ def ddeseg_scores(confusion: torch.Tensor) -> dict[str, float | list[float]]:
     def mean_valid(values: torch.Tensor) -> float:
         return float(values[valid].mean()) if any_valid else 0.0
 
-    return {
+    scores: dict[str, float | list[float]] = {
         "miou_dataset_ddeseg": mean_valid(iou),
         "f1_dataset_ddeseg": mean_valid(f1),
         "fscore_dataset_ddeseg": mean_valid(f03),
-        "per_class_iou_dataset_ddeseg": iou.tolist(),
     }
+    if per_class:
+        scores["per_class_iou_dataset_ddeseg"] = iou.tolist()
+    return scores
 
 
 def _nanmean(values: torch.Tensor) -> float:
@@ -162,7 +167,8 @@ class DatasetLevelMetrics(_SumState):
     gt: [n, H, W] class ids (binary: {0, 1}); frame_valid [B, T] with B*T = n, or None:
     frames with frame_valid 0 (AVSBench's AVSS padding) are left out, as both published
     loaders give only real frames. Keys of compute(): `miou_dataset_ddeseg`,
-    `f1_dataset_ddeseg`, `fscore_dataset_ddeseg` (beta^2 0.3), `per_class_iou_dataset_ddeseg`,
+    `f1_dataset_ddeseg`, `fscore_dataset_ddeseg` (beta^2 0.3), (AVSS only)
+    `per_class_iou_dataset_ddeseg`,
     `miou_dataset_cavp`, `f1_dataset_cavp`, `fscore_dataset_cavp`, `fdr_dataset_cavp`,
     `num_frames_dataset`. The state is one summable confusion matrix (all-reduce by SUM).
     """
@@ -209,4 +215,5 @@ class DatasetLevelMetrics(_SumState):
         frames = int(self._state["num_frames"])
         if frames == 0:
             raise RuntimeError("DatasetLevelMetrics.compute() called before any update()")
-        return {**ddeseg_scores(confusion), **cavp_scores(confusion), "num_frames_dataset": frames}
+        ddeseg = ddeseg_scores(confusion, per_class=self.num_classes > 2)
+        return {**ddeseg, **cavp_scores(confusion), "num_frames_dataset": frames}

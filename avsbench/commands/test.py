@@ -49,6 +49,14 @@ TABLE_SECTIONS = {
         "miou_vct_combo_avss": "mIoU, VCT/COMBO AVSS (real frames)",
         "fscore_vct_combo_avss": "F-score, VCT/COMBO AVSS (real frames)",
     },
+    "Dataset-level J&F (DDESeg, CAVP, BYOAVP)": {
+        "miou_dataset_ddeseg": "J: mIoU of summed I/U, classes seen (DDESeg)",
+        "f1_dataset_ddeseg": "F1 of summed tp/fp/fn, classes seen (DDESeg)",
+        "fscore_dataset_ddeseg": "F (beta^2 = 0.3) of summed tp/fp/fn (DDESeg)",
+        "miou_dataset_cavp": "J: mIoU of summed I/U, all classes (CAVP)",
+        "f1_dataset_cavp": "F1 of summed tp/fp/fn (CAVP)",
+        "fscore_dataset_cavp": "F (beta^2 = 0.3) of summed tp/fp/fn (CAVP)",
+    },
     "Batch-independent variants": {
         "miou_per_frame": "mIoU, mean over frames",
         "fscore_dataset_curve": "F-score, one curve over the split",

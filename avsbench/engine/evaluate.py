@@ -24,6 +24,7 @@ from avsbench.engine import runs
 from avsbench.engine.distributed import DistInfo, ShardedBatchSampler, all_reduce_state
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.step import flat_targets, forward_batch
+from avsbench.metrics_dataset import DatasetLevelMetrics
 from avsbench.metrics_protocols import protocol_metrics
 from avsbench.models.contract import unwrap
 
@@ -74,7 +75,9 @@ def evaluate(
     loader's batch size: the batches of s clips then nest in the loader's). At s equal to
     the loader's batch size those are the batches themselves: `miou` / `fscore` are used.
     With `protocols`, the values of VCT's and COMBO's own evaluators are added
-    (`avsbench.metrics_protocols`: S4/MS3 `miou_per_clip`, ...; AVSS `*_vct_combo_avss`).
+    (`avsbench.metrics_protocols`: S4/MS3 `miou_per_clip`, ...; AVSS `*_vct_combo_avss`),
+    and the dataset-level protocol of DDESeg and CAVP (`avsbench.metrics_dataset`:
+    `miou_dataset_ddeseg`, `fscore_dataset_cavp`, ...).
     """
     info = info or DistInfo(device=device)
     model = unwrap(model)
@@ -88,6 +91,7 @@ def evaluate(
     published = (
         protocol_metrics(C.setting_info(setting).semantic, num_classes) if protocols else None
     )
+    dataset_level = _dataset_level_metric(setting, num_classes) if protocols else None
     try:
         for batch in tqdm(
             loader, desc=desc, leave=False, disable=not runs.show_progress(info.is_main)
@@ -105,6 +109,8 @@ def evaluate(
                 _update_sub_batches(at_batch, output.logits, masks, batch["frames"].shape[0])
             if published is not None:
                 published.update(output.logits, masks, batch["frame_valid"])  # [B, T]
+            if dataset_level is not None:
+                dataset_level.update(output.logits, masks, batch["frame_valid"])  # [B, T]
             if on_batch is not None:
                 on_batch(batch, output.logits)
     finally:
@@ -122,7 +128,16 @@ def evaluate(
     if published is not None:
         published.load_state_tensors(all_reduce_state(published.state_tensors(), info))
         result.update(published.compute())
+    if dataset_level is not None:
+        dataset_level.load_state_tensors(all_reduce_state(dataset_level.state_tensors(), info))
+        result.update(dataset_level.compute())
     return result
+
+
+def _dataset_level_metric(setting: str, num_classes: int) -> DatasetLevelMetrics:
+    """The dataset-level (J&F) protocol of DDESeg and CAVP (`avsbench.metrics_dataset`):
+    S4/MS3 count background and foreground, AVSS its `num_classes`."""
+    return DatasetLevelMetrics(num_classes if C.setting_info(setting).semantic else 2)
 
 
 def _update_sub_batches(
