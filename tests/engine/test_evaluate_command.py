@@ -85,3 +85,127 @@ def test_evaluate_gives_test_sh_numbers_avss(avss_toy, tmp_path):
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
     for key in SEMANTIC_EXACT:
         assert scored[key] == pytest.approx(metrics[key], abs=1e-9), key
+
+
+def test_a_manifest_maps_any_layout(s4_run, s4_toy, tmp_path):
+    """The same masks renamed flat, mapped by a manifest, score the same."""
+    metrics, preds = s4_run
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rows = ["file,video_id,frame"]
+    for i, path in enumerate(sorted(preds.rglob("*.png"))):
+        video_id, frame = path.stem.rsplit("_", 1)
+        shutil.copy(path, flat / f"m{i}.png")
+        rows.append(f"m{i}.png,{video_id},{int(frame) - 1}")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert _evaluate("s4", s4_toy, flat, tmp_path / "eval", "--manifest", str(manifest)) == 0
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert scored["miou"] == pytest.approx(metrics["miou"], abs=1e-9)
+
+
+def test_probability_maps_give_the_f_measure_over_thresholds(s4_toy, tmp_path):
+    """.npy probability maps equal to the ground truth score 1 everywhere; the same maps as
+    8-bit probability PNGs too (values 0 / 255 read as a hard mask)."""
+    from avsbench.data.datasets import build_dataset
+
+    data = build_dataset("s4", s4_toy, "test", image_size=64)
+    preds = tmp_path / "npy"
+    for index, (name, category) in enumerate(data.rows):
+        masks = data[index]["masks"]  # [5, 64, 64]
+        folder = preds / category / name
+        folder.mkdir(parents=True)
+        for k in range(5):
+            np.save(folder / f"{name}_{k + 1}.npy", np.asarray(masks[k], dtype=np.float32))
+    assert _evaluate("s4", s4_toy, preds, tmp_path / "eval") == 0
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert scored["miou_dataset_ddeseg"] == pytest.approx(1.0, abs=1e-9)
+    assert scored["fscore_dataset_curve"] == pytest.approx(1.0, abs=1e-6)
+
+
+def _copy(preds: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "preds"
+    shutil.copytree(preds, folder)
+    return folder
+
+
+def _refused(setting, root, preds, tmp_path, capsys, *extra) -> str:
+    before = {p: p.read_bytes() for p in preds.rglob("*") if p.is_file()}
+    status = _evaluate(setting, root, preds, tmp_path / "eval", *extra)
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "eval").exists()  # nothing written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".eval.")]
+    assert {p: p.read_bytes() for p in preds.rglob("*") if p.is_file()} == before
+    return err
+
+
+def test_missing_frame_is_named(s4_run, s4_toy, tmp_path, capsys):
+    preds = _copy(s4_run[1], tmp_path)
+    gone = sorted(preds.rglob("*_3.png"))[0]
+    gone.unlink()
+    err = _refused("s4", s4_toy, preds, tmp_path, capsys)
+    assert str(gone) in err and "missing frame" in err and "every real frame" in err
+
+
+def test_extra_file_is_named(s4_run, s4_toy, tmp_path, capsys):
+    preds = _copy(s4_run[1], tmp_path)
+    extra = next(preds.iterdir()) / "notes.txt"
+    extra.write_text("x")
+    err = _refused("s4", s4_toy, preds, tmp_path, capsys)
+    assert str(extra) in err and "extra file" in err and "names no frame" in err
+
+
+def test_wrong_size_is_named(s4_run, s4_toy, tmp_path, capsys):
+    preds = _copy(s4_run[1], tmp_path)
+    bad = sorted(preds.rglob("*.png"))[4]
+    Image.open(bad).resize((50, 40)).save(bad)
+    err = _refused("s4", s4_toy, preds, tmp_path, capsys)
+    assert str(bad) in err and "wrong size 50x40" in err and "64x64" in err
+
+
+def test_wrong_value_range_is_named(s4_run, s4_toy, tmp_path, capsys):
+    preds = _copy(s4_run[1], tmp_path)
+    png = sorted(preds.rglob("*.png"))[2]
+    png.unlink()
+    np.save(png.with_suffix(".npy"), np.full((64, 64), 2.0, dtype=np.float32))
+    err = _refused("s4", s4_toy, preds, tmp_path, capsys)
+    assert str(png.with_suffix(".npy")) in err and "wrong value range" in err
+
+
+def test_wrong_class_range_is_named(avss_toy, tmp_path, capsys):
+    from avsbench.data.datasets import build_dataset
+    from avsbench.visualize import save_palette_mask
+
+    data = build_dataset("avss", avss_toy, "test", image_size=64)
+    preds = tmp_path / "preds"
+    files = []
+    for uid, label in data.rows:
+        for k in range(data.annotated_frames(label)):
+            files.append(save_palette_mask(np.zeros((64, 64), np.int64), preds / uid / f"{k}.png"))
+    ids = np.zeros((64, 64), np.uint8)
+    ids[3, 3] = 80
+    Image.fromarray(ids, mode="L").save(files[1])
+    err = _refused("avss", avss_toy, preds, tmp_path, capsys)
+    assert str(files[1]) in err and "wrong class range" in err and "0..70" in err
+
+
+def test_empty_folder_is_refused(s4_toy, tmp_path, capsys):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    err = _refused("s4", s4_toy, preds, tmp_path, capsys)
+    assert str(preds) in err and "empty" in err
+
+
+def test_an_out_folder_with_other_files_is_refused(s4_run, s4_toy, tmp_path, capsys):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "paper.tex").write_text("mine")
+    status = _evaluate("s4", s4_toy, s4_run[1], out)
+    err = capsys.readouterr().err
+    assert status == 2 and "paper.tex" in err and "did not write" in err
+    assert [p.name for p in out.iterdir()] == ["paper.tex"]
+    # its own earlier output is replaced only with --overwrite
+    assert _evaluate("s4", s4_toy, s4_run[1], tmp_path / "mine") == 0
+    assert _evaluate("s4", s4_toy, s4_run[1], tmp_path / "mine") == 2
+    assert _evaluate("s4", s4_toy, s4_run[1], tmp_path / "mine", "--overwrite") == 0
