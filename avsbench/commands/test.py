@@ -40,6 +40,8 @@ TABLE_SECTIONS = {
         "fscore_test_batch_4": "F-score (official) at test batch 4 (AVSBench)",
         "miou_test_batch_2": "mIoU (official) at test batch 2 (AVSegFormer)",
         "fscore_test_batch_2": "F-score (official) at test batch 2 (AVSegFormer)",
+        "miou_test_batch_1": "mIoU (official) at test batch 1 (per video)",
+        "fscore_test_batch_1": "F-score (official) at test batch 1 (per video)",
         "miou_official_nobg": "mIoU official 'noBg' (drops class 70)",
         "fscore_official_nobg": "F-score official 'noBg' (drops class 70)",
     },
@@ -56,6 +58,7 @@ TABLE_SECTIONS = {
         "miou_dataset_cavp": "J: mIoU of summed I/U, all classes (CAVP)",
         "f1_dataset_cavp": "F1 of summed tp/fp/fn (CAVP)",
         "fscore_dataset_cavp": "F (beta^2 = 0.3) of summed tp/fp/fn (CAVP)",
+        "fdr_dataset_cavp": "false discovery rate fp/(fp+tp) (CAVP; lower is better)",
     },
     "Batch-independent variants": {
         "miou_per_frame": "mIoU, mean over frames",

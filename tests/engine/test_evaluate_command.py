@@ -33,21 +33,42 @@ SEMANTIC_EXACT = ["miou_vct_combo_avss", "fscore_vct_combo_avss", "miou_dataset_
                   "f1_dataset_cavp", "fscore_dataset_cavp", "fdr_dataset_cavp"]  # fmt: skip
 
 
-def _checkpoint(folder: Path, setting: str) -> Path:
+def _checkpoint(folder: Path, setting: str, classes: list[int]) -> Path:
+    """A tiny random model whose last 1x1 convolution (2 ReLU features -> classes) is set so
+    that its masks vary over the frame: S4 foreground where feature 0 > feature 1; AVSS one
+    of `classes` by the angle of the feature pair (the others never win)."""
     torch.manual_seed(0)
     cfg = registry.synthetic(registry.preset(setting))
     cfg = C.override(cfg, {"data.image_size": 64, "model.arch.decoder_channels": 16})
+    state = build_model_for(cfg).state_dict()
+    weight, bias = state["decoder.output_conv.4.weight"], state["decoder.output_conv.4.bias"]
+    if setting == "avss":
+        weight.zero_()
+        bias.fill_(-1e4)
+        for i, c in enumerate(classes):
+            angle = torch.tensor(torch.pi / 2 * i / max(len(classes) - 1, 1))
+            weight[c, :, 0, 0] = torch.stack([angle.cos(), angle.sin()]) * 50
+            bias[c] = 0.0
+    else:
+        weight[0, :, 0, 0] = torch.tensor([50.0, -50.0])
+        bias.zero_()
     ckpt = ckpt_io.make_checkpoint(
-        build_model_for(cfg).state_dict(), C.to_dict(cfg), epoch=0, best_miou=0.0, history=[],
-        with_rng=False,
-    )  # fmt: skip
+        state, C.to_dict(cfg), epoch=0, best_miou=0.0, history=[], with_rng=False
+    )
     path = folder / f"{setting}_best.pth"
     ckpt_io.atomic_save(ckpt, path)
     return path
 
 
 def _test_sh(setting: str, root: Path, folder: Path) -> tuple[dict, Path]:
-    weights = _checkpoint(folder, setting)
+    classes = [0, 1]
+    if setting == "avss":
+        from avsbench.data.datasets import build_dataset
+
+        data = build_dataset("avss", root, "test", image_size=64)
+        seen = torch.cat([torch.as_tensor(data[i]["masks"]).unique() for i in range(len(data))])
+        classes = sorted({0, *seen.tolist()})[:4]
+    weights = _checkpoint(folder, setting, classes)
     status = cmd_test.main(setting, ["--synthetic", "--data_root", str(root), "--weights",
                                      str(weights), *TINY, "--log_dir", str(folder / "logs"),
                                      "--save_pred_mask", "--test_batch_size", "4"])  # fmt: skip
@@ -70,6 +91,7 @@ def test_evaluate_gives_test_sh_numbers_s4(s4_run, s4_toy, tmp_path, capsys):
     metrics, preds = s4_run
     assert _evaluate("s4", s4_toy, preds, tmp_path / "eval") == 0
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert 0 < metrics["iou_dataset"] and 0 < metrics["fdr_dataset_cavp"] < 1  # masks vary
     for key in BINARY_EXACT:
         assert scored[key] == pytest.approx(metrics[key], abs=1e-9), key
     assert scored["miou_test_batch_1"] == pytest.approx(scored["miou_per_clip"], abs=1e-9)
@@ -83,6 +105,7 @@ def test_evaluate_gives_test_sh_numbers_avss(avss_toy, tmp_path):
     metrics, preds = _test_sh("avss", avss_toy, tmp_path / "run")
     assert _evaluate("avss", avss_toy, preds, tmp_path / "eval") == 0
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert metrics["miou_dataset_ddeseg"] > 0.05 and metrics["miou_present_classes"] > 0.05
     for key in SEMANTIC_EXACT:
         assert scored[key] == pytest.approx(metrics[key], abs=1e-9), key
 
