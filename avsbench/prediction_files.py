@@ -32,7 +32,7 @@ from avsbench.errors import InputError
 
 SUFFIXES = (".png", ".npy")
 AVSS_SAVE_SIZE = (360, 240)  # (w, h) of the published AVSS predicted masks
-BINARY_LOGIT = 30.0  # sigmoid(+-30) is 1 / 0 in float32: a hard mask as logits
+BINARY_LOGIT = 30.0  # sigmoid(30) = 1.0 in float32, sigmoid(-30) < 1e-13: a hard mask
 RULE = "see docs/EVALUATE.md, 'Naming rule' and 'Manifest'"
 
 

@@ -94,7 +94,9 @@ def test_evaluate_gives_test_sh_numbers_s4(s4_run, s4_toy, tmp_path, capsys):
     assert 0 < metrics["iou_dataset"] and 0 < metrics["fdr_dataset_cavp"] < 1  # masks vary
     for key in BINARY_EXACT:
         assert scored[key] == pytest.approx(metrics[key], abs=1e-9), key
+    # the official protocol at one clip per batch is the per-clip (VCT/COMBO) one
     assert scored["miou_test_batch_1"] == pytest.approx(scored["miou_per_clip"], abs=1e-9)
+    assert scored["fscore_test_batch_1"] == pytest.approx(scored["fscore_per_clip"], abs=1e-9)
     table = (tmp_path / "eval" / "metrics.md").read_text()
     assert f"| {100 * scored['miou_dataset_ddeseg']:.2f} |" in table
     assert "miou_dataset_cavp" in capsys.readouterr().out
