@@ -234,3 +234,39 @@ def test_an_out_folder_with_other_files_is_refused(s4_run, s4_toy, tmp_path, cap
     assert _evaluate("s4", s4_toy, s4_run[1], tmp_path / "mine") == 0
     assert _evaluate("s4", s4_toy, s4_run[1], tmp_path / "mine") == 2
     assert _evaluate("s4", s4_toy, s4_run[1], tmp_path / "mine", "--overwrite") == 0
+
+
+def test_probability_maps_of_the_model_give_every_s4_number(s4_run, s4_toy, tmp_path):
+    """With the model's probabilities (sigmoid of its logits, as .npy) instead of the 0/255
+    PNGs, every number equals test.sh's, the F-measures over 255 thresholds included."""
+    from avsbench.data.datasets import build_dataset
+    from avsbench.engine import evaluate as E
+    from avsbench.engine.distributed import DistInfo
+    from avsbench.engine.embeddings import AudioEmbedder
+    from avsbench.models.backbones.vggish import build_vggish
+
+    metrics, masks = s4_run
+    weights = masks.parent.parent.parent / "s4_best.pth"
+    ckpt = torch.load(weights, weights_only=True)
+    cfg = registry.config_from_dict(ckpt["config"])
+    model = build_model_for(cfg)
+    model.load_state_dict(ckpt["model"])
+    preds = tmp_path / "prob"
+
+    def save_probabilities(batch, logits):  # logits [B*T, 1, S, S]
+        prob = torch.sigmoid(logits.float()).reshape(len(batch["video_id"]), 5, *logits.shape[-2:])
+        for i, (name, category) in enumerate(zip(batch["video_id"], batch["category"])):
+            (preds / category / name).mkdir(parents=True)
+            for k in range(5):
+                np.save(preds / category / name / f"{name}_{k + 1}.npy", prob[i, k].numpy())
+
+    data = build_dataset("s4", s4_toy, "test", image_size=64)
+    loader = E.build_eval_loader(data, 4, DistInfo(), num_workers=0)
+    E.evaluate(model, AudioEmbedder(build_vggish(cfg.model), "cpu"), loader, "s4",
+               torch.device("cpu"), on_batch=save_probabilities)  # fmt: skip
+    assert _evaluate("s4", s4_toy, preds, tmp_path / "eval") == 0
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    assert metrics["fscore"] > 0
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            assert scored[key] == pytest.approx(value, abs=1e-9), key
