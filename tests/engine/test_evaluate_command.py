@@ -270,3 +270,25 @@ def test_probability_maps_of_the_model_give_every_s4_number(s4_run, s4_toy, tmp_
     for key, value in metrics.items():
         if isinstance(value, float):
             assert scored[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_ms3_ground_truth_as_predictions_scores_one(ms3_toy, tmp_path):
+    """MS3's naming rule (<video_id>/<video_id>_<i>.png): the ground truth itself, as 0/255
+    PNGs, scores 1 under every protocol."""
+    from avsbench.data.datasets import build_dataset
+
+    data = build_dataset("ms3", ms3_toy, "test", image_size=64)
+    preds = tmp_path / "preds"
+    for index, video_id in enumerate(data.rows):
+        (preds / video_id).mkdir(parents=True)
+        for k, mask in enumerate(np.asarray(data[index]["masks"])):
+            _png_mask(preds / video_id / f"{video_id}_{k + 1}.png", mask)
+    assert _evaluate("ms3", ms3_toy, preds, tmp_path / "eval") == 0
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    for key in ("miou", "miou_per_clip", "miou_dataset_ddeseg", "miou_dataset_cavp",
+                "fscore_dataset_ddeseg", "fscore_dataset_cavp"):  # fmt: skip
+        assert scored[key] == pytest.approx(1.0, abs=1e-6), key
+
+
+def _png_mask(path: Path, mask: np.ndarray) -> None:
+    Image.fromarray((mask > 0).astype(np.uint8) * 255, mode="L").save(path)
