@@ -292,3 +292,38 @@ def test_ms3_ground_truth_as_predictions_scores_one(ms3_toy, tmp_path):
 
 def _png_mask(path: Path, mask: np.ndarray) -> None:
     Image.fromarray((mask > 0).astype(np.uint8) * 255, mode="L").save(path)
+
+
+def test_sigterm_while_scoring_leaves_nothing(s4_run, s4_toy, tmp_path):
+    """A real SIGTERM to a real `avsbench evaluate` blocked reading its manifest (a FIFO
+    nobody writes): it stops with one line and leaves neither --out nor its temporary folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "manifest.csv"
+    os.mkfifo(fifo)
+    out = tmp_path / "eval"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avsbench.cli", "evaluate", str(s4_run[1]), "--setting", "s4",
+         "--data_root", str(s4_toy), "--image_size", "64", "--manifest", str(fifo),
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".eval.tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert list(tmp_path.glob(".eval.tmp-*")), "the command never started writing"
+        time.sleep(2.0)  # it reads the dataset, then blocks opening the FIFO
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err, err  # 128 + SIGTERM
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists() and not list(tmp_path.glob(".eval.*"))
