@@ -12,9 +12,10 @@ Contents. S4/MS3: a PNG with only 0 and 255 (or 0 and 1) is a binary mask; any o
 single-channel PNG is a probability map v / 255; `.npy` holds [H, W] probabilities in
 [0, 1] (or booleans). AVSS: a single-channel index or palette ('P') PNG whose pixel values
 are the class ids 0..70 (AVSBench's palette order, as `avsbench.visualize.save_palette_mask`
-writes). Size: the metric's mask size M x M, or the ground-truth file's own size, or for
-AVSS 360 x 240 (the published save size); other sizes are resized to M x M by nearest
-neighbour as the dataset resizes its ground truth. Every problem raises `InputError` naming
+writes), or an RGB PNG painted in AVSBench's 71 colours (as its `labels_rgb`). Size: the
+metric's mask size M x M, or the ground-truth file's own size, or for AVSS 360 x 240 (the
+published save size); other sizes are resized to M x M by nearest neighbour as the dataset
+resizes its ground truth. Every problem raises `InputError` naming
 the file and the rule.
 """
 
@@ -173,7 +174,7 @@ def read_class_ids(
 ) -> torch.Tensor:
     """AVSS prediction -> class ids int64 [size, size]."""
     if path.suffix.lower() != ".png":
-        raise InputError(f"{path}: AVSS predictions are index or palette PNGs ({RULE})")
+        raise InputError(f"{path}: AVSS predictions are index, palette or colour PNGs ({RULE})")
     ids = _read_png(path, semantic=True)
     if int(ids.max()) >= num_classes:
         raise InputError(
@@ -184,7 +185,8 @@ def read_class_ids(
 
 
 def _read_png(path: Path, *, semantic: bool) -> np.ndarray:
-    """A single-channel PNG -> its pixel values [H, W]."""
+    """A single-channel PNG -> its pixel values [H, W]; for AVSS (`semantic`) an RGB PNG in
+    AVSBench's 71 colours (as `labels_rgb`) -> its class ids (exact colour match)."""
     try:
         with Image.open(path) as image:
             image.load()
@@ -192,8 +194,12 @@ def _read_png(path: Path, *, semantic: bool) -> np.ndarray:
             values = np.asarray(image)
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: not a readable image ({err})") from err
+    if semantic and mode == "RGB":
+        from avsbench.data.palette import decode_color_mask
+
+        return decode_color_mask(values, path)  # AVSDataError (an InputError) names the colour
     if mode not in ("L", "P", "1", "I", "I;16") or values.ndim != 2:
-        kind = "an index or palette PNG of class ids" if semantic else "a single-channel PNG"
+        kind = "an index, palette or AVSBench-colour PNG" if semantic else "a single-channel PNG"
         raise InputError(f"{path}: an image of mode {mode}: a prediction must be {kind}")
     return values.astype(np.int64)
 

@@ -49,10 +49,24 @@ def test_avss_palette_png_gives_the_class_ids_back(tmp_path):
     assert P.read_class_ids(path, set(), 3, 71).tolist() == ids.tolist()
 
 
-def test_avss_rgb_mask_is_refused(tmp_path):
+def test_avss_colour_png_is_decoded_by_the_avsbench_palette(tmp_path):
+    from avsbench.data.palette import encode_color_mask
+
+    ids = np.array([[0, 5, 70], [12, 12, 0], [1, 2, 3]])
     path = tmp_path / "0.png"
-    Image.fromarray(np.zeros((3, 3, 3), np.uint8), mode="RGB").save(path)
-    with pytest.raises(InputError, match=r"0\.png: an image of mode RGB.*index or palette"):
+    Image.fromarray(encode_color_mask(ids), mode="RGB").save(path)
+    assert P.read_class_ids(path, set(), 3, 71).tolist() == ids.tolist()
+
+
+def test_avss_colour_outside_the_palette_and_rgba_are_refused(tmp_path):
+    rgb = np.zeros((3, 3, 3), np.uint8)
+    rgb[1, 2] = (1, 2, 3)
+    path = tmp_path / "0.png"
+    Image.fromarray(rgb, mode="RGB").save(path)
+    with pytest.raises(InputError, match=r"0\.png: pixel \(x=2, y=1\) has colour \(1, 2, 3\)"):
+        P.read_class_ids(path, set(), 3, 71)
+    Image.fromarray(np.zeros((3, 3, 4), np.uint8), mode="RGBA").save(path)
+    with pytest.raises(InputError, match=r"0\.png: an image of mode RGBA.*index, palette"):
         P.read_class_ids(path, set(), 3, 71)
 
 
