@@ -15,6 +15,10 @@ from avsbench.flag_parser import FlagParser
 COMMANDS = {
     "train": ("avsbench.commands.train", "train a model (as avs_scripts/<folder>/train.sh)"),
     "test": ("avsbench.commands.test", "test a checkpoint (as avs_scripts/<folder>/test.sh)"),
+    "evaluate": (
+        "avsbench.commands.evaluate",
+        "score predicted masks of any codebase under every published protocol",
+    ),
     "predict": ("avsbench.commands.predict", "segment the sounding objects of any video file"),
     "preprocess": ("avsbench.commands.preprocess", "raw videos -> the official AVSBench layouts"),
     "make-toy-data": (

@@ -1,7 +1,7 @@
 """Every option of every command's parser is accepted spelled with `_` and with `-`
 (`avsbench.flag_parser`): the avsbench sub-commands (predict, preprocess, make-toy-data,
-train, test, check-data, leaderboard) and the train.sh / test.sh parsers of every setting;
-and what predict's --help opens with is written for users."""
+train, test, check-data, leaderboard, evaluate) and the train.sh / test.sh parsers of every
+setting; and what predict's --help opens with is written for users."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from avsbench.flag_parser import normalise
 
 BASE = {"predict": ["v.mp4", "--weights", "w.pth"], "preprocess": ["--setting", "s4"],
         "train": ["--setting", "s4"], "test": ["--setting", "s4"],
-        "check-data": ["root", "--setting", "s4"], "leaderboard": ["m.json"]}  # fmt: skip
+        "check-data": ["root", "--setting", "s4"], "leaderboard": ["m.json"],
+        "evaluate": ["preds", "--setting", "s4", "--data_root", "root"]}  # fmt: skip
 
 
 def _parsers() -> list[tuple[str, argparse.ArgumentParser, list[str]]]:

@@ -24,6 +24,7 @@ from avsbench.engine import runs
 from avsbench.engine.distributed import DistInfo, ShardedBatchSampler, all_reduce_state
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.step import flat_targets, forward_batch
+from avsbench.metrics_dataset import DatasetLevelMetrics
 from avsbench.metrics_protocols import protocol_metrics
 from avsbench.models.contract import unwrap
 
@@ -74,20 +75,18 @@ def evaluate(
     loader's batch size: the batches of s clips then nest in the loader's). At s equal to
     the loader's batch size those are the batches themselves: `miou` / `fscore` are used.
     With `protocols`, the values of VCT's and COMBO's own evaluators are added
-    (`avsbench.metrics_protocols`: S4/MS3 `miou_per_clip`, ...; AVSS `*_vct_combo_avss`).
+    (`avsbench.metrics_protocols`: S4/MS3 `miou_per_clip`, ...; AVSS `*_vct_combo_avss`),
+    and the dataset-level protocol of DDESeg and CAVP (`avsbench.metrics_dataset`:
+    `miou_dataset_ddeseg`, `fscore_dataset_cavp`, ...).
     """
     info = info or DistInfo(device=device)
     model = unwrap(model)
     was_training = model.training
     model.eval()
-    metric = make_metric(setting, num_classes, per_subset)
-    by_subset = per_subset and C.setting_info(setting).semantic
-    sizes = () if C.setting_info(setting).semantic else tuple(official_batch_sizes)
-    loader_batch = getattr(loader.batch_sampler, "batch_size", None)  # clips per batch
-    at_batch = {s: make_metric(setting) for s in sizes if s != loader_batch}
-    published = (
-        protocol_metrics(C.setting_info(setting).semantic, num_classes) if protocols else None
-    )
+    scores = ProtocolScores(
+        setting, num_classes, per_subset=per_subset, official_batch_sizes=official_batch_sizes,
+        loader_batch=getattr(loader.batch_sampler, "batch_size", None), protocols=protocols,
+    )  # fmt: skip
     try:
         for batch in tqdm(
             loader, desc=desc, leave=False, disable=not runs.show_progress(info.is_main)
@@ -97,32 +96,80 @@ def evaluate(
                 cache_namespace=cache_namespace,
             )  # fmt: skip
             masks, _ = flat_targets(batch, device)
-            if by_subset:
-                metric.update(output.logits, masks, list(batch["category"]))
-            else:
-                metric.update(output.logits, masks)
-            if at_batch:
-                _update_sub_batches(at_batch, output.logits, masks, batch["frames"].shape[0])
-            if published is not None:
-                published.update(output.logits, masks, batch["frame_valid"])  # [B, T]
+            scores.update(output.logits, masks, batch["frame_valid"], list(batch["category"]))
             if on_batch is not None:
                 on_batch(batch, output.logits)
     finally:
         model.train(was_training)
-    metric.load_state_tensors(all_reduce_state(metric.state_tensors(), info))
-    result = metric.compute()
-    for size in sizes:
-        values = result
-        if size in at_batch:
-            sub = at_batch[size]
-            sub.load_state_tensors(all_reduce_state(sub.state_tensors(), info))
-            values = sub.compute()
-        result[f"miou_test_batch_{size}"] = values["miou"]
-        result[f"fscore_test_batch_{size}"] = values["fscore"]
-    if published is not None:
-        published.load_state_tensors(all_reduce_state(published.state_tensors(), info))
-        result.update(published.compute())
-    return result
+    return scores.compute(info)
+
+
+class ProtocolScores:
+    """Every protocol's accumulators of one evaluation, fed one TEST BATCH at a time: the
+    test command (from the model's logits) and `avsbench evaluate` (from mask files) share
+    it, so both report the same numbers from the same code. See `evaluate` for the keys."""
+
+    def __init__(
+        self,
+        setting: str,
+        num_classes: int = 71,
+        *,
+        per_subset: bool = False,
+        official_batch_sizes: Sequence[int] = (),
+        loader_batch: int | None = None,
+        protocols: bool = False,
+    ) -> None:
+        semantic = C.setting_info(setting).semantic
+        self.metric = make_metric(setting, num_classes, per_subset)
+        self.by_subset = per_subset and semantic
+        self.sizes = () if semantic else tuple(official_batch_sizes)
+        self.at_batch = {s: make_metric(setting) for s in self.sizes if s != loader_batch}
+        self.published = protocol_metrics(semantic, num_classes) if protocols else None
+        self.dataset_level = _dataset_level_metric(setting, num_classes) if protocols else None
+
+    def update(
+        self,
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        frame_valid: torch.Tensor,
+        categories: Sequence[str],
+    ) -> None:
+        """One test batch: logits [B*T, K, S, S], masks [B*T, S, S], frame_valid [B, T],
+        the clips' categories (AVSS: subset labels) [B]."""
+        if self.by_subset:
+            self.metric.update(logits, masks, list(categories))
+        else:
+            self.metric.update(logits, masks)
+        if self.at_batch:
+            _update_sub_batches(self.at_batch, logits, masks, frame_valid.shape[0])
+        if self.published is not None:
+            self.published.update(logits, masks, frame_valid)  # [B, T]
+        if self.dataset_level is not None:
+            self.dataset_level.update(logits, masks, frame_valid)  # [B, T]
+
+    def compute(self, info: DistInfo | None = None) -> dict[str, Any]:
+        """The values, the accumulators summed over the processes of `info` first."""
+
+        def reduced(metric: Any) -> dict[str, Any]:
+            if info is not None:
+                metric.load_state_tensors(all_reduce_state(metric.state_tensors(), info))
+            return metric.compute()
+
+        result = reduced(self.metric)
+        for size in self.sizes:
+            values = reduced(self.at_batch[size]) if size in self.at_batch else result
+            result[f"miou_test_batch_{size}"] = values["miou"]
+            result[f"fscore_test_batch_{size}"] = values["fscore"]
+        for extra in (self.published, self.dataset_level):
+            if extra is not None:
+                result.update(reduced(extra))
+        return result
+
+
+def _dataset_level_metric(setting: str, num_classes: int) -> DatasetLevelMetrics:
+    """The dataset-level (J&F) protocol of DDESeg and CAVP (`avsbench.metrics_dataset`):
+    S4/MS3 count background and foreground, AVSS its `num_classes`."""
+    return DatasetLevelMetrics(num_classes if C.setting_info(setting).semantic else 2)
 
 
 def _update_sub_batches(
