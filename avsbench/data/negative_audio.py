@@ -28,8 +28,9 @@ Their negatives' log-mels come from librosa at 22.05 kHz (`extract_log_mel_featu
 not from VGGish's front end: `robust_log_mel` reproduces it with numpy/scipy (STFT,
 Slaney mel filters, power_to_db, per-example standardisation, zero padding to 96 frames);
 it differs from librosa only in the resampler (scipy polyphase, where librosa 0.10+ uses
-soxr) and in precision (float64 here, float32 filters and samples in librosa). The default front end for negatives is VGGish's (`avsbench.data.audio`), the one
-the models were trained with.
+soxr) and in precision (float64 here, float32 filters and samples in librosa). The
+default front end for negatives is VGGish's (`avsbench.data.audio`), the one the models
+were trained with.
 """
 
 from __future__ import annotations
