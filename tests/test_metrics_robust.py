@@ -79,6 +79,28 @@ def test_global_scores_are_harmonic_means_with_one_minus_the_mean_fpr():
         R.global_scores(0.5, 0.5, {})
 
 
+def test_mean_over_negative_runs_equals_the_fpr_pooled_over_their_frames():
+    """docs/METRICS.md: with every negative run over the same split and batch size (test.sh),
+    G-FPR (mean of the runs' fpr) is the FPR of one accumulator fed all negative batches."""
+    g = torch.Generator().manual_seed(1)
+    sizes = (4, 4, 3)  # the same batches in every run, the last one short
+    runs = {kind: [torch.randn(n, 1, 4, 5, generator=g) + shift for n in sizes]
+            for kind, shift in (("silence", -1.0), ("noise", 0.0), ("offscreen", 1.5))}  # fmt: skip
+    pooled = R.FalsePositiveRate()
+    per_run = {}
+    for kind, batches in runs.items():
+        acc = R.FalsePositiveRate()
+        for logits in batches:
+            acc.update(logits)
+            pooled.update(logits)
+        per_run[kind] = acc.compute()
+    g_fpr = R.global_scores(0.5, 0.5, {k: v["fpr"] for k, v in per_run.items()})["g_fpr"]
+    assert g_fpr == pytest.approx(pooled.compute()["fpr"], abs=1e-12)
+    mean_per_frame = sum(v["fpr_per_frame"] for v in per_run.values()) / 3
+    assert mean_per_frame == pytest.approx(pooled.compute()["fpr_per_frame"], abs=1e-12)
+    assert len({round(v["fpr"], 6) for v in per_run.values()}) == 3  # the runs do differ
+
+
 def _run(mode: str, miou: float, fpr: float) -> dict:
     return {"audio": mode, "metrics": {"miou": miou, "fscore": miou + 0.05,
             "miou_per_frame": miou, "fpr": fpr, "fpr_per_frame": fpr}}  # fmt: skip
@@ -93,6 +115,10 @@ def test_the_table_has_one_row_per_mode_and_the_global_scores(tmp_path, capsys):
     assert "| silence | 0.100 | 0.150 | 0.100 | 0.200 | 0.200 |" in table
     g = R.global_scores(0.8, 0.85, {"silence": 0.2, "noise": 0.4})
     assert f"G-mIoU {g['g_miou']:.3f}, G-F {g['g_fscore']:.3f}" in table
+    assert table.splitlines()[-1] == R.UNVERIFIED_NOTE  # the rule is labelled as assumed
+    assert "not checked against the paper" in R.UNVERIFIED_NOTE
+    own_only = R.robustness_table({"own": runs["own"], "swap": runs["swap"]})
+    assert "G-mIoU" not in own_only and R.UNVERIFIED_NOTE not in own_only
     paths = []
     for mode, data in runs.items():
         paths.append(tmp_path / f"{mode}.json")
