@@ -115,3 +115,6 @@ class MethodSpec:
     # by their sample key; for a new video `make_extra_inputs(rgb frames) -> {key: images}`
     extra_inputs: tuple[Any, ...] = ()
     make_extra_inputs: Callable[..., dict[str, Any]] | None = None
+    # what the model receives as audio_emb: "embedding" = VGGish's 128-d embedding [B*T, 128];
+    # "conv_map" = VGGish's last conv map `features(x)` [B*T, 512, 6, 4] (VCT)
+    audio_input: str = "embedding"
