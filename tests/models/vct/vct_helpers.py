@@ -35,13 +35,16 @@ def golden_rule_tensor(name: str, shape: tuple[int, ...]) -> torch.Tensor:
     return rule_tensor(name, shape)
 
 
-def rule_state_dict(tag: str) -> dict[str, torch.Tensor]:
+def rule_state_dict(tag: str, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """The published state dict the golden values of `tag` were computed with (the index
-    buffers hold the standard Swin index: only their shape is in the layout)."""
+    buffers hold the standard Swin index: only their shape is in the layout). skip: name
+    prefixes left out (VGGish's embedding layers, which VCT never uses: 50M numbers)."""
     from timm.models.swin_transformer import get_relative_position_index
 
     sd = {}
     for name, shape, dtype in read_layout(tag):
+        if name.startswith(skip):
+            continue
         if name.endswith("relative_position_index"):
             sd[name] = get_relative_position_index(12, 12).to(torch.int64)
         elif dtype != "float32":
