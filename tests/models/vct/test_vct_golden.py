@@ -36,12 +36,18 @@ AUDIO_LEVEL_LAYERS = (0, 4, 8)  # decoder layers attending the audio (no attenti
 pytestmark = pytest.mark.slow
 
 
+WORST: dict[str, tuple[float, str]] = {}  # step -> (largest max|diff| / max|golden|, array)
+
+
 def _assert_close(name: str, own: torch.Tensor | np.ndarray, ref: np.ndarray, tol: float) -> None:
     own = own.detach().cpu().numpy() if isinstance(own, torch.Tensor) else np.asarray(own)
     assert own.shape == ref.shape, f"{name}: shape {own.shape} vs golden {ref.shape}"
     scale = float(np.abs(ref).max())
     err = float(np.abs(own.astype(np.float64) - ref).max())
     assert err <= tol * scale, f"{name}: max |diff| {err:.3g} > {tol:g} x {scale:.3g}"
+    step = "before" if tol == BEFORE else "after"
+    if err / scale >= WORST.get(step, (-1.0, ""))[0]:
+        WORST[step] = (err / scale, name)
 
 
 def _record(module: torch.nn.Module, store: dict, key: str) -> None:
@@ -150,4 +156,6 @@ def test_vct_reproduces_the_published_outputs(tag: str) -> None:
         torch.testing.assert_close(out.logits, sem_seg)
     else:  # S4/MS3: the contract's logit is object minus background
         torch.testing.assert_close(out.logits, sem_seg[:, 1:2] - sem_seg[:, 0:1])
-    print(f"\n{tag}: {time.perf_counter() - start:.1f} s")
+    worst = ", ".join(f"{step} {r:.2g} ({name})" for step, (r, name) in WORST.items())
+    print(f"\n{tag}: {time.perf_counter() - start:.1f} s; worst relative error: {worst}")
+    WORST.clear()
