@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from avsbench import config as C
-from avsbench.models import avsegformer, tpavi, vct
+from avsbench.models import avsegformer, combo, tpavi, vct
 from avsbench.models.contract import unwrap
 from avsbench.models.spec import Detector, MethodSpec
 
 METHODS: dict[str, MethodSpec] = {
     "tpavi": tpavi.SPEC,
     "avsegformer": avsegformer.SPEC,
+    "combo": combo.SPEC,
     "vct": vct.SPEC,
 }
 
