@@ -56,9 +56,9 @@ def load_official_state_dict(model: VCT, sd: Mapping[str, Any]) -> LoadReport:
 
     Every tensor of `model` must be present with its shape, except `criterion.*`, which a
     file may leave out (the model then keeps its `logit_scale`, a loss parameter);
-    `criterion.empty_weight` is dropped (listed in `report.dropped`); `audio_backbone.*` (VGGish) is not part of the
-    model: `OfficialVCT.vggish_state` hands it over. Anything else -> ValueError, one line
-    naming the first unexpected and the first missing key.
+    `criterion.empty_weight` is dropped (listed in `report.dropped`); `audio_backbone.*`
+    (VGGish) is not part of the model: `OfficialVCT.vggish_state` hands it over. Anything
+    else -> ValueError, one line naming the first unexpected and the first missing key.
     """
     state, prefix = strip_module_prefix(unwrap_checkpoint(sd))
     mapped: dict[str, Any] = {}

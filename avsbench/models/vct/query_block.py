@@ -56,9 +56,9 @@ class MLP(nn.Module):
 
 @dataclass
 class Assignment:
-    """What the assignment decided: index [N, P] the query of every pixel; gap [N, P] its
-    top-1 minus top-2 score (how far the decision is from flipping); largest [] the largest
-    |score| (the scale of the gap)."""
+    """What the assignment computed (also when another one was forced): index [N, P] the
+    query of every pixel; gap [N, P] its top-1 minus top-2 score (how far the decision is
+    from flipping); largest [] the largest |score| (the scale of the gap)."""
 
     index: torch.Tensor
     gap: torch.Tensor
@@ -76,7 +76,8 @@ class AssignAttention(nn.Module):
         through: A = hard - soft.detach() + soft); training argmax of
         softmax(scores + Gumbel(0, 1)) (tau 1), also straight through
     A = A / (A.sum(pixels) + 1);   update = proj(A v_proj(pixels))
-    forced_index: use these queries instead of the argmax (the golden tests' stored decisions).
+    forced_index: use these queries instead of the argmax (the golden tests' stored
+    decisions); the returned Assignment is still the computed one.
     """
 
     def __init__(self, dim: int = 256, gumbel_tau: float = 1.0, assign_eps: float = 1.0) -> None:
@@ -105,15 +106,16 @@ class AssignAttention(nn.Module):
             gumbels = -torch.empty_like(scores).exponential_().log()  # ~ Gumbel(0, 1)
             logits = (scores + gumbels) / self.gumbel_tau
         soft = logits.softmax(dim=1)  # over the queries, per pixel
-        index = soft.argmax(dim=1) if forced_index is None else forced_index.to(scores.device)
-        hard = torch.zeros_like(soft).scatter_(1, index.long().unsqueeze(1), 1.0)
+        computed = soft.argmax(dim=1)  # [N, P]
+        index = computed if forced_index is None else forced_index.to(scores.device).long()
+        hard = torch.zeros_like(soft).scatter_(1, index.unsqueeze(1), 1.0)
         attn = hard - soft.detach() + soft  # [N, Q, P], straight through
         attn = attn / (attn.sum(dim=-1, keepdim=True) + self.assign_eps)
         update = self.proj(attn @ self.v_proj(pixels))  # [N, Q, C]
         with torch.no_grad():
             top2 = scores.topk(2, dim=1).values  # [N, 2, P]
             decision = Assignment(
-                index=index, gap=top2[:, 0] - top2[:, 1], largest=scores.abs().amax()
+                index=computed, gap=top2[:, 0] - top2[:, 1], largest=scores.abs().amax()
             )
         return update, decision
 

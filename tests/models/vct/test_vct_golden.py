@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from avsbench.models.backbones.vggish import VGGish
 from avsbench.models.vct import VCTTrace, build_vct
@@ -76,7 +75,8 @@ def _run_forced(tag: str, g: dict[str, np.ndarray]):
     _record(model.sem_seg_head.pixel_decoder, seen, "pixel_decoder")
     _record(model.sem_seg_head.audio_transformation, seen, "audio")
 
-    trace = VCTTrace(force_assign=torch.from_numpy(g["assign_index"].astype(np.int64)))
+    stored = torch.from_numpy(g["assign_index"].astype(np.int64))
+    trace = VCTTrace(force_assign=stored, keep_logits=True)
     for layer in range(model.sem_seg_head.predictor.num_layers):
         if layer not in AUDIO_LEVEL_LAYERS:
             packed = g[f"attn_mask_{layer}"]
@@ -130,12 +130,10 @@ def test_vct_reproduces_the_published_outputs(tag: str) -> None:
     stored = torch.from_numpy(g["assign_index"].astype(np.int64))
     assert torch.equal(trace.assign_index[sure], stored[sure]), "assignment differs"
     assert sure.float().mean() > 0.99  # the check covers nearly every pixel
+    assert sorted(trace.masks) == [i for i in range(9) if i not in AUDIO_LEVEL_LAYERS]
     for layer, computed in trace.masks.items():
-        prev_masks = out.aux_outputs[layer][1]  # the prediction the layer's mask comes from
-        side = {1: 12, 2: 24, 3: 48}[layer % 4]
-        logits = F.interpolate(prev_masks, size=(side, side), mode="bilinear", align_corners=False)
-        logits = logits.flatten(2).abs()
-        sure = logits > DECISION * logits.max()
+        margin = trace.logits[layer].abs()  # each element's own |mask logit|
+        sure = margin > DECISION * margin.max()
         assert torch.equal(computed[sure], trace.force[layer][sure]), f"attn_mask_{layer} differs"
 
     # 3. the rest, with the stored decisions

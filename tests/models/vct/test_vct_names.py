@@ -140,3 +140,35 @@ def test_the_registry_knows_vct_and_its_detector() -> None:
     assert spec.audio_input == "conv_map"
     assert [e.key for e in spec.extra_inputs] == ["maskige"]
     assert "official_vct" in registry.official_detectors()
+
+
+def test_a_released_style_file_loads_through_the_checkpoint_reader(tmp_path) -> None:
+    """A detectron2 `model_best.pth` on disk (tiny sizes, trainer state included) is
+    recognised, its architecture read off the keys, its weights and VGGish handed over; the
+    same file cut short of one tensor is refused naming it."""
+    from avsbench import checkpoints
+    from avsbench import config as C
+    from avsbench.errors import CheckpointError
+    from avsbench.models.vct import config as vct_config
+
+    arch = vct_config.synthetic(C.synthetic_base(vct_config.preset("ms3"))).model.arch
+    source = build_vct("ms3", arch=arch)
+    vggish = {k: torch.full_like(v, 0.5) for k, v in VGGish().state_dict().items()}
+    state = to_official_state_dict(source, vggish_state=vggish)
+    path = tmp_path / "model_best.pth"
+    torch.save({"model": state, "iteration": 39999, "scheduler": {"last_epoch": 39999}}, path)
+
+    loaded = checkpoints.load(path, expect_setting="ms3")
+    assert loaded.report.kind == "official_vct" and loaded.config.model.method == "vct"
+    assert loaded.report.dropped == ["criterion.empty_weight"]
+    for (name, a), (_, b) in zip(source.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert loaded.vggish_state is not None and set(loaded.vggish_state) == set(vggish)
+
+    del state["sem_seg_head.predictor.decoder_norm.bias"]
+    torch.save({"model": state, "iteration": 1}, path)
+    with pytest.raises(CheckpointError) as err:
+        checkpoints.load(path, expect_setting="ms3")
+    message = str(err.value)
+    assert str(path) in message and "sem_seg_head.predictor.decoder_norm.bias" in message
+    assert "\n" not in message

@@ -117,7 +117,8 @@ def test_assign_attention_equals_the_pixel_by_pixel_computation() -> None:
     # a forced assignment is used as given: every pixel to query 3
     forced = torch.full((2, 40), 3)
     with torch.no_grad():
-        update, _ = attn(queries, pixels, forced_index=forced)
+        update, still = attn(queries, pixels, forced_index=forced)
+    assert torch.equal(still.index, expected_index)  # the record is the computed decision
     v = attn.v_proj(pixels)
     only = attn.proj(v.sum(1) / 41)  # [2, C]: query 3 has all 40 pixels
     none = attn.proj(torch.zeros(16))  # the others none: proj's bias

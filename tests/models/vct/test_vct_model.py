@@ -1,0 +1,113 @@
+"""The VCT model's contract on a tiny configuration: shapes, padding frames, frames computed
+on their own, refused inputs."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from avsbench import config as C
+from avsbench.models.vct import VCTTrace, build_vct
+from avsbench.models.vct import config as vct_config
+
+
+@functools.cache
+def _tiny(setting: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    arch = vct_config.synthetic(C.synthetic_base(vct_config.preset(setting))).model.arch
+    return build_vct(setting, arch=arch).eval()
+
+
+def _inputs(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randn(n, 3, 384, 384, generator=g)
+    maskige = torch.randn(n, 3, 384, 384, generator=g)
+    audio = torch.rand(n, 512, 6, 4, generator=g)
+    return frames, audio, maskige
+
+
+def test_outputs_and_frames_computed_on_their_own() -> None:
+    model = _tiny("s4")
+    frames, audio, maskige = _inputs(3)
+    with torch.no_grad():
+        out = model(frames, audio, None, maskige=maskige)
+        alone = model(frames[1:2], audio[1:2], None, maskige=maskige[1:2])
+    assert out.logits.shape == (3, 1, 224, 224)
+    assert out.pred_logits.shape == (3, 16, 3) and out.pred_masks.shape == (3, 16, 96, 96)
+    assert len(out.aux_outputs) == 4  # initial queries + 3 earlier layers
+    assert set(out.extras) == {"feat_audio", "feat_proto", "logit_scale"}
+    torch.testing.assert_close(out.extras["feat_audio"].norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(alone.logits[0], out.logits[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(alone.pred_masks[0], out.pred_masks[1], rtol=1e-4, atol=1e-4)
+
+
+def test_padding_frames_are_zero_and_change_nothing_else() -> None:
+    model = _tiny("avss")
+    frames, audio, maskige = _inputs(4, seed=1)
+    valid = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    with torch.no_grad():
+        out = model(frames, audio, valid, maskige=maskige)
+        kept = model(frames[[0, 1, 3]], audio[[0, 1, 3]], None, maskige=maskige[[0, 1, 3]])
+    assert out.logits.shape == (4, 71, 224, 224)
+    assert bool((out.logits[2] == 0).all()) and bool((out.pred_masks[2] == 0).all())
+    torch.testing.assert_close(out.logits[[0, 1, 3]], kept.logits)
+    assert out.extras["feat_proto"].shape == (71, 64)
+
+
+def test_ms3_has_no_prototype_outputs_and_the_trace_records_decisions() -> None:
+    model = _tiny("ms3")
+    frames, audio, maskige = _inputs(2, seed=2)
+    trace = VCTTrace()
+    with torch.no_grad():
+        out = model(frames, audio, None, maskige=maskige, trace=trace)
+        forced = VCTTrace(force_assign=torch.zeros(2, 96 * 96, dtype=torch.long))
+        other = model(frames, audio, None, maskige=maskige, trace=forced)
+    assert out.extras == {} and not hasattr(model, "logit_scale")
+    assert trace.assign_index.shape == (2, 9216) and sorted(trace.masks) == [1, 2, 3]
+    assert bool((forced.assign_index == trace.assign_index).all())  # computed, not forced
+    assert not torch.allclose(other.pred_logits, out.pred_logits)  # the forced one is used
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f, a, m: (f[..., :352, :352], a, m[..., :352, :352]), "384 x 384 only"),
+        (lambda f, a, m: (f, a.flatten(1)[:, :128], m), r"conv map \[B\*T=2, 512, 6, 4\]"),
+        (lambda f, a, m: (f, a, None), "needs the maskige of every frame"),
+    ],
+)
+def test_wrong_inputs_are_refused_in_one_line(change, message: str) -> None:
+    model = _tiny("s4")
+    frames, audio, maskige = change(*_inputs(2))
+    with pytest.raises(ValueError, match=message) as err:
+        model(frames, audio, None, maskige=maskige)
+    assert "\n" not in str(err.value)
+
+
+def test_training_step_reaches_every_trained_part() -> None:
+    """In training the assignment is Gumbel-perturbed and straight-through: one backward
+    gives gradients to the assignment projections, the prototypes and the backbones."""
+    torch.manual_seed(3)
+    arch = vct_config.synthetic(C.synthetic_base(vct_config.preset("s4"))).model.arch
+    model = build_vct("s4", arch=arch).train()
+    frames, audio, maskige = _inputs(2, seed=3)
+    out = model(frames, audio, None, maskige=maskige)
+    loss = out.pred_masks.sigmoid().mean() + out.pred_logits.softmax(-1)[..., 0].mean()
+    loss = (
+        loss
+        + (
+            out.extras["logit_scale"].exp() * out.extras["feat_audio"] @ out.extras["feat_proto"].T
+        ).mean()
+    )
+    loss.backward()
+    block = model.sem_seg_head.predictor.visual_query_block
+    for name, param in [
+        ("assign q_proj", block.assign_attn.q_proj.weight),
+        ("prototypes", block.prototype.weight),
+        ("swin", model.visual.backbone.body.patch_embed.proj.weight),
+        ("maskige swin", model.visual.pre_sam_backbone.norm0.weight),
+        ("logit_scale", model.logit_scale),
+    ]:
+        assert param.grad is not None and bool(param.grad.abs().sum() > 0), name
