@@ -111,3 +111,26 @@ def test_training_step_reaches_every_trained_part() -> None:
         ("logit_scale", model.logit_scale),
     ]:
         assert param.grad is not None and bool(param.grad.abs().sum() > 0), name
+
+
+def test_presets_and_the_synthetic_config_pass_the_check_and_build() -> None:
+    from avsbench.models import registry
+
+    for setting, (batch, iters) in {
+        "s4": (2, 45000),
+        "ms3": (2, 40000),
+        "avss": (8, 45000),
+    }.items():
+        cfg = registry.preset(setting, "vct")
+        registry.method_spec("vct").check(cfg)
+        assert (cfg.data.image_size, cfg.train.train_batch_size, cfg.train.max_iters) == (
+            384, batch, iters,
+        )  # fmt: skip
+        assert cfg.train.backbone_lr_mult == 0.1 and cfg.train.grad_clip_norm == 0.01
+    small = registry.synthetic(registry.preset("ms3", "vct"))
+    registry.method_spec("vct").check(small)
+    model = registry.build_model_for(small)
+    assert sum(p.numel() for p in model.parameters()) < 5_000_000
+    assert "16 queries" in registry.method_spec("vct").summary(small.model)
+    with pytest.raises(ValueError, match="Swin-B only"):
+        registry.method_spec("vct").check(C.override(small, {"model.backbone": "resnet50"}))
