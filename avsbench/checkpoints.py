@@ -333,7 +333,8 @@ def choose_vggish(
 
 def build_chosen_vggish(choice: VGGishChoice, config: C.Config) -> nn.Module:
     """The frozen VGGish of `choice` (architecture of `config.model`)."""
-    from avsbench.models.backbones.vggish import build_vggish
+    from avsbench.models import registry
+    from avsbench.models.backbones.vggish import build_vggish, for_audio_input
 
     files = {"model.vggish_weights": choice.weights, "model.vggish_pca": choice.pca}
     if choice.state is not None:
@@ -344,4 +345,5 @@ def build_chosen_vggish(choice: VGGishChoice, config: C.Config) -> nn.Module:
             vggish.load_official_state_dict(choice.state, pca=choice.pca)
     except (FileNotFoundError, ValueError) as err:
         raise CheckpointError(f"cannot load the VGGish weights ({err})") from err
-    return vggish.requires_grad_(False).eval()
+    audio_input = registry.method_spec(config.model.method).audio_input
+    return for_audio_input(vggish, audio_input).requires_grad_(False).eval()

@@ -72,6 +72,9 @@ class ModelConfig:
 class DataConfig:
     root: str = "avsbench_data/Single-source"  # dataset root as released (see its readme)
     image_size: int = 224  # frames and masks are resized to image_size x image_size
+    # val/test masks at this size instead (None: image_size): VCT feeds 384 x 384 frames and
+    # maskiges but evaluates against 224 x 224 GT (its gt_masks_224)
+    eval_mask_size: int | None = None
     frames_per_clip: int = 5  # 5 for S4/MS3, 10 for AVSS (clips are padded to it)
     embedding_cache: str | None = None  # "memory" or a folder: frozen VGGish runs once per clip
     frame_cache: str | None = None  # folder: frames/masks decoded once (docs/FRAME_CACHE.md)

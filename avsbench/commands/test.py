@@ -30,31 +30,51 @@ from avsbench.fileio import atomic_write_json
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 
-TABLE_ROWS = {
-    "miou": "mIoU (official)",
-    "fscore": "F-score (official, beta^2 = 0.3)",
-    "miou_per_frame": "mIoU, mean over frames",
-    "fscore_dataset_curve": "F-score, one curve over the split",
-    "iou_dataset": "IoU, sum(I) / sum(U) over the split",
-    "miou_test_batch_4": "mIoU (official) at test batch 4 (AVSBench)",
-    "fscore_test_batch_4": "F-score (official) at test batch 4 (AVSBench)",
-    "miou_test_batch_2": "mIoU (official) at test batch 2 (AVSegFormer)",
-    "fscore_test_batch_2": "F-score (official) at test batch 2 (AVSegFormer)",
-    "miou_official_nobg": "mIoU official 'noBg' (drops class 70)",
-    "fscore_official_nobg": "F-score official 'noBg' (drops class 70)",
-    "miou_no_background": "mIoU without background (class 0)",
-    "fscore_no_background": "F-score without background (class 0)",
-    "miou_present_classes": "mIoU over classes present",
-    "fscore_present_classes": "F-score over classes present",
+# The console table: one section per protocol (docs/METRICS.md says which published
+# tables each one belongs to); rows whose key a setting does not have are left out.
+TABLE_SECTIONS = {
+    "Official AVSBench protocol": {
+        "miou": "mIoU (official)",
+        "fscore": "F-score (official, beta^2 = 0.3)",
+        "miou_test_batch_4": "mIoU (official) at test batch 4 (AVSBench)",
+        "fscore_test_batch_4": "F-score (official) at test batch 4 (AVSBench)",
+        "miou_test_batch_2": "mIoU (official) at test batch 2 (AVSegFormer)",
+        "fscore_test_batch_2": "F-score (official) at test batch 2 (AVSegFormer)",
+        "miou_official_nobg": "mIoU official 'noBg' (drops class 70)",
+        "fscore_official_nobg": "F-score official 'noBg' (drops class 70)",
+    },
+    "VCT / COMBO evaluators": {
+        "miou_per_clip": "mIoU per clip (VCT/COMBO)",
+        "fscore_per_clip": "F-score per clip (VCT/COMBO)",
+        "miou_vct_combo_avss": "mIoU, VCT/COMBO AVSS (real frames)",
+        "fscore_vct_combo_avss": "F-score, VCT/COMBO AVSS (real frames)",
+    },
+    "Batch-independent variants": {
+        "miou_per_frame": "mIoU, mean over frames",
+        "fscore_dataset_curve": "F-score, one curve over the split",
+        "iou_dataset": "IoU, sum(I) / sum(U) over the split",
+        "miou_no_background": "mIoU without background (class 0)",
+        "fscore_no_background": "F-score without background (class 0)",
+        "miou_present_classes": "mIoU over classes present",
+        "fscore_present_classes": "F-score over classes present",
+    },
 }
 
 
 def format_table(metrics: dict[str, Any], header: str) -> str:
-    """A small text table of the scalar metrics; AVSS adds one row per subset."""
-    rows = [(label, metrics[k]) for k, label in TABLE_ROWS.items() if k in metrics]
-    width = max(len(label) for label, _ in rows)
-    lines = [header, "-" * (width + 10)]
-    lines += [f"{label:<{width}}  {value:.4f}" for label, value in rows]
+    """A small text table of the scalar metrics, one section per protocol (with its JSON
+    key); AVSS adds one row per subset."""
+    sections = [
+        (title, [(label, key) for key, label in rows.items() if key in metrics])
+        for title, rows in TABLE_SECTIONS.items()
+    ]
+    sections = [(title, rows) for title, rows in sections if rows]
+    width = max(len(label) for _, rows in sections for label, _ in rows)
+    keys = max(len(key) for _, rows in sections for _, key in rows)
+    lines = [header, "-" * (width + keys + 12)]
+    for title, rows in sections:
+        lines.append(f"{title}:")
+        lines += [f"  {label:<{width}}  {metrics[key]:.4f}  {key}" for label, key in rows]
     if "subsets" in metrics:
         lines += ["", format_subset_table(metrics)]
     return "\n".join(lines)
@@ -173,7 +193,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             channels_last=cfg.runtime.channels_last, info=info,
             cache_namespace=f"{setting}/{args.split}", num_classes=cfg.model.num_classes,
             on_batch=writer, desc=args.split, per_subset=True,
-            official_batch_sizes=sub_batches,
+            official_batch_sizes=sub_batches, protocols=True,
         )  # fmt: skip
         result = {
             "setting": setting,

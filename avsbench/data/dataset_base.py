@@ -25,7 +25,7 @@ from avsbench.data.audio import (
     load_log_mel,
     wav_to_log_mel,
 )
-from avsbench.data.extra_inputs import ExtraInput, check_extra_inputs, check_extra_size
+from avsbench.data.extra_inputs import ExtraInput, check_extra_inputs, read_extra
 from avsbench.data.layouts import OBJECT_FRAMES, AVSDataError, AVSSLayout
 from avsbench.data.palette import NUM_CLASSES, decode_color_mask
 from avsbench.data.transforms import normalize_image, resize_square
@@ -183,6 +183,7 @@ class _AVSDataset(Dataset):
         embedding_cache: str | Path | None = None,
         strict_masks: bool = False,
         extra_inputs: Sequence[ExtraInput] = (),
+        eval_mask_size: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -194,8 +195,14 @@ class _AVSDataset(Dataset):
             )
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
+        if eval_mask_size is not None and eval_mask_size <= 0:
+            raise ValueError(f"eval_mask_size must be positive or None, got {eval_mask_size}")
         self.split = split
         self.image_size = int(image_size)
+        # GT masks: val/test at eval_mask_size when given (VCT: frames 384, GT 224), else
+        # at image_size like the frames
+        evaluated = eval_mask_size is not None and split != "train"
+        self.mask_size = int(eval_mask_size) if evaluated else self.image_size  # type: ignore[arg-type]
         self.frames_per_clip = self.native_frames
         # Frozen VGGish embeddings are cached by the engine; kept here for the contract.
         self.embedding_cache = embedding_cache
@@ -223,22 +230,25 @@ class _AVSDataset(Dataset):
         self, frame_path: Path, frame: Image.Image, out: dict[str, np.ndarray], t: int
     ) -> None:
         """Fill out[key][t] with each extra input of the frame at `frame_path`: read as RGB,
-        same size as `frame` (else AVSDataError), the frame's geometry with the input's
-        filter, then its value transform -> float32 [3, S, S]."""
+        of a size the input allows for `frame` (else AVSDataError), the frame's geometry
+        with the input's filter, then its value transform -> float32 [3, S, S]."""
         for extra in self.extra_inputs:
             path = extra.path(self.layout, frame_path)
-            image = open_image(path, extra.key).convert("RGB")
-            check_extra_size(image, frame, path, extra.key)
+            image = read_extra(extra, path, frame, frame_path)  # RGB, size checked
             image = self._geometry(image, is_mask=extra.resample == "nearest")
             out[extra.key][t] = extra.encode(np.asarray(image).transpose(2, 0, 1))  # [3, S, S]
+
+    def _check_mask_size(self, mask: Image.Image, frame: Image.Image, path: Path) -> None:
+        """A mask has its frame's size (VCT's 384-px copies override: vct_copies.py)."""
+        check_same_size(mask, frame, path)
 
     def _binary_mask(self, path: Path, frame: Image.Image) -> np.ndarray:
         """Read a 0/255 mask of `frame` -> float32 [S, S] in {0, 1}."""
         image = open_image(path, "mask")
         check_mask_encoding(image, path, strict=self.strict_masks)
         mask = binary_mask_image(image)
-        check_same_size(mask, frame, path)
-        mask = resize_square(mask, self.image_size, is_mask=True)
+        self._check_mask_size(mask, frame, path)
+        mask = resize_square(mask, self.mask_size, is_mask=True)
         return (np.asarray(mask) > 0).astype(np.float32)
 
     def _object_sample(
@@ -254,7 +264,7 @@ class _AVSDataset(Dataset):
         (from `log_mel_path` or its `.npy` when one exists, else from `wav_path`)."""
         t, s = self.native_frames, self.image_size
         frames = np.zeros((t, 3, s, s), dtype=np.float32)
-        masks = np.zeros((t, s, s), dtype=np.float32)
+        masks = np.zeros((t, self.mask_size, self.mask_size), dtype=np.float32)
         gt_valid = np.zeros(t, dtype=np.float32)
         extras = self._empty_extras()
         originals = []

@@ -6,8 +6,9 @@ the sample dict of docs/ARCHITECTURE.md:
 
     frames       float32 [T, 3, S, S]  ImageNet-normalised (zeros for AVSS padding frames)
     audio        float32 [T, 1, 96, 64] VGGish log-mel examples, one per second
-    masks        S4/MS3 float32 [T, S, S] in {0, 1}; AVSS int64 [T, S, S] class ids
-                 (zeros where a frame is not annotated)
+    masks        S4/MS3 float32 [T, M, M] in {0, 1}; AVSS int64 [T, M, M] class ids
+                 (zeros where a frame is not annotated); M = S, or `eval_mask_size` for
+                 val/test when given (VCT: frames at 384, GT kept at 224)
     frame_valid  float32 [T]  1 for real frames, 0 for padding (AVSS)
     gt_valid     float32 [T]  1 for frames whose mask is annotated (S4 train: frame 1)
     video_id     str          S4 name, MS3 video_id, AVSS uid
@@ -62,6 +63,7 @@ from avsbench.data.layouts import (
 from avsbench.data.palette import NUM_CLASSES, read_label2idx
 from avsbench.data.semantic_object import SemanticObjectDataset
 from avsbench.data.transforms import avss_transform
+from avsbench.data.vct_copies import AVSSCopies384, MS3Copies384, S4Copies384, StoredGTCopies
 
 
 class S4Dataset(_AVSDataset):
@@ -162,23 +164,27 @@ class AVSSDataset(_AVSDataset):
             return 1
         return AVSS_SUBSET_FRAMES[label]
 
-    def _geometry(self, image: Image.Image, *, is_mask: bool) -> Image.Image:
-        """AVSS: train = short-edge resize + centre crop, val/test = plain resize."""
-        return avss_transform(image, self.image_size, self.split, is_mask=is_mask)
+    def _geometry(
+        self, image: Image.Image, *, is_mask: bool, size: int | None = None
+    ) -> Image.Image:
+        """AVSS: train = short-edge resize + centre crop, val/test = plain resize (to `size`,
+        default image_size)."""
+        return avss_transform(image, size or self.image_size, self.split, is_mask=is_mask)
 
     def _label(self, uid: str, label: str, k: int, frame: Image.Image) -> np.ndarray:
-        """Class ids of frame k -> int64 [S, S] (transformed like the frame)."""
+        """Class ids of frame k -> int64 [M, M] (M = mask_size; transformed like the frame)."""
         ids, path = avss_class_ids(self.layout, label, uid, k)
         mask = Image.fromarray(ids.astype(np.uint8), mode="L")
-        check_same_size(mask, frame, path)
-        return np.asarray(self._geometry(mask, is_mask=True)).astype(np.int64)
+        self._check_mask_size(mask, frame, path)
+        resized = self._geometry(mask, is_mask=True, size=self.mask_size)
+        return np.asarray(resized).astype(np.int64)
 
     def __getitem__(self, index: int) -> Sample:
         uid, label = self.rows[index]
         lay, s, t = self.layout, self.image_size, self.native_frames
         n = AVSS_SUBSET_FRAMES[label]
         frames = np.zeros((t, 3, s, s), dtype=np.float32)
-        masks = np.zeros((t, s, s), dtype=np.int64)
+        masks = np.zeros((t, self.mask_size, self.mask_size), dtype=np.int64)
         frame_valid = np.zeros(t, dtype=np.float32)
         gt_valid = np.zeros(t, dtype=np.float32)
         extras = self._empty_extras()  # padding frames stay zero
@@ -202,8 +208,38 @@ class AVSSDataset(_AVSDataset):
         }
 
 
+class S4Copies384Dataset(StoredGTCopies, S4Dataset):
+    """S4 from VCT's 384-px copies (vct_copies.py)."""
+
+    layout_class = S4Copies384
+
+
+class MS3Copies384Dataset(StoredGTCopies, MS3Dataset):
+    """MS3 from VCT's 384-px copies (vct_copies.py)."""
+
+    layout_class = MS3Copies384
+
+
+class AVSSCopies384Dataset(StoredGTCopies, AVSSDataset):
+    """AVSS from VCT's 384-px val/test copies; train reads the release (vct_copies.py)."""
+
+    layout_class = AVSSCopies384
+
+    def __init__(self, root: str | Path, split: str, **kwargs: Any) -> None:
+        super().__init__(root, split, **kwargs)
+        self.layout = AVSSCopies384(self.root, split)
+
+    def _check_mask_size(self, mask: Image.Image, frame: Image.Image, path: Path) -> None:
+        if self.split == "train":  # the release's labels, of their frame's size
+            check_same_size(mask, frame, path)
+        else:
+            super()._check_mask_size(mask, frame, path)
+
+
 DATASETS = {"s4": S4Dataset, "ms3": MS3Dataset, "avss": AVSSDataset}
-DATA_SOURCES = ("object", "semantic")  # DataConfig.source: which release S4/MS3 read
+COPY_DATASETS = {"s4": S4Copies384Dataset, "ms3": MS3Copies384Dataset, "avss": AVSSCopies384Dataset}
+# DataConfig.source: which release S4/MS3 read ("vct384": VCT's 384-px copies, AVSS too)
+DATA_SOURCES = ("object", "semantic", "vct384")
 
 
 def build_dataset(
@@ -220,10 +256,13 @@ def build_dataset(
 
     `extra_inputs` (extra_inputs.py, e.g. `(MASKIGE,)`): images per frame that the
     samples carry under their keys as float32 [T, 3, S, S], cached with the frames.
+    `eval_mask_size` (a kwarg of the datasets): val/test masks at this size while frames
+    and extra inputs are at `image_size` (VCT: `image_size=384, eval_mask_size=224`).
 
     source "object": the AVSBench-object layouts (Single-source, Multi-sources);
     "semantic": S4 / MS3 read from the v1s / v1m subsets of AVSBench-semantic
-    (`semantic_object.SemanticObjectDataset`). AVSS always reads AVSBench-semantic.
+    (`semantic_object.SemanticObjectDataset`); "vct384": VCT's 384-px copies inside the
+    same roots, S4, MS3 and AVSS (vct_copies.py). AVSS otherwise reads AVSBench-semantic.
     With `frame_cache` (a folder) the same samples come from the decoded-frame cache,
     built there on first use (frame_cache.py, docs/FRAME_CACHE.md)."""
     if setting not in DATASETS:
@@ -234,6 +273,8 @@ def build_dataset(
     kwargs["extra_inputs"] = extra_inputs
     if source == "semantic" and setting != "avss":
         dataset = SemanticObjectDataset(root, split, setting=setting, **kwargs)
+    elif source == "vct384":
+        dataset = COPY_DATASETS[setting](root, split, **kwargs)
     else:
         dataset = DATASETS[setting](root, split, **kwargs)
     if frame_cache is None:

@@ -90,11 +90,17 @@ def claim_folder(folder: str | os.PathLike[str]) -> Path:
 
 def entry_name(dataset: Any) -> str:
     """`<setting>_<split>_<S>px_<hash of the resolved dataset root>`, followed by
+    `_m<mask size>` when the masks have another size than the frames, `_<cache_tag>` for
+    datasets reading other files of the root (`vct384`: VCT's copies), and by
     `_x<hash of the declarations>` when the dataset declares extra inputs (so that runs
     with and without them keep their own entries)."""
     setting = frame_fingerprint.setting_of(dataset)
     where = hashlib.sha1(str(Path(dataset.root).resolve()).encode()).hexdigest()[:10]
     name = f"{setting}_{dataset.split}_{dataset.image_size}px_{where}"
+    if dataset.mask_size != dataset.image_size:  # e.g. VCT: frames 384, test masks 224
+        name += f"_m{dataset.mask_size}"
+    if getattr(dataset, "cache_tag", ""):  # other files of the same root (VCT's copies)
+        name += f"_{dataset.cache_tag}"
     if dataset.extra_inputs:
         declared = json.dumps([extra.describe() for extra in dataset.extra_inputs])
         name += "_x" + hashlib.sha1(declared.encode()).hexdigest()[:8]

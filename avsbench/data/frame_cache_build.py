@@ -4,7 +4,7 @@ check it is exact, and rename the finished folder into place (docs/FRAME_CACHE.m
 An entry folder holds one `.npy` file per array (N clips, T frames, S pixels):
 
     frames.npy       uint8   [N, T, 3, S, S]   resized RGB pixels (0 for AVSS padding)
-    masks.npy        uint8   [N, T, S, S]      S4/MS3 {0, 1}; AVSS class ids
+    masks.npy        uint8   [N, T, M, M]      S4/MS3 {0, 1}; AVSS class ids (M: mask_size)
     audio.npy        float32 [N, T, 1, 96, 64] log-mel examples
     frame_valid.npy  float32 [N, T]
     gt_valid.npy     float32 [N, T]

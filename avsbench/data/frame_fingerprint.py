@@ -32,6 +32,7 @@ from avsbench.data import (
     layouts,
     palette,
     transforms,
+    vct_copies,
 )
 from avsbench.data.layouts import AVSS_SUBSET_FRAMES, OBJECT_FRAMES, AVSSLayout, MS3Layout, S4Layout
 
@@ -44,6 +45,7 @@ DECODING_MODULES = (
     layouts,
     palette,
     transforms,
+    vct_copies,
     frame_cache_build,
 )
 LIBRARIES = ("numpy", "pillow", "soundfile", "torch")  # they decode, resize or compute log-mel
@@ -156,6 +158,7 @@ def fingerprint(dataset: Any) -> dict[str, Any]:
         "dataset": type(dataset).__name__,
         "split": dataset.split,
         "image_size": dataset.image_size,
+        "mask_size": dataset.mask_size,
         "clips": len(dataset),
         "sources": sources,
         "source_files": count,

@@ -84,8 +84,10 @@ AVSS_MAX_FRAMES = 10
 # Number of frames per clip of AVSBench-object (S4 and MS3).
 OBJECT_FRAMES = 5
 
-# Names of the release layouts below (`S4Layout.name`, ...), as extra inputs name them.
-LAYOUT_NAMES = ("s4", "ms3", "avss")
+# Names of the release layouts below (`S4Layout.name`, ...), as extra inputs name them, and
+# of VCT's 384-px copies of S4 and MS3 (vct_copies.py; its AVSS copies keep "avss": their
+# maskiges lie in the same folder).
+LAYOUT_NAMES = ("s4", "ms3", "avss", "s4_384", "ms3_384")
 
 
 def read_metadata(

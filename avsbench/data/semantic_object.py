@@ -89,7 +89,7 @@ class SemanticObjectDataset(_AVSDataset):
         ids, read = avss_class_ids(self.layout, self.subset, path.parent.parent.name, k)
         mask = Image.fromarray((ids != 0).astype(np.uint8) * 255, mode="L")
         check_same_size(mask, frame, read)
-        mask = resize_square(mask, self.image_size, is_mask=True)
+        mask = resize_square(mask, self.mask_size, is_mask=True)
         return (np.asarray(mask) > 0).astype(np.float32)
 
     def __getitem__(self, index: int) -> Sample:

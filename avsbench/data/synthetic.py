@@ -18,6 +18,11 @@ minutes on a CPU, and a real audio-visual task:
   subsets v1s (like S4, 5 s), v1m (like MS3, 5 s) and v2 (10 frames, 10 s audio, 256 x 192
   frames), masks of class ids (71 official classes, palette colours + labels_semantic).
 
+Every frame also gets a maskige (COMBO, VCT) in COMBO's `pre_SAM_mask` layout
+(`extra_inputs.MASKIGE`): the visible part of each object and the background split into
+four quadrants, painted smallest on top with the ADE20K palette (`maskige.paint_maskige`).
+It uses no random numbers, so frames, masks and audio do not depend on it.
+
 Each dataset root also gets `toy_truth.json` (not part of the official layout): per clip
 the visible objects, which of them sound in each frame and their visible pixel counts,
 for tests and sanity checks, and a manifest TOY_DATA.manifest of the files written. A root
@@ -51,6 +56,7 @@ from avsbench.data.audio import (
     log_mel_examples,
     save_log_mel_pkl,
 )
+from avsbench.data.extra_inputs import MASKIGE
 from avsbench.data.layouts import (
     AVSS_SUBSET_FRAMES,
     S4_CATEGORIES,
@@ -59,6 +65,7 @@ from avsbench.data.layouts import (
     MS3Layout,
     S4Layout,
 )
+from avsbench.data.maskige import paint_maskige, write_maskige
 from avsbench.data.palette import CLASS_NAMES, encode_color_mask, write_label2idx
 from avsbench.data.synthetic_scene import (
     Look,
@@ -67,6 +74,7 @@ from avsbench.data.synthetic_scene import (
     draw_visible_scene,
     render_background,
     render_frame,
+    segment_masks,
 )
 from avsbench.owned_folder import FolderError, OwnedFolder, Owner
 
@@ -180,6 +188,12 @@ def _write_gray(path: Path, values: np.ndarray) -> None:
         raise OSError(f"{path}: could not write the image")
 
 
+def _write_frame(layout: object, path: Path, rgb: np.ndarray, owner: np.ndarray) -> None:
+    """The frame `path` of `layout` and its maskige (from the frame's owner map)."""
+    _write_image(path, rgb)
+    write_maskige(MASKIGE.path(layout, path), paint_maskige(segment_masks(owner)))
+
+
 def _write_audio(wav_path: Path, waveform: np.ndarray, pkl_path: Path | None, n: int) -> None:
     """Write the int16 wav and, if asked, the official log-mel `.pkl` [n, 1, 96, 64]."""
     wav_path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +209,10 @@ class RenderedClip:
     owners: list[np.ndarray]  # int16 [H, W] per frame
     waveform: np.ndarray  # int16 [S]
     scene: Scene
+
+    def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB uint8 [H, W, 3], owner int16 [H, W]) of frame t."""
+        return self.frames[t], self.owners[t]
 
     def sounding_mask(self, t: int) -> np.ndarray:
         """bool [H, W]: pixels of objects sounding in frame t."""
@@ -270,7 +288,7 @@ def write_s4(root: Path, *, seed: int, scale: float, num_categories: int) -> Pat
             )
             category = categories[sounding]
             for i in range(1, 6):
-                _write_image(lay.frame(split, category, name, i), clip.frames[i - 1])
+                _write_frame(lay, lay.frame(split, category, name, i), *clip.frame(i - 1))
                 if split != "train" or i == 1:  # train is annotated on frame 1 only
                     _write_gray(lay.mask(split, category, name, i), clip.sounding_mask(i - 1) * 255)
             pkl = lay.log_mel(split, category, name)
@@ -311,7 +329,7 @@ def write_ms3(root: Path, *, seed: int, scale: float, num_categories: int) -> Pa
                 switching=True,
             )
             for i in range(1, 6):
-                _write_image(lay.frame(video_id, i), clip.frames[i - 1])
+                _write_frame(lay, lay.frame(video_id, i), *clip.frame(i - 1))
                 _write_gray(lay.mask(split, video_id, i), clip.sounding_mask(i - 1) * 255)
             _write_audio(lay.wav(split, video_id), clip.waveform, lay.log_mel(split, video_id), 5)
             rows.append({"video_id": video_id, "split": split})
@@ -359,7 +377,7 @@ def write_avss(root: Path, *, seed: int, scale: float, num_categories: int) -> P
                 clip = render_clip(rng, looks, n, size, **kw)
                 annotated = 1 if (split == "train" and label == "v1s") else n
                 for k in range(n):
-                    _write_image(lay.frame(label, uid, k), clip.frames[k])
+                    _write_frame(lay, lay.frame(label, uid, k), *clip.frame(k))
                     if k < annotated:
                         ids = clip.class_map(k, class_ids)
                         _write_image(lay.label_rgb(label, uid, k), encode_color_mask(ids))

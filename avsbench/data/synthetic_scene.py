@@ -256,3 +256,15 @@ def render_frame(
 def render_background(scene: Scene, size: tuple[int, int]) -> np.ndarray:
     """The clip's smooth background: coarse colours upsampled, float32 [H, W, 3]."""
     return cv2.resize(scene.background, size, interpolation=cv2.INTER_CUBIC)
+
+
+def segment_masks(owner: np.ndarray) -> np.ndarray:
+    """The class-agnostic masks of a rendered frame for its maskige, from its owner map
+    (int16 [H, W], -1 = background): the visible part of each object, then the background
+    split into the four quadrants of the frame (empty masks dropped) -> bool [K, H, W]."""
+    h, w = owner.shape
+    objects = [owner == j for j in range(int(owner.max()) + 1)]
+    rows, cols = np.arange(h)[:, None] < h // 2, np.arange(w)[None, :] < w // 2
+    quadrants = [(rows == top) & (cols == left) for top in (True, False) for left in (True, False)]
+    masks = np.stack(objects + [(owner < 0) & q for q in quadrants])  # [K, H, W]
+    return masks[masks.any(axis=(1, 2))]

@@ -2,11 +2,13 @@
 
 VGGish is frozen in every published run (eval mode, no gradients): the same clip always
 gives the same embeddings, so they can be computed once per clip and reused across epochs.
-`AudioEmbedder` maps a batch of log-mel examples [B, T, 1, 96, 64] to [B*T, 128]; with a
+`AudioEmbedder` maps a batch of log-mel examples [B, T, 1, 96, 64] to [B*T, D] (D = 128,
+the embedding; 12288 for a method that reads VGGish's conv map, `MethodSpec.audio_input`,
+through `models.backbones.vggish.VGGishConvMap`); with a
 cache it runs VGGish only for the clips it has not seen yet. Cache keys are
 `<setting>/<split>/<category>/<video_id>` followed by a hash of the clip's log-mel array,
 so that a changed log-mel file (or wav) is recomputed, never served stale (docs/
-RELIABILITY.md); the on-disk form is one `.npy` file [T, 128] float32 per clip and content,
+RELIABILITY.md); the on-disk form is one `.npy` file [T, D] float32 per clip and content,
 `<cache_dir>/<vggish fingerprint>/<setting>/<split>/<category>/<video_id>-<content>.npy`,
 where the fingerprint hashes the VGGish weights so that changing them never reuses stale
 embeddings either.
@@ -61,7 +63,7 @@ class AudioEmbedder:
         cache: None (no cache), "memory" (a dict), or a folder for `.npy` files (also kept
             in memory once read).
 
-    `__call__(audio [B, T, 1, 96, 64], keys: one cache key per clip | None) -> [B*T, 128]`
+    `__call__(audio [B, T, 1, 96, 64], keys: one cache key per clip | None) -> [B*T, D]`
     float32 on `device`, always computed in float32 outside autocast (`clip_keys(namespace,
     batch)` gives the keys; they are required when the cache is on). With the cache VGGish
     sees one clip at a time (`embed`), so a clip's cached value is the same bit for bit
@@ -116,7 +118,7 @@ class AudioEmbedder:
 
     @torch.no_grad()
     def embed(self, audio: torch.Tensor, *, one_clip_per_call: bool = False) -> torch.Tensor:
-        """audio [B, T, 1, 96, 64] -> [B, T, 128] through VGGish (float32, no autocast).
+        """audio [B, T, 1, 96, 64] -> [B, T, D] through VGGish (float32, no autocast).
 
         one_clip_per_call: run VGGish on each clip alone, so that a clip's embeddings are a
         function of the clip only. With more than one thread the CPU kernels round
@@ -133,14 +135,14 @@ class AudioEmbedder:
             else:
                 emb = self.vggish(log_mel.reshape(b * t, *audio.shape[2:]))
         self.vggish_runs += b
-        return emb.float().reshape(b, t, -1)  # [B, T, 128]
+        return emb.float().reshape(b, t, -1)  # [B, T, D]
 
     def __call__(
         self,
         audio: torch.Tensor,
         keys: list[str] | None = None,
     ) -> torch.Tensor:
-        """audio [B, T, 1, 96, 64] -> embeddings [B*T, 128] on `device`.
+        """audio [B, T, 1, 96, 64] -> embeddings [B*T, D] on `device`.
 
         keys: one cache key per clip (`clip_keys`); required when the cache is on."""
         b, t = audio.shape[:2]
@@ -152,12 +154,12 @@ class AudioEmbedder:
         found = [self._lookup(k) for k in keys]
         todo = [i for i, e in enumerate(found) if e is None or e.shape[0] != t]
         if todo:
-            fresh = self.embed(audio[todo], one_clip_per_call=True)  # [len(todo), T, 128]
+            fresh = self.embed(audio[todo], one_clip_per_call=True)  # [len(todo), T, D]
             for j, i in enumerate(todo):
                 self._store(keys[i], fresh[j])
                 found[i] = fresh[j].detach().float().cpu()
-        out = torch.stack([e for e in found if e is not None])  # [B, T, 128]
-        return out.to(self.device).reshape(b * t, -1)  # [B*T, 128]
+        out = torch.stack([e for e in found if e is not None])  # [B, T, D]
+        return out.to(self.device).reshape(b * t, -1)  # [B*T, D]
 
 
 def clip_keys(namespace: str, batch: dict) -> list[str]:

@@ -24,6 +24,7 @@ from avsbench.engine import runs
 from avsbench.engine.distributed import DistInfo, ShardedBatchSampler, all_reduce_state
 from avsbench.engine.embeddings import AudioEmbedder
 from avsbench.engine.step import flat_targets, forward_batch
+from avsbench.metrics_protocols import protocol_metrics
 from avsbench.models.contract import unwrap
 
 
@@ -57,6 +58,7 @@ def evaluate(
     desc: str = "eval",
     per_subset: bool = False,
     official_batch_sizes: Sequence[int] = (),
+    protocols: bool = False,
 ) -> dict[str, Any]:
     """Official metrics and variants of `model` over `loader` (one update per batch).
 
@@ -71,6 +73,8 @@ def evaluate(
     from consecutive sub-batches of s clips of each batch (exact when s divides the
     loader's batch size: the batches of s clips then nest in the loader's). At s equal to
     the loader's batch size those are the batches themselves: `miou` / `fscore` are used.
+    With `protocols`, the values of VCT's and COMBO's own evaluators are added
+    (`avsbench.metrics_protocols`: S4/MS3 `miou_per_clip`, ...; AVSS `*_vct_combo_avss`).
     """
     info = info or DistInfo(device=device)
     model = unwrap(model)
@@ -81,6 +85,9 @@ def evaluate(
     sizes = () if C.setting_info(setting).semantic else tuple(official_batch_sizes)
     loader_batch = getattr(loader.batch_sampler, "batch_size", None)  # clips per batch
     at_batch = {s: make_metric(setting) for s in sizes if s != loader_batch}
+    published = (
+        protocol_metrics(C.setting_info(setting).semantic, num_classes) if protocols else None
+    )
     try:
         for batch in tqdm(
             loader, desc=desc, leave=False, disable=not runs.show_progress(info.is_main)
@@ -96,6 +103,8 @@ def evaluate(
                 metric.update(output.logits, masks)
             if at_batch:
                 _update_sub_batches(at_batch, output.logits, masks, batch["frames"].shape[0])
+            if published is not None:
+                published.update(output.logits, masks, batch["frame_valid"])  # [B, T]
             if on_batch is not None:
                 on_batch(batch, output.logits)
     finally:
@@ -110,6 +119,9 @@ def evaluate(
             values = sub.compute()
         result[f"miou_test_batch_{size}"] = values["miou"]
         result[f"fscore_test_batch_{size}"] = values["fscore"]
+    if published is not None:
+        published.load_state_tensors(all_reduce_state(published.state_tensors(), info))
+        result.update(published.compute())
     return result
 
 

@@ -84,7 +84,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, preset: C.Config) -> No
             "--data_source",
             choices=DATA_SOURCES,
             help="object: the AVSBench-object release (default); semantic: the v1s (S4) / "
-            "v1m (MS3) clips of AVSBench-semantic, --data_root = its AVSBench_semantic folder",
+            "v1m (MS3) clips of AVSBench-semantic, --data_root = its AVSBench_semantic folder; "
+            "vct384: VCT's 384-px copies (avsbench_data/README.md)",
+        )
+    else:
+        p.add_argument(
+            "--data_source",
+            choices=("semantic", "vct384"),
+            help="semantic: the AVSBench-semantic release (default); vct384: VCT's 384-px "
+            "copies inside it (avsbench_data/README.md)",
         )
     p.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision (default: off)")
     p.add_argument(

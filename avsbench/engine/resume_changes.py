@@ -47,6 +47,7 @@ REASONS = {
     "train.train_batch_size": "the sampler would skip the steps done x the new batch size: "
     "other batches",
     "data.image_size": "the model would see other inputs",
+    "data.eval_mask_size": "the validation masks (model selection) would change",
     "train.backbone_lr_mult": "it changes the learning rates (and, across 1.0, the "
     "optimizer's parameter groups the checkpoint's state belongs to)",
     "train.max_steps_per_epoch": "the epochs would hold other steps",

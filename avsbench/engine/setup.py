@@ -143,6 +143,7 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
 
     kwargs = {
         "image_size": cfg.data.image_size,
+        "eval_mask_size": cfg.data.eval_mask_size,
         "frames_per_clip": cfg.data.frames_per_clip,
         "source": cfg.data.source,
         "frame_cache": cfg.data.frame_cache,

@@ -73,7 +73,7 @@ def forward(
     target_frames: torch.Tensor | None = None,
     **model_kwargs: Any,
 ) -> Any:
-    """model(frames [B*T, 3, S, S], audio_emb [B*T, 128], frame_valid [B*T] | None,
+    """model(frames [B*T, 3, S, S], audio_emb [B*T, D], frame_valid [B*T] | None,
     **model_kwargs) under autocast (`amp`) with channels-last frames if asked.
 
     target_frames: [B*T] bool, the frames whose logits are needed (the method spec's
@@ -116,7 +116,7 @@ def forward_batch(
     b, t = frames.shape[:2]
     frames = frames.reshape(b * t, *frames.shape[2:])  # [B*T, 3, S, S]
     keys = clip_keys(cache_namespace, batch) if embedder.memory is not None else None
-    audio_emb = embedder(batch["audio"], keys)  # [B*T, 128]
+    audio_emb = embedder(batch["audio"], keys)  # [B*T, D]: 128, or 12288 (conv map)
     frame_valid = batch["frame_valid"].to(device, non_blocking=True).reshape(b * t)  # [B*T]
     for key in extra_input_keys(model):  # the method's extra inputs, e.g. maskige
         extra = batch[key].to(device, non_blocking=True)  # [B, T, ...]

@@ -196,7 +196,8 @@ def train_one_epoch(
             target_frames=spec.target_frames(cfg, gt_valid),  # decode what the losses read
         )  # fmt: skip
         try:
-            loss, parts = spec.loss(setting, output, masks, gt_valid, loss_cfg)
+            reads = {key: batch[key] for key in spec.loss_batch_keys}  # e.g. VCT: category
+            loss, parts = spec.loss(setting, output, masks, gt_valid, loss_cfg, **reads)
         except FloatingPointError as err:
             raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {err}") from err
         if info.distributed:

@@ -1,7 +1,10 @@
 """What every method's model returns, and the forward protocol the engine relies on.
 
-    model(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None,
+    model(frames [B*T, 3, H, W], audio_emb [B*T, D], frame_valid [B*T] | None,
           target_frames [B*T] bool | None, **extra_inputs) -> an AVSOutput subclass
+
+audio_emb is what the method reads of the frozen VGGish (`MethodSpec.audio_input`): the
+embedding (D = 128) or the conv map flattened (D = 512*6*4 = 12288; VCT).
 
 `AVSOutput` holds what the engine reads of every method (the logits: metrics, masks,
 prediction). Each method subclasses it with the extras its own losses read (TPAVI: stage

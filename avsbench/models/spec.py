@@ -19,8 +19,7 @@ from torch import nn
 from avsbench.models.contract import unwrap
 
 if TYPE_CHECKING:
-    from avsbench.config import Config, LossConfig, ModelConfig
-    from avsbench.models.contract import AVSOutput
+    from avsbench.config import Config, ModelConfig
     from avsbench.state_dicts import LoadReport
 
 
@@ -78,10 +77,8 @@ def set_visual_trainable(model: nn.Module, trainable: bool) -> None:
     unwrap(model).visual.requires_grad_(trainable)
 
 
-Loss = Callable[
-    [str, "AVSOutput", torch.Tensor, torch.Tensor, "LossConfig"],
-    tuple[torch.Tensor, dict[str, float]],
-]
+# (setting, output, masks, gt_valid, loss_cfg, **batch keys it reads) -> (total, log entries)
+Loss = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,9 @@ class MethodSpec:
     synthetic: Callable[[Config], Config]  # its small CPU config, over `config.synthetic_base`
     build: Callable[..., nn.Module]  # build(setting, backbone, **kwargs): `build_model`
     build_from_config: Callable[[ModelConfig], nn.Module]
-    loss: Loss  # loss(setting, output, masks, gt_valid, loss_cfg) -> (total, log entries)
+    # loss(setting, output, masks, gt_valid, loss_cfg, **{k: batch[k] for k in
+    # loss_batch_keys}) -> (total, log entries)
+    loss: Loss
     loss_fields: tuple[str, ...]  # LossConfig fields it reads; others must keep defaults
     detectors: Mapping[str, Detector]  # official layouts it reads: kind -> detector
     load_official: Callable[..., LoadReport]  # (model, state dict) -> report
@@ -114,6 +113,12 @@ class MethodSpec:
     # extra per-frame inputs (`avsbench.data.extra_inputs.ExtraInput`), fed to the model
     # by their sample key; for a new video `make_extra_inputs(rgb frames) -> {key: images}`
     extra_inputs: tuple[Any, ...] = ()
+    # keys of the loader batch its loss also reads, passed as keyword arguments of the same
+    # names (VCT's prototype loss: "category", the S4 clips' category names)
+    loss_batch_keys: tuple[str, ...] = ()
+    # what the model receives of the frozen VGGish as `audio_emb`: "embedding" [B*T, 128] or
+    # "conv_map" [B*T, 512*6*4] (features(x) flattened, C-H-W order; VCT)
+    audio_input: str = "embedding"
     make_extra_inputs: Callable[..., dict[str, Any]] | None = None
     # what the model receives as audio_emb: "embedding" = VGGish's 128-d embedding [B*T, 128];
     # "conv_map" = VGGish's last conv map `features(x)` [B*T, 512, 6, 4] (VCT)

@@ -181,9 +181,11 @@ def test_missing_unreadable_and_mis_sized_files_name_the_file(s4_maskiges):
     path = root / "s4_data/pre_SAM_mask/val/helicopter/vidVal000001/vidVal000001_3_mask_color.png"
     assert path in written.values()
     dataset = build_dataset("s4", root, "val", extra_inputs=(MASKIGE,))
+    frame = root / "s4_data/visual_frames/val/helicopter/vidVal000001/vidVal000001_3.png"
     path.unlink()
-    with pytest.raises(AVSDataError, match=f"^{re.escape(str(path))}: missing maskige$"):
+    with pytest.raises(AVSDataError) as error:
         dataset[0]
+    assert str(error.value) == f"{path}: missing maskige of frame {frame}; {MASKIGE.fix}"
     path.write_bytes(b"not a png")
     with pytest.raises(AVSDataError, match=f"^{re.escape(str(path))}: unreadable maskige"):
         dataset[0]
@@ -191,8 +193,8 @@ def test_missing_unreadable_and_mis_sized_files_name_the_file(s4_maskiges):
     with pytest.raises(AVSDataError) as error:
         dataset[0]
     assert str(error.value) == (
-        f"{path}: maskige is 200x224 (w x h) but its frame is 224x224; "
-        "a maskige must have the size of its frame"
+        f"{path}: maskige is 200x224 (w x h) but its frame is 224x224, so it must be "
+        f"224x224 or 640x640: it was made from other frames; {MASKIGE.fix}"
     )
     assert "\n" not in str(error.value)
 

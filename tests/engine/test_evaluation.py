@@ -121,7 +121,8 @@ def test_official_checkpoint_is_detected_and_loaded(tmp_path, s4_toy, vggish_fil
     embedder = AudioEmbedder(build_vggish(cfg.model), "cpu")
     loader = E.build_eval_loader(data, 4, DistInfo(), num_workers=0)
     direct = E.evaluate(model, embedder, loader, "s4", torch.device("cpu"),
-                        official_batch_sizes=cfg.eval.official_batch_sizes)  # fmt: skip
+                        official_batch_sizes=cfg.eval.official_batch_sizes,
+                        protocols=True)  # fmt: skip
     assert result["metrics"] == pytest.approx(direct, abs=1e-9)
 
 

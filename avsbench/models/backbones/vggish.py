@@ -123,6 +123,34 @@ class VGGish(nn.Module):
         self.pca_means.copy_(means.float())
 
 
+class VGGishConvMap(nn.Module):
+    """The part of a VGGish that methods reading its conv map see (VCT, spec item 2):
+    log_mel [N, 1, 96, 64] -> features(x) [N, 512, 6, 4] flattened in (C, H, W) order to
+    [N, 12288] (`.view(N, 512, 6, 4)` restores it), so that the engine, its embedding cache
+    and the padding of windows treat it as any per-frame audio vector. The embedding layers
+    are kept (the official checkpoints hold them) but never run."""
+
+    def __init__(self, vggish: VGGish) -> None:
+        super().__init__()
+        self.vggish = vggish
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        if log_mel.ndim != 4 or tuple(log_mel.shape[1:]) != (1, NUM_FRAMES, NUM_BANDS):
+            raise ValueError(f"log_mel must be [N, 1, 96, 64], got {tuple(log_mel.shape)}")
+        return self.vggish.features(log_mel).flatten(1)  # [N, 512*6*4]
+
+
+# what the model receives of VGGish (MethodSpec.audio_input) -> how to wrap the network
+AUDIO_INPUTS = ("embedding", "conv_map")
+
+
+def for_audio_input(vggish: VGGish, audio_input: str) -> nn.Module:
+    """`vggish` itself ("embedding": [N, 128]) or its conv map ("conv_map": [N, 12288])."""
+    if audio_input not in AUDIO_INPUTS:
+        raise ValueError(f"unknown audio input {audio_input!r}; valid: {list(AUDIO_INPUTS)}")
+    return VGGishConvMap(vggish) if audio_input == "conv_map" else vggish
+
+
 def _as_state_dict(obj: dict[str, Any] | str | os.PathLike, what: str) -> tuple[dict, str]:
     if isinstance(obj, dict):
         return obj, what

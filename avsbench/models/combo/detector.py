@@ -46,7 +46,10 @@ def is_combo_state_dict(obj: Any) -> bool:
     audio_in = sd.get(AUDIO_IN)
     if not isinstance(audio_in, torch.Tensor) or audio_in.ndim != 2 or audio_in.shape[1] != 128:
         return False
-    return any(k.startswith(("sem_seg_head.fusion_module.", "pre_sam_backbone.")) for k in sd)
+    return all(
+        any(k.startswith(p) for k in sd)
+        for p in ("sem_seg_head.fusion_module.", "pre_sam_backbone.")
+    )
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ class COMBO(nn.Module):
 
     Frames and maskiges are ImageNet-normalised; S divisible by 32. target_frames (the
     contract's) is accepted and every valid frame is decoded: the audio quirk mixes frames.
-    trace: an `AttentionMaskTrace` (golden tests), None otherwise.
+    trace: an `AttentionMaskTrace` (golden tests), None otherwise. In training the contract
+    logits carry no gradient (the losses read pred_logits / pred_masks).
     """
 
     def __init__(
@@ -161,7 +162,9 @@ class COMBO(nn.Module):
         queries = predictor.initial_queries(frames.shape[0])  # [Q, n, C]
         queries = queries + audio_queries(audio[:, 0], predictor.num_queries, groups)
         out = predictor(memory, visual, queries, trace)
-        sem_seg = semantic_inference(out.pred_logits, out.pred_masks, tuple(frames.shape[-2:]))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.training):
+            # the losses read pred_logits / pred_masks: no graph through the S x S masks
+            sem_seg = semantic_inference(out.pred_logits, out.pred_masks, tuple(frames.shape[-2:]))
         logits = contract_logits(sem_seg, self.num_classes)
         if rows is not None:
             scatter = _scatter_rows(rows, bt)

@@ -72,9 +72,14 @@ def build_published_backbone(
     name: str, weights: str | os.PathLike | None = None, pretrained: bool = False
 ) -> VisualEncoder:
     """One backbone as the published family builds it: a ResNet gets FrozenBatchNorm
-    (detectron2 `build_resnet_backbone`, FREEZE_AT 0, NORM FrozenBN); others unchanged."""
+    (detectron2 `build_resnet_backbone`, FREEZE_AT 0, NORM FrozenBN), the identity without
+    `weights`; others unchanged."""
     encoder = build_visual_encoder(name, weights, pretrained=pretrained)
     if name.startswith("resnet"):
+        if weights is None:  # detectron2's FrozenBatchNorm starts as the identity; timm
+            for module in encoder.body.modules():  # zeroes each block's last BN scale,
+                if isinstance(module, nn.BatchNorm2d):  # which frozen would never train
+                    nn.init.ones_(module.weight)
         encoder.body = freeze_batch_norm_2d(encoder.body)
     return encoder
 

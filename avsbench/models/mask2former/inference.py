@@ -15,6 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# frames whose upsampled masks [n, Q, S, S] exist at once (S = 224: 20 MB per frame)
+FRAMES_PER_CHUNK = 8
+
 
 def semantic_inference(
     pred_logits: torch.Tensor,
@@ -28,11 +31,17 @@ def semantic_inference(
     input_size: the network's input (S, S); output_size: the evaluation size (None: the
     input size); frame_flag [N]: multiplies each frame's scores (AVSS), None: not applied.
     """
-    masks = F.interpolate(pred_masks, size=input_size, mode="bilinear", align_corners=False)
-    classes = F.softmax(pred_logits, dim=-1)[..., :-1]  # [N, Q, K]
-    sem_seg = torch.einsum("nqc,nqhw->nchw", classes, masks.sigmoid())  # [N, K, S, S]
-    if output_size is not None and tuple(output_size) != tuple(sem_seg.shape[-2:]):
-        sem_seg = F.interpolate(sem_seg, size=output_size, mode="bilinear", align_corners=False)
+    chunks = []
+    for logits, masks in zip(
+        pred_logits.split(FRAMES_PER_CHUNK), pred_masks.split(FRAMES_PER_CHUNK)
+    ):
+        masks = F.interpolate(masks, size=input_size, mode="bilinear", align_corners=False)
+        classes = F.softmax(logits, dim=-1)[..., :-1]  # [n, Q, K]
+        chunk = torch.einsum("nqc,nqhw->nchw", classes, masks.sigmoid())  # [n, K, S, S]
+        if output_size is not None and tuple(output_size) != tuple(chunk.shape[-2:]):
+            chunk = F.interpolate(chunk, size=output_size, mode="bilinear", align_corners=False)
+        chunks.append(chunk)
+    sem_seg = torch.cat(chunks)  # [N, K, H_out, W_out]
     if frame_flag is not None:
         sem_seg = sem_seg * frame_flag.reshape(-1, 1, 1, 1).to(sem_seg.dtype)
     return sem_seg

@@ -189,7 +189,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             self.add_module(f"layer_{idx + 1}", output)
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        features = [f.float() for f in features]  # deformable attention runs in float32
+        # float32 throughout, autocast off (published `@autocast(enabled=False)`)
+        with torch.autocast(features[0].device.type, enabled=False):
+            return self._forward([f.float() for f in features])
+
+    def _forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         coarse = features[self.num_fpn_levels :][::-1]  # res5, res4, res3
         srcs = [proj(x) for proj, x in zip(self.input_proj, coarse)]  # L x [N, C, h, w]
         positions = [
