@@ -120,6 +120,3 @@ class MethodSpec:
     # "conv_map" [B*T, 512*6*4] (features(x) flattened, C-H-W order; VCT)
     audio_input: str = "embedding"
     make_extra_inputs: Callable[..., dict[str, Any]] | None = None
-    # what the model receives as audio_emb: "embedding" = VGGish's 128-d embedding [B*T, 128];
-    # "conv_map" = VGGish's last conv map `features(x)` [B*T, 512, 6, 4] (VCT)
-    audio_input: str = "embedding"

@@ -32,11 +32,13 @@ def _loss(
     masks: torch.Tensor,
     gt_valid: torch.Tensor,
     loss_cfg: C.LossConfig,
+    category: Any = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """`vct_loss`; category: the batch's clip categories (S4's prototype targets)."""
     check_output(output, Mask2FormerOutput, "vct")
     from avsbench.models.vct.losses import vct_loss  # the loss module is its own part
 
-    return vct_loss(setting, output, masks, gt_valid, loss_cfg)
+    return vct_loss(setting, output, masks, gt_valid, loss_cfg, categories=category)
 
 
 def _param_groups(model: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
@@ -86,5 +88,6 @@ SPEC = MethodSpec(
     param_groups=_param_groups,
     set_backbone_trainable=_set_backbone_trainable,
     extra_inputs=(MASKIGE,),
+    loss_batch_keys=("category",),
     audio_input="conv_map",
 )

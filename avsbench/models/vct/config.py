@@ -79,9 +79,18 @@ def check_image_size(size: int, where: str = "data.image_size") -> None:
         )
 
 
+EVAL_SIZE = 224  # VCT's predictions and test GT are compared at 224 x 224 (`gt_masks_224`)
+
+
 def check(cfg: C.Config) -> None:
-    """The contradictions of a VCT config: another input size or backbone."""
+    """The contradictions of a VCT config: another input size, evaluation size or backbone."""
     check_image_size(cfg.data.image_size)
+    if cfg.data.eval_mask_size != EVAL_SIZE:
+        raise ValueError(
+            f"VCT predicts at {EVAL_SIZE} x {EVAL_SIZE} (its published evaluation size), "
+            f"data.eval_mask_size = {cfg.data.eval_mask_size}: set data.eval_mask_size to "
+            f"{EVAL_SIZE}"
+        )
     check_backbone(cfg.model.backbone)
 
 
@@ -93,7 +102,7 @@ def preset(setting: str) -> C.Config:
     """Published VCT recipe of `setting`: AdamW lr 1e-4, weight decay 0.05, backbones at lr x
     0.1, poly schedule (power 0.9, no warm-up), gradient-norm clipping 0.01 over the whole
     model; 2 / 2 / 8 clips per iteration for 45k / 40k / 45k iterations, validation every
-    1000 / 500 / 2500 iterations; 384 x 384 frames."""
+    1000 / 500 / 2500 iterations; 384 x 384 frames, val/test masks at 224 x 224."""
     batch, iters, every = RECIPES[C.setting_info(setting).name]
     train = C.TrainConfig(
         lr=1e-4,
@@ -111,7 +120,7 @@ def preset(setting: str) -> C.Config:
     )
     model = C.ModelConfig(method="vct", backbone=BACKBONE, arch=VCTArch())
     cfg = C.setting_preset(setting, train, model)
-    return C.override(cfg, {"data.image_size": INPUT_SIZE})
+    return C.override(cfg, {"data.image_size": INPUT_SIZE, "data.eval_mask_size": EVAL_SIZE})
 
 
 def synthetic(cfg: C.Config) -> C.Config:
@@ -137,6 +146,7 @@ def synthetic(cfg: C.Config) -> C.Config:
         "model.arch": arch,
         "model.backbone": BACKBONE,
         "data.image_size": INPUT_SIZE,
+        "data.eval_mask_size": EVAL_SIZE,
         "train.lr": 1e-4,
         "train.max_epoches": 4,
     }

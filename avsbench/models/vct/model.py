@@ -2,7 +2,8 @@
 
     frames, maskiges [N, 3, 384, 384] -> DualBackbone (two Swin-B) -> 4 fused maps
       -> sem_seg_head.pixel_decoder -> mask features [N, C, 96, 96], memory (12, 24, 48 px)
-    audio_emb [N, 512, 6, 4] (VGGish's conv map; the frozen VGGish stays outside the model)
+    audio_emb [N, 12288] (VGGish's conv map [N, 512, 6, 4] flattened C-H-W, as the engine
+      gives it; the 4-D map is taken too; the frozen VGGish stays outside the model)
       -> sem_seg_head.audio_transformation, per position -> audio level [N, C, 6, 4]
     sem_seg_head.predictor.visual_query_block(mask features) -> vision-centric queries
     queries = query_feat + those; decoder layer i attends level i % 4 (0 = audio, no mask;
@@ -32,7 +33,7 @@ from avsbench.models.mask2former.transformer_decoder import (
     AttentionMaskTrace,
     MaskedAttentionDecoder,
 )
-from avsbench.models.vct.config import VCTArch, check_backbone, mask_classes
+from avsbench.models.vct.config import EVAL_SIZE, VCTArch, check_backbone, mask_classes
 from avsbench.models.vct.query_block import (
     AudioTransformation,
     VisualQueryBlock,
@@ -41,7 +42,6 @@ from avsbench.models.vct.query_block import (
 from avsbench.models.vct.swin import INPUT_SIZE, SwinBackbone
 
 AUDIO_CHANNELS, AUDIO_GRID = 512, (6, 4)  # VGGish's conv map per example
-EVAL_SIZE = 224  # the published predictions and GT are compared at 224 x 224
 INITIAL_LOGIT_SCALE = math.log(1 / 0.07)  # the prototype loss's temperature (CLIP's start)
 
 
@@ -109,8 +109,9 @@ class VCTHead(nn.Module):
 
 
 class VCT(nn.Module):
-    """forward(frames [N, 3, 384, 384], audio_emb [N, 512, 6, 4], frame_valid [N] | None,
-    target_frames=None, maskige [N, 3, 384, 384], trace=None) -> Mask2FormerOutput.
+    """forward(frames [N, 3, 384, 384], audio_emb [N, 12288] or [N, 512, 6, 4],
+    frame_valid [N] | None, target_frames=None, maskige [N, 3, 384, 384], trace=None)
+    -> Mask2FormerOutput.
 
     Frames and maskiges are ImageNet-normalised. logits [N, K, 224, 224] (K = 1: S4/MS3,
     71: AVSS); extras (S4/AVSS): feat_audio [N, C], feat_proto [P, C], logit_scale [].
@@ -153,10 +154,12 @@ class VCT(nn.Module):
                 f"{INPUT_SIZE}, {INPUT_SIZE}], got {tuple(frames.shape)}; set data.image_size "
                 f"to {INPUT_SIZE}"
             )
-        if tuple(audio_emb.shape) != (bt, AUDIO_CHANNELS, *AUDIO_GRID):
+        flat = AUDIO_CHANNELS * AUDIO_GRID[0] * AUDIO_GRID[1]
+        if tuple(audio_emb.shape) not in ((bt, flat), (bt, AUDIO_CHANNELS, *AUDIO_GRID)):
             raise ValueError(
-                f"VCT's audio_emb is VGGish's conv map [B*T={bt}, 512, 6, 4] (the method's "
-                f"audio_input 'conv_map'), got {tuple(audio_emb.shape)}"
+                f"VCT's audio_emb is VGGish's conv map, [B*T={bt}, 12288] (C-H-W order) or "
+                f"[B*T={bt}, 512, 6, 4] (the method's audio_input 'conv_map'), got "
+                f"{tuple(audio_emb.shape)}"
             )
         if frame_valid is not None and frame_valid.numel() != bt:
             raise ValueError(f"frame_valid must be [B*T={bt}], got {tuple(frame_valid.shape)}")
@@ -187,7 +190,8 @@ class VCT(nn.Module):
         predictor = head.predictor
         feats = self.visual(frames, maskige)  # 4 x [n, C_l, 384/r, 384/r]
         mask_features, memory = head.pixel_decoder(feats)  # [n, C, 96, 96], 3 levels
-        audio = head.audio_transformation(audio_emb)  # [n, C, 6, 4]
+        audio_map = audio_emb.reshape(-1, AUDIO_CHANNELS, *AUDIO_GRID)  # [n, 512, 6, 4]
+        audio = head.audio_transformation(audio_map)  # [n, C, 6, 4]
         forced = None if trace is None else trace.force_assign
         visual_queries, prototypes, decision = predictor.visual_query_block(mask_features, forced)
         queries = predictor.initial_queries(frames.shape[0]) + visual_queries.transpose(0, 1)

@@ -74,7 +74,7 @@ def test_ms3_has_no_prototype_outputs_and_the_trace_records_decisions() -> None:
     "change, message",
     [
         (lambda f, a, m: (f[..., :352, :352], a, m[..., :352, :352]), "384 x 384 only"),
-        (lambda f, a, m: (f, a.flatten(1)[:, :128], m), r"conv map \[B\*T=2, 512, 6, 4\]"),
+        (lambda f, a, m: (f, a.flatten(1)[:, :128], m), r"conv map, \[B\*T=2, 12288\]"),
         (lambda f, a, m: (f, a, None), "needs the maskige of every frame"),
     ],
 )
@@ -134,3 +134,38 @@ def test_presets_and_the_synthetic_config_pass_the_check_and_build() -> None:
     assert "16 queries" in registry.method_spec("vct").summary(small.model)
     with pytest.raises(ValueError, match="Swin-B only"):
         registry.method_spec("vct").check(C.override(small, {"model.backbone": "resnet50"}))
+
+
+def test_the_engine_s_flat_conv_map_is_the_same_input() -> None:
+    """The engine hands VGGish's conv map flattened in C-H-W order ([N, 12288])."""
+    model = _tiny("ms3")
+    frames, audio, maskige = _inputs(2, seed=4)
+    with torch.no_grad():
+        four_d = model(frames, audio, None, maskige=maskige)
+        flat = model(frames, audio.flatten(1), None, maskige=maskige)
+    assert torch.equal(four_d.logits, flat.logits)
+
+
+def test_a_config_evaluating_at_another_size_is_refused() -> None:
+    cfg = C.override(vct_config.preset("s4"), {"data.eval_mask_size": None})
+    with pytest.raises(ValueError, match=r"eval_mask_size = None: set data.eval_mask_size to 224"):
+        vct_config.check(cfg)
+
+
+def test_the_spec_loss_reads_the_batch_category() -> None:
+    """SPEC.loss on a real output: the set losses plus S4's prototype loss, which needs the
+    clips' categories (MethodSpec.loss_batch_keys)."""
+    from avsbench.models import registry
+
+    spec = registry.method_spec("vct")
+    assert spec.loss_batch_keys == ("category",)
+    model = _tiny("s4")
+    frames, audio, maskige = _inputs(2, seed=5)
+    out = model(frames, audio, None, maskige=maskige)
+    masks = torch.zeros(2, 384, 384)
+    masks[:, 100:200, 150:300] = 1.0
+    gt_valid = torch.tensor([1.0, 0.0])
+    total, parts = spec.loss("s4", out, masks, gt_valid, C.LossConfig(), category=["helicopter"])
+    assert torch.isfinite(total) and parts["loss_proto"] > 0
+    with pytest.raises(ValueError, match="category"):
+        spec.loss("s4", out, masks, gt_valid, C.LossConfig())
