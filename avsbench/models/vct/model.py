@@ -208,9 +208,10 @@ class VCT(nn.Module):
 
         extras: dict[str, torch.Tensor] = {}
         if prototypes is not None:
-            feat_audio, feat_proto = prototype_features(
-                predictor.audio_proj, predictor.proto_proj, audio, prototypes
-            )
+            with torch.autocast(audio.device.type, enabled=False):  # float32 under AMP too
+                feat_audio, feat_proto = prototype_features(
+                    predictor.audio_proj, predictor.proto_proj, audio.float(), prototypes.float()
+                )
             extras = {"feat_audio": feat_audio, "feat_proto": feat_proto}
             extras["logit_scale"] = self.logit_scale
         pred_logits, pred_masks, aux = out.pred_logits, out.pred_masks, list(out.aux_outputs)

@@ -169,3 +169,17 @@ def test_the_spec_loss_reads_the_batch_category() -> None:
     assert torch.isfinite(total) and parts["loss_proto"] > 0
     with pytest.raises(ValueError, match="category"):
         spec.loss("s4", out, masks, gt_valid, C.LossConfig())
+
+
+def test_mixed_precision_keeps_the_loss_features_in_float32() -> None:
+    """AVSS trains with AMP (published): the engine's autocast leaves the extras float32."""
+    from avsbench.engine.step import forward
+
+    model = _tiny("avss")
+    frames, audio, maskige = _inputs(2, seed=6)
+    with torch.no_grad():
+        out = forward(model, frames, audio.flatten(1), torch.ones(2), amp="bf16", maskige=maskige)
+    assert {k: v.dtype for k, v in out.extras.items()} == dict.fromkeys(
+        ("feat_audio", "feat_proto", "logit_scale"), torch.float32
+    )
+    torch.testing.assert_close(out.extras["feat_audio"].norm(dim=-1), torch.ones(2))
