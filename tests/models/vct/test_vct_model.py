@@ -177,10 +177,10 @@ def test_mixed_precision_keeps_the_loss_features_in_float32() -> None:
     from avsbench.engine.step import forward
 
     model = _tiny("avss")
-    frames, audio, maskige = _inputs(2, seed=6)
+    frames, audio, maskige = _inputs(1, seed=6)  # one frame: bf16 on a CPU is slow
     with torch.no_grad():
-        out = forward(model, frames, audio.flatten(1), torch.ones(2), amp="bf16", maskige=maskige)
+        out = forward(model, frames, audio.flatten(1), torch.ones(1), amp="bf16", maskige=maskige)
     assert {k: v.dtype for k, v in out.extras.items()} == dict.fromkeys(
         ("feat_audio", "feat_proto", "logit_scale"), torch.float32
     )
-    torch.testing.assert_close(out.extras["feat_audio"].norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(out.extras["feat_audio"].norm(dim=-1), torch.ones(1))
