@@ -21,6 +21,8 @@ COMMANDS = {
         "avsbench.commands.make_toy_data",
         "write a synthetic AVSBench (S4, MS3, AVSS)",
     ),
+    "check-data": ("avsbench.commands.check_data", "check a dataset before training (read-only)"),
+    "leaderboard": ("avsbench.commands.leaderboard", "a table of models x protocols, charts"),
 }
 
 

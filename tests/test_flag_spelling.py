@@ -1,7 +1,7 @@
 """Every option of every command's parser is accepted spelled with `_` and with `-`
 (`avsbench.flag_parser`): the avsbench sub-commands (predict, preprocess, make-toy-data,
-train, test) and the train.sh / test.sh parsers of every setting; and what predict's
---help opens with is written for users."""
+train, test, check-data, leaderboard) and the train.sh / test.sh parsers of every setting;
+and what predict's --help opens with is written for users."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from avsbench.engine import options as O
 from avsbench.flag_parser import normalise
 
 BASE = {"predict": ["v.mp4", "--weights", "w.pth"], "preprocess": ["--setting", "s4"],
-        "train": ["--setting", "s4"], "test": ["--setting", "s4"]}  # fmt: skip
+        "train": ["--setting", "s4"], "test": ["--setting", "s4"],
+        "check-data": ["root", "--setting", "s4"], "leaderboard": ["m.json"]}  # fmt: skip
 
 
 def _parsers() -> list[tuple[str, argparse.ArgumentParser, list[str]]]:

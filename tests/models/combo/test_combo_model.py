@@ -21,7 +21,7 @@ def test_presets_are_the_published_recipes():
         assert (train.optimizer, train.lr, train.weight_decay) == ("adamw", 1e-4, 0.05)
         assert (train.schedule, train.poly_power, train.backbone_lr_mult) == ("poly", 0.9, 0.1)
         assert (train.grad_clip_norm, train.train_batch_size) == (0.01, 8)
-        assert cfg.eval.test_batch_size == 1  # one clip per test batch, as published
+        assert cfg.eval.test_batch_size == 4  # AVSBench's batch; per clip: *_per_clip keys
         assert cfg.model.arch.fusion == "MHA-B"
     assert (s4.model.arch.frames_per_clip, avss.model.arch.frames_per_clip) == (5, 10)
     assert (s4.model.num_classes, avss.model.num_classes) == (1, 71)
