@@ -13,7 +13,9 @@ read too. The names of the published meta-architecture:
     criterion.logit_scale (S4/AVSS)           logit_scale
     criterion.empty_weight                    -- (the loss's constant class weights: dropped)
 
-D2's `relative_position_index` buffers are constants: checked on load, rebuilt on export.
+D2's `relative_position_index` buffers are constants: on load their shape is checked and
+their values are not read (timm rebuilds them, as its own checkpoint filter skips them);
+they count as loaded; on export they are written.
 A `module.` prefix (DataParallel) is stripped on load.
 """
 
@@ -64,12 +66,14 @@ def load_official_state_dict(model: VCT, sd: Mapping[str, Any]) -> LoadReport:
     mapped: dict[str, Any] = {}
     dropped: list[str] = []
     unknown: list[str] = []
+    constants = 0  # Swin index buffers: taken as the model's own constants
     for swin_prefix in SWINS:
         part = {k[len(swin_prefix) :]: v for k, v in state.items() if k.startswith(swin_prefix)}
         swin = getattr(model.visual, swin_prefix[:-1])
-        found, rest = from_d2_state(swin, part, swin_prefix)
+        found, rest, count = from_d2_state(swin, part, swin_prefix)
         mapped.update({f"visual.{swin_prefix}{k}": v for k, v in found.items()})
         unknown += [swin_prefix + k for k in rest]
+        constants += count
     for key, value in state.items():
         if key.startswith(SWINS) or key.startswith(VGGISH):
             continue
@@ -97,7 +101,10 @@ def load_official_state_dict(model: VCT, sd: Mapping[str, Any]) -> LoadReport:
         raise ValueError(_mismatch_line(unexpected, missing, mismatched))
     model.load_state_dict({k: torch.as_tensor(v) for k, v in mapped.items()}, strict=True)
     return LoadReport(
-        kind="official_vct", loaded=len(mapped), dropped=dropped, stripped_prefix=prefix
+        kind="official_vct",
+        loaded=len(mapped) + constants,
+        dropped=dropped,
+        stripped_prefix=prefix,
     )
 
 

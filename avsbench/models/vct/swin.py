@@ -15,7 +15,7 @@ Names, both ways (`d2_to_timm_name`, `timm_to_d2_name`, keys relative to the bac
     patch_embed.*                                 body.patch_embed.*
     layers.{i}.blocks.{j}.*                       body.layers.{i}.blocks.{j}.*
     layers.{i}.downsample.*  (end of stage i)     body.layers.{i+1}.downsample.* (start of i+1)
-    layers.{i}.blocks.{j}.attn.relative_position_index   -- (a constant buffer, rebuilt)
+    layers.{i}.blocks.{j}.attn.relative_position_index   -- (a constant: rebuilt, not read)
     norm{i}.*                                     norm{i}.*
 """
 
@@ -170,27 +170,32 @@ def to_d2_state(backbone: SwinBackbone) -> dict[str, torch.Tensor]:
 
 def from_d2_state(
     backbone: SwinBackbone, state: Mapping[str, torch.Tensor], where: str
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """D2-named tensors (relative to the backbone) -> ({SwinBackbone key: tensor}, unknown
-    D2 keys). A `relative_position_index` other than the standard one is refused (it would
-    make another network): ValueError naming `where`."""
-    index = backbone.relative_position_index()
+) -> tuple[dict[str, torch.Tensor], list[str], int]:
+    """D2-named tensors (relative to the backbone) -> ({SwinBackbone key: tensor}, unknown D2
+    keys, how many `relative_position_index` buffers were read). Those buffers are constants
+    that timm rebuilds (as its own checkpoint filter skips them): their values are not read,
+    only their shape is checked (another window size would be another network: ValueError
+    naming `where`)."""
+    side = backbone.sizes.window_size**2
     mapped: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
+    constants = 0
     for key, value in state.items():
         if is_relative_position_index(key):
-            if tuple(value.shape) != tuple(index.shape) or not torch.equal(value.cpu(), index):
+            if tuple(value.shape) != (side, side):
                 raise ValueError(
-                    f"{where}{key} is not the relative position index of a "
-                    f"{backbone.sizes.window_size} x {backbone.sizes.window_size} window"
+                    f"{where}{key} has shape {tuple(value.shape)}: the relative position index "
+                    f"of a {backbone.sizes.window_size} x {backbone.sizes.window_size} window "
+                    f"is ({side}, {side})"
                 )
+            constants += 1
             continue
         name = d2_to_timm_name(key)
         if name is None:
             unknown.append(key)
         else:
             mapped[name] = value
-    return mapped, unknown
+    return mapped, unknown, constants
 
 
 def d2_names(names: Iterable[str]) -> list[str]:

@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from timm.models.swin_transformer import get_relative_position_index
 
 from avsbench import config as C
 from avsbench.models.vct import config as vct_config
@@ -30,8 +31,8 @@ def test_swin_names_round_trip_every_published_layout(tag: str, prefix: str) -> 
     index_names = [n for n, _ in layout if n.endswith("relative_position_index")]
     for name in index_names:  # the constant buffers hold the standard index
         state[name] = swin.relative_position_index()
-    mapped, unknown = from_d2_state(swin, state, prefix)
-    assert unknown == []
+    mapped, unknown, constants = from_d2_state(swin, state, prefix)
+    assert unknown == [] and constants == len(index_names)
     assert sorted(mapped) == sorted(own)
     assert all(tuple(mapped[k].shape) == tuple(own[k].shape) for k in own)
     back = to_d2_state(swin)
@@ -39,12 +40,21 @@ def test_swin_names_round_trip_every_published_layout(tag: str, prefix: str) -> 
     assert len(index_names) == sum(swin.sizes.depths)
 
 
-def test_swin_refuses_a_foreign_relative_position_index() -> None:
+def test_swin_index_buffers_are_rebuilt_not_read_and_their_shape_checked() -> None:
     swin = SwinBackbone(TINY_SWIN)
     state = to_d2_state(swin)
     key = "layers.0.blocks.0.attn.relative_position_index"
-    state[key] = state[key].flip(0)
-    with pytest.raises(ValueError, match="backbone.layers.0.blocks.0.attn.relative_position_index"):
+    assert torch.equal(state[key], get_relative_position_index(12, 12))
+    state[key] = torch.full_like(state[key], 1000)  # e.g. a file of random test values
+    mapped, unknown, constants = from_d2_state(swin, state, "backbone.")
+    assert unknown == [] and constants == sum(TINY_SWIN.depths) and key not in mapped
+    block = swin.body.layers[0].blocks[0].attn
+    assert torch.equal(block.relative_position_index, get_relative_position_index(12, 12))
+    state[key] = torch.zeros(49, 49, dtype=torch.int64)  # a 7 x 7 window's
+    with pytest.raises(
+        ValueError,
+        match=r"backbone.layers.0.blocks.0.attn.relative_position_index has shape \(49, 49\)",
+    ):
         from_d2_state(swin, state, "backbone.")
 
 
