@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from avsbench import config as C
-from avsbench.models import avsegformer, combo, tpavi
+from avsbench.models import avsegformer, combo, tpavi, vct
 from avsbench.models.contract import unwrap
 from avsbench.models.spec import Detector, MethodSpec
 
@@ -24,6 +24,7 @@ METHODS: dict[str, MethodSpec] = {
     "tpavi": tpavi.SPEC,
     "avsegformer": avsegformer.SPEC,
     "combo": combo.SPEC,
+    "vct": vct.SPEC,
 }
 
 DEFAULT_METHOD = "tpavi"  # AVSBench's own model: what train.sh runs without --method
