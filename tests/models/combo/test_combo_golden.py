@@ -12,8 +12,8 @@ Protocol (one forward pass per network, with the stored attention-mask decisions
    wherever its own |mask logit| > 1e-4 x its largest |mask logit|;
 3. everything after: within 3e-4 x max |golden| (pred_logits, pred_masks, sem_seg and the
    model's contract logits); AVSS argmax equal where the top-2 gap exceeds twice that.
-COMBO S4 and MS3 are one network (one golden file): the MS3 layout's load is tested in
-test_combo_names.py.
+COMBO S4 and MS3 are one network (one golden file, compared with both): all ten published
+configurations of the specification run here with VCT's three (tests/models/vct).
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ BEFORE, AFTER = 1e-4, 3e-4
 
 
 def _golden(tag: str) -> dict[str, np.ndarray]:
-    return dict(np.load(require(VCT / f"{tag}.npz")))
+    # COMBO's S4 and MS3 networks are one network: the published code gave identical golden
+    # files, kept once as combo_s4_* (tests/golden/README.md); the MS3 runs build the MS3
+    # preset's network and load the MS3 layout, and must give the same values
+    return dict(np.load(require(VCT / f"{tag.replace('combo_ms3_', 'combo_s4_')}.npz")))
 
 
 def _stored_decision(golden: dict[str, np.ndarray], layer: int) -> np.ndarray:
@@ -141,6 +144,8 @@ def _relative(got: torch.Tensor, expected: np.ndarray) -> float:
     [
         "combo_s4_r50",
         "combo_s4_pvt",
+        "combo_ms3_r50",
+        "combo_ms3_pvt",
         "combo_avss_r50",
         "combo_avss_pvt",
         "combo_avss_r50_trainconfig",
