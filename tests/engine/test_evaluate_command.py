@@ -268,7 +268,7 @@ def test_probability_maps_of_the_model_give_every_s4_number(s4_run, s4_toy, tmp_
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
     assert metrics["fscore"] > 0
     for key, value in metrics.items():
-        if isinstance(value, float):
+        if isinstance(value, float) and not key.startswith("fpr"):  # fpr: test.sh --audio's
             assert scored[key] == pytest.approx(value, abs=1e-9), key
 
 

@@ -136,14 +136,15 @@ def test_every_registered_method_runs_with_a_negative(tmp_path, s4_toy, method):
     from avsbench import config as C
 
     torch.manual_seed(0)
-    cfg = C.override(registry.synthetic(registry.preset("s4", method)), {"data.image_size": 64})
+    cfg = registry.synthetic(registry.preset("s4", method))  # its own size (VCT: only 384)
     path = tmp_path / "best.pth"
     ckpt_io.atomic_save(
         ckpt_io.make_checkpoint(build_model_for(cfg).state_dict(), C.to_dict(cfg), epoch=0,
                                 best_miou=0.0, history=[], with_rng=False), path)  # fmt: skip
     out = tmp_path / "m.json"
     status = cmd_test.main("s4", ["--synthetic", "--data_root", str(s4_toy), "--weights",
-                                  str(path), *TINY, "--log_dir", str(tmp_path / "logs"),
+                                  str(path), "--image_size", str(cfg.data.image_size),
+                                  *TINY[2:], "--log_dir", str(tmp_path / "logs"),
                                   "--audio", "noise", "--out_json", str(out)])  # fmt: skip
     assert status == 0
     data = json.loads(out.read_text())

@@ -141,7 +141,7 @@ def test_settings_and_methods():
         assert isinstance(model, AVSegFormer) and model.head.fc[-1].out_channels == classes
     tpavi = avsbench.build_model("s4", "resnet18", decoder_channels=16)
     assert isinstance(tpavi, AVSModel)  # method="tpavi" stays the default
-    with pytest.raises(ValueError, match=r"unknown method 'segformer'.*'avsegformer', 'tpavi'"):
+    with pytest.raises(ValueError, match=r"unknown method 'segformer'.*\[.*'avsegformer'.*'tpavi'"):
         avsbench.build_model("s4", "resnet18", method="segformer")
     with pytest.raises(ValueError, match="unknown setting"):
         avsbench.build_model("s5", "resnet18", method="avsegformer")
