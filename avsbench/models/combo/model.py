@@ -28,7 +28,7 @@ from avsbench.config import ModelConfig, setting_info
 from avsbench.models.backbones.vggish import EMBEDDING_SIZE
 from avsbench.models.combo.config import ComboArch
 from avsbench.models.combo.fusion import AVFuse
-from avsbench.models.contract import check_inputs
+from avsbench.models.contract import check_inputs, scatter_rows
 from avsbench.models.mask2former.dual_backbone import DualBackbone, build_dual_backbone
 from avsbench.models.mask2former.inference import contract_logits, semantic_inference
 from avsbench.models.mask2former.output import Mask2FormerOutput
@@ -167,7 +167,7 @@ class COMBO(nn.Module):
             sem_seg = semantic_inference(out.pred_logits, out.pred_masks, tuple(frames.shape[-2:]))
         logits = contract_logits(sem_seg, self.num_classes)
         if rows is not None:
-            scatter = _scatter_rows(rows, bt)
+            scatter = scatter_rows(rows, bt)
             logits = scatter(logits)
             aux = [(scatter(a), scatter(b)) for a, b in out.aux_outputs]
             return Mask2FormerOutput(
@@ -182,15 +182,6 @@ class COMBO(nn.Module):
             pred_masks=out.pred_masks,
             aux_outputs=list(out.aux_outputs),
         )
-
-
-def _scatter_rows(rows: torch.Tensor, total: int):
-    def scatter(x: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros((total, *x.shape[1:]))
-        out[rows] = x
-        return out
-
-    return scatter
 
 
 def build_combo(

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from avsbench.config import ModelConfig, setting_info
+from avsbench.models.contract import scatter_rows
 from avsbench.models.mask2former.dual_backbone import DualBackbone
 from avsbench.models.mask2former.inference import contract_logits, semantic_inference
 from avsbench.models.mask2former.output import Mask2FormerOutput
@@ -216,7 +217,7 @@ class VCT(nn.Module):
             extras["logit_scale"] = self.logit_scale
         pred_logits, pred_masks, aux = out.pred_logits, out.pred_masks, list(out.aux_outputs)
         if rows is not None:
-            scatter = _scatter_rows(rows, bt)
+            scatter = scatter_rows(rows, bt)
             logits, pred_logits, pred_masks = (
                 scatter(logits),
                 scatter(pred_logits),
@@ -232,17 +233,6 @@ class VCT(nn.Module):
             aux_outputs=aux,
             extras=extras,
         )
-
-
-def _scatter_rows(rows: torch.Tensor, total: int):
-    """x [n, ...] of the computed rows -> [total, ...] with zeros elsewhere."""
-
-    def scatter(x: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros((total, *x.shape[1:]))
-        out[rows] = x
-        return out
-
-    return scatter
 
 
 def build_vct(
