@@ -50,15 +50,17 @@ class MethodHooks:
         parameters; the group named "backbone" trains at lr * train.backbone_lr_mult.
     set_backbone_trainable(model, trainable): freeze (False) or unfreeze (True) the
         backbone (train.freeze_backbone_epochs).
+    no_weight_decay(model) -> the parameters trained with weight decay 0 (None: none).
     `model` may be DDP-wrapped: use `avsbench.models.contract.unwrap`."""
 
     param_groups: Callable[[nn.Module], dict[str, list[nn.Parameter]]] = visual_backbone_groups
     set_backbone_trainable: Callable[[nn.Module, bool], None] = set_visual_trainable
+    no_weight_decay: Callable[[nn.Module], list[nn.Parameter]] | None = None
 
     @classmethod
     def of(cls, spec: MethodSpec) -> MethodHooks:
         """The hooks of a registered method."""
-        return cls(spec.param_groups, spec.set_backbone_trainable)
+        return cls(spec.param_groups, spec.set_backbone_trainable, spec.no_weight_decay)
 
 
 DEFAULT_HOOKS = MethodHooks()  # the backbone is `unwrap(model).visual`
@@ -186,18 +188,24 @@ def optimizer_groups(
 ) -> list[dict[str, Any]]:
     """torch param groups: the trainable parameters, one group per distinct lr multiplier
     (so multiplier 1 gives ONE group, as the published runs), each in the order of
-    `model.parameters()`; "initial_lr" = lr * multiplier (the schedule's base)."""
+    `model.parameters()`; "initial_lr" = lr * multiplier (the schedule's base). A method
+    with `no_weight_decay` gets, per multiplier, a second group of those parameters with
+    weight decay 0."""
     by_mult: dict[float, set[int]] = {}
     for name, params in named_groups(model, hooks).items():
         mult = cfg.train.backbone_lr_mult if name == BACKBONE_GROUP else 1.0
         by_mult.setdefault(mult, set()).update(id(p) for p in params)
     ordered = [p for p in unwrap(model).parameters() if p.requires_grad]
+    exempt = {id(p) for p in hooks.no_weight_decay(model)} if hooks.no_weight_decay else set()
     groups = []
     for mult, ids in by_mult.items():
-        params = [p for p in ordered if id(p) in ids]
+        lr = cfg.train.lr * mult
+        params = [p for p in ordered if id(p) in ids and id(p) not in exempt]
         if params:
-            lr = cfg.train.lr * mult
             groups.append({"params": params, "lr": lr, "initial_lr": lr})
+        params = [p for p in ordered if id(p) in ids and id(p) in exempt]
+        if params:  # the method's exempt parameters: weight decay 0 (Mask2Former's norms)
+            groups.append({"params": params, "lr": lr, "initial_lr": lr, "weight_decay": 0.0})
     return groups
 
 

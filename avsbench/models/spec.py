@@ -110,6 +110,9 @@ class MethodSpec:
     # named parameter groups ("backbone" gets train.backbone_lr_mult)
     param_groups: Callable[[nn.Module], dict[str, list[nn.Parameter]]] = visual_backbone_groups
     set_backbone_trainable: Callable[[nn.Module, bool], None] = set_visual_trainable
+    # the parameters trained with weight decay 0 (None: all decayed; Mask2Former family:
+    # norms, embeddings, Swin's position tables, `mask2former.weight_decay.no_weight_decay`)
+    no_weight_decay: Callable[[nn.Module], list[nn.Parameter]] | None = None
     # extra per-frame inputs (`avsbench.data.extra_inputs.ExtraInput`), fed to the model
     # by their sample key; for a new video `make_extra_inputs(rgb frames) -> {key: images}`
     extra_inputs: tuple[Any, ...] = ()

@@ -21,6 +21,7 @@ from avsbench.models.combo.fusion import FUSION_TYPES
 from avsbench.models.combo.model import COMBO, build_combo, build_from_config
 from avsbench.models.contract import check_output, unwrap
 from avsbench.models.mask2former.output import Mask2FormerOutput
+from avsbench.models.mask2former.weight_decay import no_weight_decay
 from avsbench.models.spec import MethodFlag, MethodSpec
 
 __all__ = ["SPEC", "COMBO", "build_combo"]
@@ -92,6 +93,7 @@ SPEC = MethodSpec(
     ),
     not_architecture=("frames_per_clip",),
     param_groups=_param_groups,
+    no_weight_decay=no_weight_decay,
     set_backbone_trainable=_set_backbone_trainable,
     extra_inputs=(MASKIGE,),
 )

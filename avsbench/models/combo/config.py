@@ -39,8 +39,8 @@ def preset(setting: str) -> C.Config:
     """Published COMBO recipe of `setting`: AdamW lr 1e-4, weight decay 0.05, backbones at
     lr x 0.1, poly schedule (power 0.9, no warm-up), full-model gradient clipping at 0.01,
     8 clips per iteration, 90k / 20k / 90k iterations, validation every 5000 / 400 / 5000;
-    their numbers are test.sh's `*_per_clip` keys. (Not expressed here: weight decay 0 for
-    norms and embeddings, AMP for AVSS; docs/COMBO.md.)"""
+    their numbers are test.sh's `*_per_clip` keys; weight decay 0 for norms and embeddings
+    (the SPEC's `no_weight_decay`). (Not expressed here: AMP for AVSS; docs/COMBO.md.)"""
     row = C.setting_info(setting)
     iterations, every = RECIPES[row.name]
     train = C.TrainConfig(

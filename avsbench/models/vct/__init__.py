@@ -19,6 +19,7 @@ from avsbench import config as C
 from avsbench.data.extra_inputs import MASKIGE
 from avsbench.models.contract import check_output, unwrap
 from avsbench.models.mask2former.output import Mask2FormerOutput
+from avsbench.models.mask2former.weight_decay import no_weight_decay
 from avsbench.models.spec import MethodSpec
 from avsbench.models.vct import config, official_names
 from avsbench.models.vct.model import VCT, VCTTrace, build_from_config, build_vct
@@ -86,6 +87,7 @@ SPEC = MethodSpec(
     not_architecture=("drop_path_rate",),
     check=config.check,
     param_groups=_param_groups,
+    no_weight_decay=no_weight_decay,
     set_backbone_trainable=_set_backbone_trainable,
     extra_inputs=(MASKIGE,),
     loss_batch_keys=("category",),
