@@ -66,15 +66,3 @@ def decoded_rows(
         )
     target = target_frames.reshape(bt).to(device)
     return None if bool(target.all()) else target.nonzero().squeeze(1)
-
-
-def scatter_rows(rows: torch.Tensor, total: int):
-    """A function x [n, ...] (the decoded rows, `decoded_rows`) -> [total, ...] with zeros in
-    the rows that were not decoded."""
-
-    def scatter(x: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros((total, *x.shape[1:]))
-        out[rows] = x
-        return out
-
-    return scatter

@@ -28,7 +28,7 @@ from avsbench.config import ModelConfig, setting_info
 from avsbench.models.backbones.vggish import EMBEDDING_SIZE
 from avsbench.models.combo.config import ComboArch
 from avsbench.models.combo.fusion import AVFuse
-from avsbench.models.contract import check_inputs, scatter_rows
+from avsbench.models.contract import check_inputs, decoded_rows
 from avsbench.models.mask2former.dual_backbone import DualBackbone, build_dual_backbone
 from avsbench.models.mask2former.inference import contract_logits, semantic_inference
 from avsbench.models.mask2former.output import Mask2FormerOutput
@@ -147,9 +147,10 @@ class COMBO(nn.Module):
                 "COMBO needs the maskige of every frame (sample key 'maskige', "
                 "avsbench.data.extra_inputs.MASKIGE); none was given"
             )
-        rows = None
-        if frame_valid is not None and not bool((frame_valid.reshape(bt) > 0).all()):
-            rows = (frame_valid.reshape(bt) > 0).nonzero().squeeze(1).to(frames.device)
+        rows = None  # the real frames: padding frames are not decoded
+        if frame_valid is not None:
+            rows = decoded_rows(frame_valid.reshape(bt) > 0, bt, frames.device)
+        if rows is not None:
             frames, maskige, audio_emb = frames[rows], maskige[rows], audio_emb[rows]
         groups = self.quirk_groups(bt if frame_valid is None else frame_valid.reshape(bt))
 
@@ -165,23 +166,12 @@ class COMBO(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.training):
             # the losses read pred_logits / pred_masks: no graph through the S x S masks
             sem_seg = semantic_inference(out.pred_logits, out.pred_masks, tuple(frames.shape[-2:]))
-        logits = contract_logits(sem_seg, self.num_classes)
-        if rows is not None:
-            scatter = scatter_rows(rows, bt)
-            logits = scatter(logits)
-            aux = [(scatter(a), scatter(b)) for a, b in out.aux_outputs]
-            return Mask2FormerOutput(
-                logits=logits,
-                pred_logits=scatter(out.pred_logits),
-                pred_masks=scatter(out.pred_masks),
-                aux_outputs=aux,
-            )
         return Mask2FormerOutput(
-            logits=logits,
+            logits=contract_logits(sem_seg, self.num_classes),
             pred_logits=out.pred_logits,
             pred_masks=out.pred_masks,
             aux_outputs=list(out.aux_outputs),
-        )
+        ).scattered(rows, bt)
 
 
 def build_combo(

@@ -27,3 +27,27 @@ class Mask2FormerOutput(AVSOutput):
     pred_masks: torch.Tensor | None = None
     aux_outputs: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def scattered(
+        self, rows: torch.Tensor | None, total: int, per_frame_extras: tuple[str, ...] = ()
+    ) -> Mask2FormerOutput:
+        """The output of the decoded frames `rows` (`contract.decoded_rows`; None: all were)
+        spread over all `total` frames, zeros elsewhere: the logits, the set predictions and
+        the extras named in `per_frame_extras` (the others, e.g. prototypes, are not per
+        frame)."""
+        if rows is None:
+            return self
+
+        def scatter(x: torch.Tensor) -> torch.Tensor:  # [n, ...] -> [total, ...]
+            out = x.new_zeros((total, *x.shape[1:]))
+            out[rows] = x
+            return out
+
+        extras = {k: scatter(v) if k in per_frame_extras else v for k, v in self.extras.items()}
+        return Mask2FormerOutput(
+            logits=scatter(self.logits),
+            pred_logits=None if self.pred_logits is None else scatter(self.pred_logits),
+            pred_masks=None if self.pred_masks is None else scatter(self.pred_masks),
+            aux_outputs=[(scatter(a), scatter(b)) for a, b in self.aux_outputs],
+            extras=extras,
+        )

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from avsbench.config import ModelConfig, setting_info
-from avsbench.models.contract import scatter_rows
+from avsbench.models.contract import decoded_rows
 from avsbench.models.mask2former.dual_backbone import DualBackbone
 from avsbench.models.mask2former.inference import contract_logits, semantic_inference
 from avsbench.models.mask2former.output import Mask2FormerOutput
@@ -182,9 +182,10 @@ class VCT(nn.Module):
     ) -> Mask2FormerOutput:
         bt = self._check_inputs(frames, audio_emb, frame_valid, maskige)
         assert maskige is not None
-        rows = None
-        if frame_valid is not None and not bool((frame_valid.reshape(bt) > 0).all()):
-            rows = (frame_valid.reshape(bt) > 0).nonzero().squeeze(1).to(frames.device)
+        rows = None  # the real frames: padding frames are not decoded
+        if frame_valid is not None:
+            rows = decoded_rows(frame_valid.reshape(bt) > 0, bt, frames.device)
+        if rows is not None:
             frames, maskige, audio_emb = frames[rows], maskige[rows], audio_emb[rows]
 
         head = self.sem_seg_head
@@ -215,24 +216,13 @@ class VCT(nn.Module):
                 )
             extras = {"feat_audio": feat_audio, "feat_proto": feat_proto}
             extras["logit_scale"] = self.logit_scale
-        pred_logits, pred_masks, aux = out.pred_logits, out.pred_masks, list(out.aux_outputs)
-        if rows is not None:
-            scatter = scatter_rows(rows, bt)
-            logits, pred_logits, pred_masks = (
-                scatter(logits),
-                scatter(pred_logits),
-                scatter(pred_masks),
-            )
-            aux = [(scatter(a), scatter(b)) for a, b in aux]
-            if "feat_audio" in extras:
-                extras["feat_audio"] = scatter(extras["feat_audio"])
         return Mask2FormerOutput(
             logits=logits,
-            pred_logits=pred_logits,
-            pred_masks=pred_masks,
-            aux_outputs=aux,
+            pred_logits=out.pred_logits,
+            pred_masks=out.pred_masks,
+            aux_outputs=list(out.aux_outputs),
             extras=extras,
-        )
+        ).scattered(rows, bt, per_frame_extras=("feat_audio",))
 
 
 def build_vct(
