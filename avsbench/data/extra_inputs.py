@@ -3,7 +3,7 @@
 A method declares each such input as an `ExtraInput`; the datasets (`build_dataset(...,
 extra_inputs=...)`) then return it in the sample under its key, float32 [T, 3, S, S], and
 the frame cache stores it with the frames. The one input declared here is COMBO's and
-VCT's "maskige" (`MASKIGE`, spec: ../shared/spec/vct/README.md, "Inputs"): a colour PNG
+VCT's "maskige" (`MASKIGE`, avsbench_data/README.md, "Extra per-frame inputs"): a colour PNG
 per frame, the Semantic-SAM masks of the frame painted with the ADE20K palette.
 
 Where the file of a frame lives (avsbench_data/README.md, "Extra per-frame inputs"): the

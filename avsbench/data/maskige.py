@@ -1,7 +1,7 @@
 """Maskiges: the class-agnostic masks of a frame painted into one palette image (COMBO, VCT).
 
-The rule of `avs_tools/pre_mask2rgb/mask_precess_*.py` (yannqi/COMBO-AVS cb8af1c; spec
-../shared/spec/vct/README.md, "Inputs"): the masks are sorted by area, smallest first; mask
+The rule of `avs_tools/pre_mask2rgb/mask_precess_*.py` (yannqi/COMBO-AVS cb8af1c; layout
+in avsbench_data/README.md): the masks are sorted by area, smallest first; mask
 k of that order gets id k + 1 wherever no smaller mask is; pixels under no mask get id 0.
 The ids are saved as a palette PNG with the ADE20K palette (`ade20k_palette.py`) and read
 back as RGB, so a model sees the colour of each id.
