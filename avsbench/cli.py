@@ -27,6 +27,8 @@ COMMANDS = {
     ),
     "check-data": ("avsbench.commands.check_data", "check a dataset before training (read-only)"),
     "leaderboard": ("avsbench.commands.leaderboard", "a table of models x protocols, charts"),
+    "models": ("avsbench.commands.models", "the model zoo, and which files are downloaded"),
+    "download": ("avsbench.commands.download", "fetch and verify a released checkpoint"),
 }
 
 

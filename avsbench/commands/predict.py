@@ -13,6 +13,7 @@ from pathlib import Path
 
 from avsbench.media.video import DEFAULT_MAX_PIXELS
 from avsbench.predict import PredictError, predict_video
+from avsbench.zoo import ZooError, resolve_weights
 
 DESCRIPTION = """Segment the sounding objects of a video file with a trained model.
 
@@ -20,13 +21,17 @@ Writes into --out: masks/ (one PNG per second of video), overlay.mp4 (the video 
 masks drawn over it, with its sound) and summary.json (what was predicted, from which
 checkpoint). Any video FFmpeg reads works; the audio track is what the model listens to.
 Example: avsbench predict clip.mp4 --weights s4_best.pth --out clip_masks
-(docs/PREDICT.md)."""
+(docs/PREDICT.md); --weights avsegformer-s4-pvt after avsbench download avsegformer-s4-pvt
+(docs/ZOO.md)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", metavar="VIDEO", help="any video file PyAV (FFmpeg) can read")
     parser.add_argument(
-        "--weights", required=True, help="checkpoint: <session>_best.pth or an official .pth"
+        "--weights",
+        required=True,
+        help="checkpoint: <session>_best.pth, an official .pth, or a zoo name fetched by "
+        "avsbench download (avsbench models lists them)",
     )
     parser.add_argument(
         "--setting",
@@ -92,9 +97,14 @@ def run(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr)
 
     try:
+        weights = resolve_weights(args.weights)  # a zoo name -> its verified file
+    except ZooError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         result = predict_video(
             args.video,
-            args.weights,
+            weights,
             setting=args.setting,
             backbone=args.backbone,
             vggish_weights=args.vggish_weights,

@@ -21,6 +21,7 @@ from avsbench.flag_parser import FlagParser
 from avsbench.models import registry
 from avsbench.models.backbones.visual import resolve_backbone
 from avsbench.models.spec import MethodFlag
+from avsbench.zoo import weights_argument
 
 if TYPE_CHECKING:
     from avsbench.engine.user_config import UserConfig
@@ -230,12 +231,15 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--weights",
-        help="initialise the model from this checkpoint (project or official) before training",
+        type=weights_argument,
+        help="initialise the model from this checkpoint (project or official, or a zoo name "
+        "fetched by avsbench download) before training",
     )
     if setting == "ms3":
         g.add_argument("--load_s4_params", action="store_true", default=None,
                        help="initialise from a trained S4 model")  # fmt: skip
-        g.add_argument("--trained_s4_model_path", help="S4 checkpoint (project or official)")
+        g.add_argument("--trained_s4_model_path", type=weights_argument,
+                       help="S4 checkpoint (project or official, or a zoo name)")  # fmt: skip
     if setting == "avss":
         g.add_argument("--start_eval_epoch", type=_non_negative_int,
                        help=f"first validated epoch, 0-based ({t.start_eval_epoch})")  # fmt: skip
@@ -277,8 +281,9 @@ def build_test_parser(setting: str) -> argparse.ArgumentParser:
     add_method_arguments(parser, setting, train=False)
     g.add_argument(
         "--weights",
-        help="checkpoint to test: a project checkpoint or an official flat state dict "
-        "(default: <session>_best.pth of the latest training run)",
+        type=weights_argument,
+        help="checkpoint to test: a project checkpoint, an official flat state dict or a zoo "
+        "name fetched by avsbench download (default: <session>_best.pth of the latest run)",
     )
     g.add_argument("--save_pred_mask", action="store_true", default=None,
                    help="write the predicted masks (and overlays)")  # fmt: skip
