@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from avsbench.zoo import store
 from avsbench.zoo.store import ZooError
@@ -154,8 +155,19 @@ def _failure(entry: ZooEntry, url: str, err: BaseException, staging: Path) -> Zo
     )
 
 
+def _library(name: str) -> Any:  # the module
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ZooError(
+            f"avsbench download needs {name}: pip install -r requirements.txt ({err})"
+        ) from err
+
+
 def _from_huggingface(entry: ZooEntry, staging: Path, endpoint: str | None, quiet: bool) -> Path:
-    import huggingface_hub
+    huggingface_hub = _library("huggingface_hub")
     from huggingface_hub.utils import EntryNotFoundError, RepositoryNotFoundError
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
@@ -186,15 +198,18 @@ def _from_huggingface(entry: ZooEntry, staging: Path, endpoint: str | None, quie
 
 
 def _from_google_drive(entry: ZooEntry, staging: Path, quiet: bool) -> Path:
-    import gdown
-
+    gdown = _library("gdown")
     target = staging / "download.pth"
     try:
         found = gdown.download(
             entry.source_url, output=str(target), quiet=quiet, resume=True, use_cookies=False
         )
     except Exception as err:  # noqa: BLE001 -- requests and gdown errors: one line
-        raise _failure(entry, entry.source_url, err, staging) from err
+        failure = _failure(entry, entry.source_url, err, staging)
+        raise ZooError(
+            f"{failure}; or download it in a browser from {entry.source_url} and run "
+            f"`avsbench download {entry.name} --from FILE`"
+        ) from err
     if not found or not Path(found).is_file():
         raise ZooError(f"downloading {entry.name} from {entry.source_url} gave no file")
     return Path(found)

@@ -54,8 +54,11 @@ def default_models_dir() -> Path:
     configured = os.environ.get(ENV_VAR)
     if configured:
         return Path(configured).expanduser()
-    import platformdirs
-
+    try:
+        import platformdirs
+    except ImportError:  # requirements.txt pins it; without it, the XDG rule by hand
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(cache).expanduser() / "avsbench" / "models"
     return Path(platformdirs.user_cache_dir("avsbench", appauthor=False)) / "models"
 
 
