@@ -168,7 +168,11 @@ def _library(name: str) -> Any:  # the module
 
 def _from_huggingface(entry: ZooEntry, staging: Path, endpoint: str | None, quiet: bool) -> Path:
     huggingface_hub = _library("huggingface_hub")
-    from huggingface_hub.utils import EntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     if entry.repo_id is None or entry.upstream_file is None:
@@ -184,7 +188,7 @@ def _from_huggingface(entry: ZooEntry, staging: Path, endpoint: str | None, quie
             local_dir=staging,
             endpoint=endpoint,
         )
-    except (EntryNotFoundError, RepositoryNotFoundError) as err:
+    except (RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise ZooError(
             f"{entry.name}: {entry.upstream_file} is not in {url} at {entry.revision} "
             f"({type(err).__name__}){'; ' + entry.note if entry.note else ''}"
