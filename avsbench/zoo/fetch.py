@@ -88,6 +88,9 @@ def _download_locked(entry: ZooEntry, folder: Path, endpoint: str | None, refres
             return _install(entry, final, folder, record, refresh, log)
         except ZooError as err:  # _install moved it aside
             log(f"warning: {err}")
+    elif state.status == "unrecorded":  # --from replaces it: keep the one found
+        aside = _set_aside(final, folder, entry)
+        log(f"warning: {final} was not verified by avsbench download; moved to {aside}")
 
     staging = folder / store.PARTIAL_DIR / entry.name
     staging.mkdir(parents=True, exist_ok=True)

@@ -134,9 +134,17 @@ def test_user_files_are_listed_and_never_deleted(hub, tiny_files, tmp_path):
 def test_a_hand_downloaded_file_is_verified_and_copied(hub, tiny_files, tmp_path):
     own = tmp_path / "from_drive.pth"
     own.write_bytes(tiny_files["good"])
+    models(tmp_path).mkdir()
+    (models(tmp_path) / "tiny-drive.pth").write_bytes(b"already there")  # not replaced
     path = download("tiny-drive", quiet=True, from_file=own)
     assert path.read_bytes() == tiny_files["good"] and own.read_bytes() == tiny_files["good"]
     assert hub.gets() == []  # nothing fetched
+    (aside,) = rejected_files(tmp_path)
+    assert aside.read_bytes() == b"already there"
+    with pytest.raises(ZooError, match="tiny-missing-key file .*missing 1.*kept aside"):
+        own.write_bytes(tiny_files["missing_key"])
+        download("tiny-missing-key", quiet=True, from_file=own)
+    assert own.read_bytes() == tiny_files["missing_key"]  # the user's file is left as it was
 
 
 def test_google_drive_rows_go_through_gdown_and_resume(hub, tiny_files, tmp_path):
