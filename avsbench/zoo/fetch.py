@@ -1,8 +1,8 @@
 """`avsbench download NAME`: fetch a zoo file, verify it, put it where `--weights NAME` finds it.
 
-Hugging Face rows go through `huggingface_hub.hf_hub_download` (its endpoint: the
-`endpoint` argument, else $HF_ENDPOINT, else huggingface.co), Google Drive rows through
-`gdown` (it handles Drive's confirmation page). Both write into
+Hugging Face rows go through huggingface_hub (`get_hf_file_metadata` and `http_get`; its
+endpoint: the `endpoint` argument, else $HF_ENDPOINT, else huggingface.co), Google Drive
+rows through `gdown` (it handles Drive's confirmation page). Both write into
 `<models folder>/.partial/<name>/` and resume from what is there (HTTP Range), so an
 interrupted download (Ctrl-C, a dropped connection, a killed process) continues where it
 stopped. The finished file is verified (`store.verify_file`) and only then renamed to
@@ -14,6 +14,7 @@ verified); its sha256 is recorded. A file that fails verification is moved to
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -170,38 +171,61 @@ def _library(name: str) -> Any:  # the module
 
 
 def _from_huggingface(entry: ZooEntry, staging: Path, endpoint: str | None, quiet: bool) -> Path:
-    huggingface_hub = _library("huggingface_hub")
+    """The file through huggingface_hub's own pieces: `hf_hub_url` + `get_hf_file_metadata`
+    (HEAD: ETag, size, redirect) + `file_download.http_get` (GET with Range, retries that
+    resume). Not `hf_hub_download`: its 2.x writes each run to a new temporary file, so a
+    second run could not continue the first. The partial file is named by the ETag (the
+    content's sha256 for large files): a changed upstream file starts afresh. No token is
+    sent (the zoo's repositories are public)."""
+    hf = _library("huggingface_hub")
     from huggingface_hub.errors import (
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers, disable_progress_bars, enable_progress_bars
 
-    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     if entry.repo_id is None or entry.upstream_file is None:
         raise ZooError(f"{entry.name}: its row names no Hugging Face repository and file")
-    url = f"{(endpoint or 'https://huggingface.co').rstrip('/')}/{entry.repo_id}"
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    url = hf.hf_hub_url(entry.repo_id, entry.upstream_file, revision=entry.revision,
+                        endpoint=endpoint)  # fmt: skip
     try:
-        if quiet:
-            huggingface_hub.utils.disable_progress_bars()
-        found = huggingface_hub.hf_hub_download(
-            entry.repo_id,
-            entry.upstream_file,
-            revision=entry.revision,
-            local_dir=staging,
-            endpoint=endpoint,
-        )
+        meta = hf.get_hf_file_metadata(url, token=False, endpoint=endpoint)
     except (RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as err:
         raise ZooError(
-            f"{entry.name}: {entry.upstream_file} is not in {url} at {entry.revision} "
+            f"{entry.name}: {entry.upstream_file} is not in {entry.repo_id} at {entry.revision} "
             f"({type(err).__name__}){'; ' + entry.note if entry.note else ''}"
         ) from err
     except Exception as err:  # noqa: BLE001 -- httpx, OSError, HfHubHTTPError: one line
         raise _failure(entry, url, err, staging) from err
+    if not meta.etag:
+        raise ZooError(f"{entry.name}: {url} sends no ETag; cannot resume or pin the file")
+    partial = staging / (re.sub(r"[^\w.-]", "_", meta.etag) + ".incomplete")
+    for other in staging.glob("*.incomplete"):  # this command's own, of another version
+        if other != partial:
+            other.unlink()
+    if quiet:
+        disable_progress_bars()
+    try:
+        with open(partial, "ab") as out:
+            http_get(
+                meta.location,
+                out,
+                resume_size=out.tell(),
+                headers=build_hf_headers(token=False),
+                expected_size=meta.size,
+                displayed_filename=entry.upstream_file,
+            )
+    except Exception as err:  # noqa: BLE001 -- httpx, OSError, HfHubHTTPError: one line
+        raise _failure(entry, url, err, staging) from err
     finally:
         if quiet:
-            huggingface_hub.utils.enable_progress_bars()
-    return Path(found)
+            enable_progress_bars()
+    done = staging / "download.pth"
+    os.replace(partial, done)
+    return done
 
 
 def _from_google_drive(entry: ZooEntry, staging: Path, quiet: bool) -> Path:

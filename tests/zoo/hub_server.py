@@ -1,14 +1,16 @@
 """A local stand-in for the Hugging Face resolve endpoint (and a plain file URL), on 127.0.0.1.
 
-    HEAD/GET /{owner}/{repo}/resolve/{revision}/{path}   what `hf_hub_download` asks
+    HEAD/GET /{owner}/{repo}/resolve/{revision}/{path}   what huggingface_hub asks
     GET      /files/{name}                               a plain URL (gdown's non-Drive path)
 
 HEAD answers with the headers huggingface_hub reads (ETag = the sha256, X-Repo-Commit,
 Content-Length); GET honours `Range: bytes=N-` (206 + Content-Range). A missing file is a
 404 with X-Error-Code EntryNotFound, as the Hub sends. `drop_after` makes the next
 `drops` GETs send that many bytes of the body and close the connection: a real dropped
-transfer, which the client sees as a short body. Every request is logged (method, path,
-Range header). A threaded http.server on a free port; nothing here reaches outside.
+transfer, which the client sees as a short body; `stall_after` makes the next GET send that
+many bytes and wait (for `release`), as a transfer in progress that its client is killed
+in. Every request is logged (method, path, Range header). A threaded http.server on a free
+port; nothing here reaches outside.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class HubState:
     files: dict[str, bytes] = field(default_factory=dict)  # "owner/repo/rev/path" or "files/x"
     drop_after: int | None = None
     drops: int = 0
+    stall_after: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
     log: list[tuple[str, str, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,6 +94,14 @@ class _Handler(BaseHTTPRequestHandler):
             if drop:
                 self.state.drops -= 1
         body = data[start:]
+        with self.state.lock:
+            stall, self.state.stall_after = self.state.stall_after, None
+        if stall is not None:
+            self.wfile.write(body[:stall])
+            self.wfile.flush()
+            self.state.release.wait(60)
+            self.close_connection = True
+            return
         if drop:
             self.wfile.write(body[: self.state.drop_after])
             self.wfile.flush()
@@ -133,5 +145,6 @@ class HubServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.state.release.set()
         self.server.shutdown()
         self.server.server_close()

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from avsbench.zoo import available, download, resolve_weights, store
 from avsbench.zoo.store import ZooError
-from tests.zoo.conftest import GOOD
+from tests.zoo.conftest import GOOD, REPO
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def models(tmp_path):
@@ -170,3 +176,42 @@ def test_path_values_stay_paths(hub, tmp_path, monkeypatch):
     assert resolve_weights("tiny-s4-r18") == store.Path("tiny-s4-r18")
     with pytest.raises(ZooError, match="no model called 'nope'"):
         store.by_name("nope")
+
+
+KILLED_DOWNLOAD = f"""
+import sys
+sys.path.insert(0, {ROOT!r})
+import huggingface_hub.constants as hf_constants
+hf_constants.DOWNLOAD_CHUNK_SIZE = 65536
+from avsbench.zoo import download, store
+from avsbench.zoo.table import ZooEntry
+store.ZOO = (ZooEntry("tiny-s4-r18", "avsegformer", "s4", "resnet18", (), "", "huggingface",
+                      "https://example.invalid", "", repo_id={REPO!r}, upstream_file={GOOD!r}),)
+download("tiny-s4-r18", quiet=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_download_resumes_in_the_next_run(hub, tiny_files, tmp_path, monkeypatch):
+    """A download process killed (SIGKILL) mid-transfer leaves its partial file and no
+    stale lock; the next run asks only for the bytes after the chunks written."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 65536)
+    hub.state.stall_after = 300_000
+    process = subprocess.Popen([sys.executable, "-c", KILLED_DOWNLOAD], env=os.environ.copy(),
+                               stderr=subprocess.PIPE)  # fmt: skip
+    partial_dir = models(tmp_path) / store.PARTIAL_DIR / "tiny-s4-r18"
+    deadline = time.monotonic() + 60
+    written = 0
+    while written != 4 * 65536 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        written = sum(p.stat().st_size for p in partial_dir.rglob("*.incomplete"))
+    process.kill()
+    stderr = process.communicate(timeout=30)[1].decode()
+    hub.state.release.set()
+    assert written == 4 * 65536, stderr
+    assert not (models(tmp_path) / "tiny-s4-r18.pth").exists()
+    path = download("tiny-s4-r18", quiet=True)
+    assert path.read_bytes() == tiny_files["good"]
+    assert [rng for url, rng in hub.gets() if url.endswith(GOOD)] == [None, f"bytes={4 * 65536}-"]
