@@ -97,3 +97,4 @@ def hub(tiny_files, tmp_path, monkeypatch):
         monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
         monkeypatch.delenv("HF_TOKEN", raising=False)
         yield server
+        assert server.state.authorizations == []  # no token was ever sent

@@ -4,7 +4,9 @@
     GET      /files/{name}                               a plain URL (gdown's non-Drive path)
 
 HEAD answers with the headers huggingface_hub reads (ETag = the sha256, X-Repo-Commit,
-Content-Length); GET honours `Range: bytes=N-` (206 + Content-Range). A missing file is a
+Content-Length); GET honours `Range: bytes=N-` (206 + Content-Range). A file added with
+`cdn=` another HubServer is answered as the Hub answers a large (LFS) file: a 302 to that
+server (another origin: a CDN) with X-Linked-Etag and X-Linked-Size. A missing file is a
 404 with X-Error-Code EntryNotFound, as the Hub sends. `drop_after` makes the next
 `drops` GETs send that many bytes of the body and close the connection: a real dropped
 transfer, which the client sees as a short body; `stall_after` makes the next GET send that
@@ -26,11 +28,13 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 @dataclass
 class HubState:
     files: dict[str, bytes] = field(default_factory=dict)  # "owner/repo/rev/path" or "files/x"
+    redirects: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # key -> CDN
     drop_after: int | None = None
     drops: int = 0
     stall_after: int | None = None
     release: threading.Event = field(default_factory=threading.Event)
     log: list[tuple[str, str, str | None]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)  # Authorization headers seen
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -51,6 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _find(self) -> bytes | None:
+        self._note_authorization()
         with self.state.lock:
             self.state.log.append((self.command, self.path, self.headers.get("Range")))
         key = _key(self.path.split("?")[0])
@@ -74,13 +79,40 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
 
+    def _note_authorization(self) -> None:
+        if self.headers.get("Authorization"):
+            with self.state.lock:
+                self.state.authorizations.append(self.headers["Authorization"])
+
+    def _redirect(self) -> bool:
+        key = _key(self.path.split("?")[0])
+        if key in self.state.redirects:
+            self._note_authorization()
+            with self.state.lock:
+                self.state.log.append((self.command, self.path, self.headers.get("Range")))
+        if key not in self.state.redirects:
+            return False
+        location, sha256, size = self.state.redirects[key]
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("X-Linked-Etag", f'"{sha256}"')
+        self.send_header("X-Linked-Size", str(size))
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
+
     def do_HEAD(self) -> None:  # noqa: N802 -- http.server's name
+        if self._redirect():
+            return
         data = self._find()
         if data is None:
             return self._not_found()
         self._headers(data, 200, 0)
 
     def do_GET(self) -> None:  # noqa: N802
+        if self._redirect():
+            return
         data = self._find()
         if data is None:
             return self._not_found()
@@ -130,8 +162,14 @@ class HubServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def add(self, repo: str, revision: str, path: str, data: bytes) -> None:
-        self.state.files[f"{repo}/{revision}/{path}"] = data
+    def add(self, repo: str, revision: str, path: str, data: bytes,
+            cdn: HubServer | None = None) -> None:  # fmt: skip
+        key = f"{repo}/{revision}/{path}"
+        if cdn is None:
+            self.state.files[key] = data
+            return
+        sha256 = hashlib.sha256(data).hexdigest()
+        self.state.redirects[key] = (cdn.add_plain(f"lfs-{sha256}", data), sha256, len(data))
 
     def add_plain(self, name: str, data: bytes) -> str:
         self.state.files[f"files/{name}"] = data

@@ -16,7 +16,8 @@ import pytest
 
 from avsbench.zoo import available, download, resolve_weights, store
 from avsbench.zoo.store import ZooError
-from tests.zoo.conftest import GOOD, REPO
+from tests.zoo.conftest import GOOD, REPO, row
+from tests.zoo.hub_server import HubServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -215,3 +216,18 @@ def test_a_killed_download_resumes_in_the_next_run(hub, tiny_files, tmp_path, mo
     path = download("tiny-s4-r18", quiet=True)
     assert path.read_bytes() == tiny_files["good"]
     assert [rng for url, rng in hub.gets() if url.endswith(GOOD)] == [None, f"bytes={4 * 65536}-"]
+
+
+def test_large_files_come_through_the_cdn_redirect(hub, tiny_files, tmp_path, monkeypatch):
+    """The Hub answers a large file's resolve URL with a 302 to a CDN (another origin)
+    carrying X-Linked-Etag / X-Linked-Size: the bytes come from the CDN, nothing else is
+    asked of the Hub, and no Authorization header goes anywhere."""
+    with HubServer() as cdn:
+        hub.add(REPO, "main", "s4/lfs.pth", tiny_files["good"], cdn=cdn)
+        monkeypatch.setattr(store, "ZOO", (*store.ZOO, row("tiny-lfs", "s4/lfs.pth")))
+        assert download("tiny-lfs", quiet=True).read_bytes() == tiny_files["good"]
+        sha256 = hashlib.sha256(tiny_files["good"]).hexdigest()
+        resolve = f"/{REPO}/resolve/main/s4/lfs.pth"
+        assert [(m, p) for m, p, _ in hub.state.log] == [("HEAD", resolve)]
+        assert cdn.gets() == [(f"/files/lfs-{sha256}", None)]
+        assert not hub.state.authorizations and not cdn.state.authorizations
