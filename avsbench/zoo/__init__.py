@@ -52,6 +52,7 @@ def weights_argument(value: str) -> str:
     """argparse `type` of the --weights flags of train.sh / test.sh: a zoo name becomes its
     verified file in the models folder ($AVSBENCH_MODELS or the default); a path stays."""
     try:
-        return str(resolve_weights(value))
+        path = resolve_weights(value)
     except ZooError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
+    return value if path == Path(value) else str(path)  # a path is left as typed
