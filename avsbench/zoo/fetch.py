@@ -65,8 +65,15 @@ def download(
         raise ZooError(
             f"another avsbench download of {entry.name} into {folder} is running"
         ) from err
+    except OSError as err:
+        raise ZooError(f"cannot write into the models folder {folder} ({err})") from err
     try:
         return _download_locked(entry, folder, endpoint, refresh, from_file, quiet, log)
+    except OSError as err:  # a full disk, a read-only folder: what is there stays
+        raise ZooError(
+            f"{entry.name}: {err}; nothing in {folder} was removed, `avsbench download "
+            f"{entry.name}` continues once it can write there"
+        ) from err
     finally:
         lock.release()
 

@@ -231,3 +231,19 @@ def test_large_files_come_through_the_cdn_redirect(hub, tiny_files, tmp_path, mo
         assert [(m, p) for m, p, _ in hub.state.log] == [("HEAD", resolve)]
         assert cdn.gets() == [(f"/files/lfs-{sha256}", None)]
         assert not hub.state.authorizations and not cdn.state.authorizations
+
+
+def test_a_full_disk_and_a_read_only_folder_are_one_line_errors(hub, tiny_files, tmp_path):
+    """Real file systems (tests/mounts.py): a 1 MiB tmpfs cannot hold the 1.2 MB file; a
+    read-only mount cannot take a download at all."""
+    from tests.mounts import tmpfs
+
+    with tmpfs(models(tmp_path), "1m"):
+        with pytest.raises(ZooError, match="No space left on device") as caught:
+            download("tiny-s4-r18", quiet=True)
+        assert "\n" not in str(caught.value)
+        assert not (models(tmp_path) / "tiny-s4-r18.pth").exists()
+        assert not (models(tmp_path) / store.RECORD_FILE).exists()
+    with tmpfs(models(tmp_path), "1m", read_only=True):
+        with pytest.raises(ZooError, match="cannot create the models folder .*--models_dir"):
+            download("tiny-s4-r18", quiet=True)
