@@ -27,6 +27,7 @@ COMMANDS = {
     ),
     "check-data": ("avsbench.commands.check_data", "check a dataset before training (read-only)"),
     "leaderboard": ("avsbench.commands.leaderboard", "a table of models x protocols, charts"),
+    "app": ("avsbench.commands.app", "a local web app: segment the sounding objects of a video"),
 }
 
 
