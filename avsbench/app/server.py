@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ def serve(
         raise InputError(f"--video_dir {video_dir}: not a folder")
     if models_dir.exists() and not models_dir.is_dir():
         raise InputError(f"--models_dir {models_dir}: not a folder")
+    check_port_free(host, port)  # before the slow import of gradio
     work_dir = Path(tempfile.mkdtemp(prefix=WORK_DIR_PREFIX))
     demo = None
     try:
@@ -44,7 +46,12 @@ def serve(
         # phones nowhere (no analytics; the page works without the internet)
         os.environ["GRADIO_TEMP_DIR"] = str(work_dir)
         os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-        import gradio as gr
+        try:
+            import gradio as gr
+        except ImportError as exc:
+            raise InputError(
+                f"avsbench app needs gradio ({exc}): pip install -r requirements.txt"
+            ) from None
 
         from avsbench.app import ui
 
@@ -98,6 +105,21 @@ def serve(
         if demo is not None:
             demo.close()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """InputError naming the port when `host`:`port` cannot be bound (in use, or an address
+    this machine does not have)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError(
+                f"--port {port}: cannot serve on {host}:{port} ({exc.strerror or exc}); pick "
+                "another --port, or stop what uses it"
+            ) from None
 
 
 def _loopback(host: str) -> bool:
