@@ -16,6 +16,7 @@ VIDEO_SUFFIXES = (
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
     ".ogv", ".3gp",
 )  # fmt: skip
+VGGISH_FILE = "vggish-10086976.pth"  # the audio backbone's release file, not a model
 MAX_LISTED = 1000  # files offered in a picker (a huge folder is cut, not walked forever)
 
 
@@ -49,12 +50,23 @@ def _files_inside(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
 
 def list_checkpoints(models_dir: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """(name shown, path) of every checkpoint file in the models folder (.pth, .pt,
-    .safetensors, subfolders included); [] when the folder does not exist."""
+    .safetensors, subfolders included; VGGish files left out); [] when the folder does
+    not exist."""
     # lead: switch to avsbench.zoo.available at merge
     folder = Path(models_dir)
     if not folder.is_dir():
         return []
-    return [(name, folder / name) for name in _files_inside(folder, CHECKPOINT_SUFFIXES)]
+    names = _files_inside(folder, CHECKPOINT_SUFFIXES)
+    return [(n, folder / n) for n in names if not Path(n).name.lower().startswith("vggish")]
+
+
+def vggish_file(models_dir: str | os.PathLike[str], flag: Path | None) -> Path | None:
+    """The VGGish weights for checkpoints that need them: the --vggish_weights file, else
+    VGGISH_FILE in the models folder if it is there."""
+    if flag is not None:
+        return flag
+    candidate = Path(models_dir) / VGGISH_FILE
+    return candidate if candidate.is_file() else None
 
 
 def list_videos(video_dir: str | os.PathLike[str] | None) -> list[str]:

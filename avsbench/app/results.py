@@ -30,7 +30,13 @@ import torch
 from torch import nn
 
 from avsbench.fileio import atomic_write
-from avsbench.predict import PredictionResult, Predictor, load_predictor, predict_video
+from avsbench.predict import (
+    PredictError,
+    PredictionResult,
+    Predictor,
+    load_predictor,
+    predict_video,
+)
 
 HIGHLIGHT_HEX = "#ff3030"  # avsbench.visualize.HIGHLIGHT, the binary masks' colour
 SOUNDING = "sounding object"  # the one series and legend entry of S4/MS3
@@ -71,10 +77,14 @@ class ShownMasks(nn.Module):
 
 
 class ModelCache:
-    """The last loaded checkpoint's Predictor, reused while the file is unchanged."""
+    """The last loaded checkpoint's Predictor, reused while the file is unchanged.
 
-    def __init__(self, device: str | None = None) -> None:
-        self.device = device
+    vggish_file: VGGish weights (vggish-10086976.pth) for the checkpoints that need them
+    (an official file without VGGish tensors): used only when loading without them fails
+    for want of VGGish weights, so a checkpoint's own VGGish is never replaced."""
+
+    def __init__(self, device: str | None = None, vggish_file: Path | None = None) -> None:
+        self.device, self.vggish_file = device, vggish_file
         self._key: tuple | None = None
         self._predictor: Predictor | None = None
 
@@ -83,9 +93,17 @@ class ModelCache:
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         if key != self._key or self._predictor is None:
             self._predictor, self._key = None, None
-            self._predictor = load_predictor(path, device=self.device)
+            self._predictor = self._load(path)
             self._key = key
         return self._predictor
+
+    def _load(self, path: Path) -> Predictor:
+        try:
+            return load_predictor(path, device=self.device)
+        except PredictError as exc:
+            if self.vggish_file is None or "VGGish" not in str(exc):
+                raise
+        return load_predictor(path, device=self.device, vggish_weights=self.vggish_file)
 
 
 @dataclass

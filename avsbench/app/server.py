@@ -30,6 +30,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 7860,
     device: str | None = None,
+    vggish_weights: Path | None = None,
     max_upload_mb: int = 500,
 ) -> int:
     """Serve the app until Ctrl-C / SIGTERM; the app's folder is removed on the way out.
@@ -38,6 +39,8 @@ def serve(
         raise InputError(f"--video_dir {video_dir}: not a folder")
     if models_dir.exists() and not models_dir.is_dir():
         raise InputError(f"--models_dir {models_dir}: not a folder")
+    if vggish_weights is not None and not vggish_weights.is_file():
+        raise InputError(f"--vggish_weights {vggish_weights}: no such file")
     check_port_free(host, port)  # before the slow import of gradio
     work_dir = Path(tempfile.mkdtemp(prefix=WORK_DIR_PREFIX))
     demo = None
@@ -60,6 +63,7 @@ def serve(
             video_dir=video_dir.expanduser().absolute() if video_dir else None,
             work_dir=work_dir,
             device=device,
+            vggish_weights=vggish_weights.absolute() if vggish_weights else None,
             max_file_size=max_upload_mb * 1024 * 1024,
         )
         demo = ui.build(config)

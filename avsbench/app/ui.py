@@ -27,12 +27,15 @@ USER_ERRORS = (PredictError, InputError, CheckpointError, FileNotFoundError)
 @dataclass
 class AppConfig:
     """Where the app reads and writes: models_dir and video_dir (read only inside them),
-    work_dir (the app's own folder: uploads and runs), device (None: cuda if any)."""
+    work_dir (the app's own folder: uploads and runs), device (None: cuda if any),
+    vggish_weights (for official checkpoints without VGGish; default: the models folder's
+    vggish-10086976.pth)."""
 
     models_dir: Path
     video_dir: Path | None
     work_dir: Path
     device: str | None = None
+    vggish_weights: Path | None = None
     max_file_size: int = 500 * 1024 * 1024
 
 
@@ -56,7 +59,8 @@ def build(config: AppConfig) -> gr.Blocks:
     """The gradio app for `config` (not launched)."""
     from avsbench.data.palette import CLASS_NAMES
 
-    cache = results.ModelCache(config.device)
+    vggish = folders.vggish_file(config.models_dir, config.vggish_weights)
+    cache = results.ModelCache(config.device, vggish)
     runs_dir = config.work_dir / "runs"
 
     def refresh(model: str | None, picked: str | None):
@@ -198,7 +202,9 @@ def build(config: AppConfig) -> gr.Blocks:
                     interactive=False,
                     elem_id="overlay",
                 )
-                timeline = gr.Plot(label="Timeline", format="png", elem_id="timeline")
+                timeline = gr.Plot(
+                    label="Timeline", show_label=False, format="png", elem_id="timeline"
+                )
                 legend_box = gr.HTML(elem_id="legend")
                 with gr.Row():
                     masks_zip = gr.File(label="Masks (PNG zip)", elem_id="masks_zip")

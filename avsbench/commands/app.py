@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default=None, help="torch device (default: cuda if available, else cpu)"
     )
     parser.add_argument(
+        "--vggish_weights",
+        type=Path,
+        default=None,
+        help="vggish-10086976.pth, for official checkpoints that hold no VGGish (default: "
+        "that file in --models_dir, if there)",
+    )
+    parser.add_argument(
         "--max_upload_mb",
         type=int,
         default=500,
@@ -74,5 +81,6 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         device=args.device,
+        vggish_weights=args.vggish_weights,
         max_upload_mb=args.max_upload_mb,
     )

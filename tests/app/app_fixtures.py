@@ -18,11 +18,17 @@ IMAGE_SIZE = 64  # model input: fast on a CPU
 VIDEO_SECONDS, VIDEO_WIDTH, VIDEO_HEIGHT, VIDEO_FPS = 3, 160, 120, 10
 
 
-def save_tiny_checkpoint(setting: str, path: Path, seed: int = 0) -> Path:
-    """An untrained model of `setting`'s synthetic config saved as a project checkpoint."""
-    torch.manual_seed(seed)
+def tiny_config(setting: str, **overrides) -> C.Config:
+    """`setting`'s synthetic config at IMAGE_SIZE with a narrow decoder (+ overrides)."""
     cfg = registry.synthetic(registry.preset(setting))
-    cfg = C.override(cfg, {"data.image_size": IMAGE_SIZE, "model.arch.decoder_channels": 16})
+    small = {"data.image_size": IMAGE_SIZE, "model.arch.decoder_channels": 16}
+    return C.override(cfg, small | overrides)
+
+
+def save_tiny_checkpoint(setting: str, path: Path, seed: int = 0, **overrides) -> Path:
+    """An untrained model of `tiny_config` saved as a project checkpoint."""
+    torch.manual_seed(seed)
+    cfg = tiny_config(setting, **overrides)
     model = build_model_for(cfg)
     ckpt = make_checkpoint(
         model.state_dict(), C.to_dict(cfg), epoch=1, best_miou=0.5, history=[], with_rng=False

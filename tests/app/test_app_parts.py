@@ -21,7 +21,12 @@ from avsbench.engine import step
 from avsbench.errors import InputError, PredictError
 from avsbench.models.contract import AVSOutput
 from avsbench.predict import load_predictor, predict_video
-from tests.app.app_fixtures import VIDEO_SECONDS, make_clip, save_tiny_checkpoint
+from tests.app.app_fixtures import (
+    VIDEO_SECONDS,
+    make_clip,
+    save_tiny_checkpoint,
+    tiny_config,
+)
 
 # ----------------------------------------------------------------------------- folders
 
@@ -73,6 +78,34 @@ def test_a_checkpoint_inside_resolves_to_its_real_path(tmp_path):
     real = (tmp_path / "m" / "sub" / "x.pth").resolve()
     assert folders.resolve_inside(tmp_path / "m", "sub/x.pth", "checkpoint") == real
     assert folders.resolve_inside(tmp_path / "m", "alias.pth", "checkpoint") == real
+
+
+def test_the_vggish_file_is_not_a_model_but_is_used_for_those_that_need_it(tmp_path):
+    (tmp_path / "a.pth").write_bytes(b"x")
+    assert folders.vggish_file(tmp_path, None) is None
+    (tmp_path / folders.VGGISH_FILE).write_bytes(b"x")
+    assert [name for name, _ in folders.list_checkpoints(tmp_path)] == ["a.pth"]
+    assert folders.vggish_file(tmp_path, None) == tmp_path / folders.VGGISH_FILE
+    assert folders.vggish_file(tmp_path, Path("/x/v.pth")) == Path("/x/v.pth")
+
+
+@pytest.mark.slow
+def test_a_checkpoint_without_its_vggish_loads_with_the_models_folders(tmp_path):
+    """A checkpoint whose VGGish file is gone (trained elsewhere) fails with predict's
+    message alone, and loads with the VGGish file the app was given."""
+    from avsbench.models.backbones.vggish import build_vggish
+
+    gone = tmp_path / "gone" / "vggish-10086976.pth"
+    checkpoint = save_tiny_checkpoint(
+        "s4", tmp_path / "m.pth", **{"model.vggish_weights": str(gone)}
+    )
+    with pytest.raises(PredictError, match="VGGish weights not found"):
+        results.ModelCache("cpu").get(checkpoint)
+    vggish = tmp_path / "models" / folders.VGGISH_FILE
+    vggish.parent.mkdir()
+    torch.save(build_vggish(tiny_config("s4").model).state_dict(), vggish)
+    predictor = results.ModelCache("cpu", vggish).get(checkpoint)
+    assert predictor.info["vggish"] == "flag" and predictor.info["vggish_weights"] == str(vggish)
 
 
 def test_videos_listed(tmp_path):
@@ -264,6 +297,7 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path, capsys):
         (["--video_dir", "missing"], "--video_dir missing: not a folder"),
         (["--device", "nonsense"], "--device nonsense: not a torch device"),
         (["--max_upload_mb", "0"], "--max_upload_mb 0: must be >= 1"),
+        (["--vggish_weights", "no.pth"], "--vggish_weights no.pth: no such file"),
     ],
 )
 def test_bad_flags_are_refused_in_one_line(tmp_path, capsys, monkeypatch, args, message):

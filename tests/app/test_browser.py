@@ -116,6 +116,7 @@ class Screens:
         self.extra = os.environ.get("AVSBENCH_APP_SCREENSHOTS")
 
     def take(self, name: str) -> None:
+        self.page.wait_for_timeout(700)  # toasts and the video fade in
         path = self.folder / f"app_{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         assert Image.open(path).size[0] > 0
