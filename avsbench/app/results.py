@@ -9,7 +9,9 @@ overlay, the mask PNGs and summary.json all show the same masks:
   and predict's own rule (sigmoid > 0.5) applies; t = 0.5 leaves them untouched.
 - AVSS: a hidden class's pixels go to the background: the background logit becomes the
   largest of itself and the hidden classes' logits, and each hidden logit sits 1 below
-  it, so after predict's bilinear upsampling (linear) a hidden class never wins.
+  it, so after predict's bilinear upsampling (linear) a hidden class never wins; a shown
+  class keeps its pixels, but for a few on its borders with a hidden class (the upsampled
+  maximum can exceed the maximum of the upsampled logits there).
 """
 
 from __future__ import annotations

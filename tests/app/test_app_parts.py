@@ -212,6 +212,27 @@ def test_run_at_0_5_gives_predicts_masks_and_a_lower_threshold_more(tmp_path, ti
 
 
 @pytest.mark.slow
+def test_avss_run_shows_only_the_chosen_classes(tmp_path):
+    checkpoint = save_tiny_checkpoint("avss", tmp_path / "avss.pth")
+    predictor = load_predictor(checkpoint, device="cpu")
+    clip = make_clip(tmp_path / "clip.mp4")
+    every = results.run_prediction(clip, predictor, tmp_path / "runs")
+    found = [c["name"] for c in every.summary["classes_present"]]
+    assert len(found) >= 2 and every.summary["app"] == {"classes_shown": "all"}
+    kept = found[1]  # a class that is not the largest
+    only = results.run_prediction(clip, predictor, tmp_path / "runs", shown_classes=[kept])
+    assert [c["name"] for c in only.summary["classes_present"]] == [kept]
+    assert only.legend == [(kept, dict(results.legend(every.summary))[kept])]
+    everything, chosen = read_zip(every.masks_zip), read_zip(only.masks_zip)
+    kept_id = next(c["id"] for c in every.summary["classes_present"] if c["name"] == kept)
+    for name in everything:  # the kept class's pixels stay (but a few on its borders with
+        # hidden classes: bilinear upsampling of the changed logits), the rest is background
+        was, now = everything[name] == kept_id, chosen[name] == kept_id
+        assert (now <= was).all() and now.sum() >= 0.98 * was.sum()
+        assert set(np.unique(chosen[name])) <= {0, kept_id}
+
+
+@pytest.mark.slow
 def test_a_video_without_sound_is_refused_in_one_line(tmp_path, tiny):
     predictor, _ = tiny
     mute = make_clip(tmp_path / "mute.mp4", sound=False)
