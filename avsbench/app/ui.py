@@ -210,7 +210,9 @@ def build(config: AppConfig) -> gr.Blocks:
                     masks_zip = gr.File(label="Masks (PNG zip)", elem_id="masks_zip")
                     summary_file = gr.File(label="summary.json", elem_id="summary_file")
         rescan.click(refresh, [model, picked], [model, picked])
-        model.change(describe_model, model, [model_info, threshold, classes])
+        model.change(lambda m: f"loading **{m}**…" if m else "", model, model_info).then(
+            describe_model, model, [model_info, threshold, classes]
+        )
         demo.load(refresh, [model, picked], [model, picked]).then(
             describe_model, model, [model_info, threshold, classes]
         )
