@@ -2,11 +2,12 @@
 
 The app runs as the user starts it (`python -m avsbench.cli app`, a subprocess on a free
 local port) with a tiny untrained checkpoint and a wrong one in its models folder. The
-test uploads a file that is not a video, a video without sound and a 3-s video with sound,
-picks the wrong checkpoint, and checks what a person sees: the one-line errors, the overlay
-playing with its sound, the timeline, the downloads; then SIGTERM stops the app and its
-folder (uploads, results) is gone. A screenshot of each state goes to the test's tmp_path,
-and to $AVSBENCH_APP_SCREENSHOTS as app_*.png when set (docs/APP.md:
+test uploads a file that is not a video, picks a video without sound from --video_dir,
+uploads a 3-s video with sound, picks the wrong checkpoint, and checks what a person
+sees: the one-line errors, the overlay playing with its sound, the timeline, the
+downloads; then SIGTERM stops the app and its folder (uploads, results) is gone. A
+screenshot of each state goes to the test's tmp_path, and to $AVSBENCH_APP_SCREENSHOTS
+as app_*.png when set (docs/APP.md:
 `AVSBENCH_APP_SCREENSHOTS=docs/images pytest tests/app/test_browser.py`).
 
 Chromium: scripts/install_browser.sh installs Debian's `chromium` (no browser download);
@@ -67,12 +68,13 @@ def free_port() -> int:
 class RunningApp:
     """`avsbench app` as a subprocess; `lines` collects its stderr."""
 
-    def __init__(self, models: Path, tmp: Path, max_upload_mb: int = 1) -> None:
+    def __init__(self, models: Path, videos: Path, tmp: Path, max_upload_mb: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = os.environ | {"TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "avsbench.cli", "app", "--port", str(self.port)]
-        command += ["--models_dir", str(models), "--max_upload_mb", str(max_upload_mb)]
+        command += ["--models_dir", str(models), "--video_dir", str(videos)]
+        command += ["--max_upload_mb", str(max_upload_mb)]
         self.process = subprocess.Popen(
             command + ["--device", "cpu"],
             cwd=REPO,
@@ -148,6 +150,11 @@ def upload(page, path: Path) -> None:
     page.wait_for_selector(f"#upload td.filename[aria-label='{path.name}']")
 
 
+def pick(page, dropdown: str, option: str) -> None:
+    page.click(f"{dropdown} input")
+    page.click(f"[data-testid=dropdown-option][aria-label='{option}']")
+
+
 def assert_one_line(text: str, *needles: str) -> None:
     assert "\n" not in text and "Traceback" not in text, text
     for needle in needles:
@@ -179,7 +186,7 @@ def test_app_in_a_real_browser(tmp_path, app_files):
     shots = tmp_path / "screenshots"
     shots.mkdir()
     started = time.perf_counter()
-    app = RunningApp(models, tmp)
+    app = RunningApp(models, clip.parent, tmp)
     print(f"app started in {time.perf_counter() - started:.1f} s")
     try:
         with sync_playwright() as playwright:
@@ -207,8 +214,10 @@ def test_app_in_a_real_browser(tmp_path, app_files):
             screens.take("error_not_a_video")
             close_toast(page)
 
-            # a video without sound
-            upload(page, mute)
+            # a video without sound, picked from --video_dir (the upload cleared)
+            page.click("#upload button[aria-label=Clear]", force=True)
+            page.wait_for_selector("#upload input[type=file]", state="attached")
+            pick(page, "#picked_video", "mute.mp4")
             page.click("#run")
             assert_one_line(toast_text(page), "mute.mp4", "no audio track", "--allow-silence")
             close_toast(page)
@@ -233,8 +242,7 @@ def test_app_in_a_real_browser(tmp_path, app_files):
             check_downloads(page, app)
 
             # a wrong checkpoint picked
-            page.click("#model input")
-            page.click("[data-testid=dropdown-option][aria-label='wrong.pth']")
+            pick(page, "#model", "wrong.pth")
             assert_one_line(toast_text(page), "wrong.pth", "cannot read --weights file")
             screens.take("error_wrong_checkpoint")
             browser.close()
