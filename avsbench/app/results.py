@@ -288,8 +288,9 @@ def remove_old_runs(runs_dir: Path, keep: int) -> None:
 
 def short_path_messages(message: str, upload: Path | None) -> str:
     """An error line with an upload's temporary path replaced by its file name, one line."""
-    if upload is not None:
-        message = message.replace(str(upload), upload.name)
+    if upload is not None:  # as given and as resolved (a /tmp that is a link)
+        for shown in {str(upload.resolve()), str(upload)}:
+            message = message.replace(shown, upload.name)
     return " ".join(message.split())
 
 

@@ -99,10 +99,10 @@ def build(config: AppConfig) -> gr.Blocks:
     ):
         upload_path = Path(upload) if upload else None
         try:
-            if upload_path is not None:
-                video = upload_path
-            elif picked:
-                video = folders.resolve_inside(config.video_dir or ".", picked, "video")
+            if upload_path is not None:  # gradio's upload folder is inside the app's folder
+                video = folders.resolve_inside(config.work_dir, str(upload_path), "upload")
+            elif picked and config.video_dir is not None:
+                video = folders.resolve_inside(config.video_dir, picked, "video")
             else:
                 raise InputError("no video: drop a video file in, or pick one from the list")
             checkpoint = folders.resolve_inside(config.models_dir, model or "", "checkpoint")

@@ -71,6 +71,16 @@ def test_a_checkpoint_outside_the_models_folder_is_refused(tmp_path, name, messa
         folders.resolve_inside(models, absolute, "checkpoint")
 
 
+def test_an_upload_path_outside_the_apps_folder_is_refused(tmp_path):
+    (tmp_path / "app" / "hash").mkdir(parents=True)
+    (tmp_path / "app" / "hash" / "clip.mp4").write_bytes(b"x")
+    (tmp_path / "secret.mp4").write_bytes(b"x")
+    inside = str(tmp_path / "app" / "hash" / "clip.mp4")
+    assert folders.resolve_inside(tmp_path / "app", inside, "upload") == Path(inside).resolve()
+    with pytest.raises(InputError, match="uploads only inside"):
+        folders.resolve_inside(tmp_path / "app", str(tmp_path / "secret.mp4"), "upload")
+
+
 def test_a_checkpoint_inside_resolves_to_its_real_path(tmp_path):
     (tmp_path / "m" / "sub").mkdir(parents=True)
     (tmp_path / "m" / "sub" / "x.pth").write_bytes(b"x")
