@@ -161,7 +161,9 @@ def build(config: AppConfig) -> gr.Blocks:
                 picked = gr.Dropdown(
                     choices=folders.list_videos(config.video_dir),
                     value=None,
-                    label=f"…or a video from {config.video_dir}" if config.video_dir else "",
+                    label=f"…or a video from {config.video_dir} (when none is dropped in)"
+                    if config.video_dir
+                    else "",
                     visible=config.video_dir is not None,
                     elem_id="picked_video",
                 )

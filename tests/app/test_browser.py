@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 START_TIMEOUT_S = 120  # gradio's import is slow on a busy 2-core machine
 RESULT_TIMEOUT_MS = 120_000
+PROGRESS_TEXT = "text=/loading the model|predicting|\\d+ s of \\d+ s/"
 
 
 def chromium_binary() -> str | None:
@@ -117,8 +118,9 @@ class Screens:
         self.page, self.folder = page, folder
         self.extra = os.environ.get("AVSBENCH_APP_SCREENSHOTS")
 
-    def take(self, name: str) -> None:
-        self.page.wait_for_timeout(700)  # toasts and the video fade in
+    def take(self, name: str, settle: bool = True) -> None:
+        if settle:
+            self.page.wait_for_timeout(700)  # toasts and the video fade in
         path = self.folder / f"app_{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         assert Image.open(path).size[0] > 0
@@ -178,6 +180,7 @@ def test_app_in_a_real_browser(tmp_path, app_files):
     binary = chromium_binary()
     if binary is None:
         pytest.skip("no Chromium installed: run scripts/install_browser.sh (apt chromium)")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     models, clip, mute, notes = app_files
@@ -229,6 +232,11 @@ def test_app_in_a_real_browser(tmp_path, app_files):
             page.press("#threshold input[type=number]", "Enter")
             page.click("#run")
             started = time.perf_counter()
+            try:  # the progress line, if the run lasts long enough to see it (a screenshot)
+                page.wait_for_selector(PROGRESS_TEXT, timeout=5000)
+                screens.take("running", settle=False)
+            except PlaywrightTimeout:
+                print("the run ended before its progress could be seen")
             page.wait_for_selector("#overlay video", timeout=RESULT_TIMEOUT_MS)
             page.wait_for_selector("#timeline img", timeout=RESULT_TIMEOUT_MS)
             elapsed = time.perf_counter() - started
