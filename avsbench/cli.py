@@ -29,6 +29,7 @@ COMMANDS = {
     "leaderboard": ("avsbench.commands.leaderboard", "a table of models x protocols, charts"),
     "models": ("avsbench.commands.models", "the model zoo, and which files are downloaded"),
     "download": ("avsbench.commands.download", "fetch and verify a released checkpoint"),
+    "app": ("avsbench.commands.app", "a local web app: segment the sounding objects of a video"),
 }
 
 
