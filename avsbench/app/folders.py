@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from avsbench.errors import InputError
+from avsbench.zoo.store import REJECTED_DIR  # files that failed verification: never offered
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 VIDEO_SUFFIXES = (
@@ -21,12 +22,10 @@ MAX_LISTED = 1000  # files offered in a picker (a huge folder is cut, not walked
 
 
 def default_models_dir() -> Path:
-    """$AVSBENCH_MODELS, else <user cache>/avsbench/models ($XDG_CACHE_HOME or ~/.cache)."""
-    # lead: switch to the zoo's default models folder at merge
-    if os.environ.get("AVSBENCH_MODELS"):
-        return Path(os.environ["AVSBENCH_MODELS"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "avsbench" / "models"
+    """The zoo's models folder: $AVSBENCH_MODELS, else <user cache>/avsbench/models."""
+    from avsbench.zoo import default_models_dir as zoo_default
+
+    return zoo_default()
 
 
 def _files_inside(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
@@ -35,7 +34,7 @@ def _files_inside(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
     root = folder.resolve()
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != REJECTED_DIR)
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if name.startswith(".") or path.suffix.lower() not in suffixes:
@@ -52,12 +51,24 @@ def list_checkpoints(models_dir: str | os.PathLike[str]) -> list[tuple[str, Path
     """(name shown, path) of every checkpoint file in the models folder (.pth, .pt,
     .safetensors, subfolders included; VGGish files left out); [] when the folder does
     not exist."""
-    # lead: switch to avsbench.zoo.available at merge
     folder = Path(models_dir)
     if not folder.is_dir():
         return []
     names = _files_inside(folder, CHECKPOINT_SUFFIXES)
     return [(n, folder / n) for n in names if not Path(n).name.lower().startswith("vggish")]
+
+
+def checkpoint_file(models_dir: str | os.PathLike[str], name: str) -> Path:
+    """The checkpoint `name` picked in the page, resolved inside the models folder; a file
+    `avsbench download` fetched is used only while its sha256 equals the one recorded when
+    it was verified (ZooError, one line, otherwise)."""
+    from avsbench.zoo import ZOO, resolve_weights
+
+    path = resolve_inside(models_dir, name, "checkpoint")
+    for entry in ZOO:
+        if Path(name).as_posix() == entry.local_name:
+            return resolve_weights(entry.name, models_dir)
+    return path
 
 
 def vggish_file(models_dir: str | os.PathLike[str], flag: Path | None) -> Path | None:

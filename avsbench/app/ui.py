@@ -76,7 +76,7 @@ def build(config: AppConfig) -> gr.Blocks:
         if not model:
             return "No checkpoint in the models folder yet.", gr.update(), gr.update()
         try:
-            predictor = cache.get(folders.resolve_inside(config.models_dir, model, "checkpoint"))
+            predictor = cache.get(folders.checkpoint_file(config.models_dir, model))
         except Exception as exc:  # noqa: BLE001 (every failure becomes one line)
             raise _one_line_error(exc) from None
         cfg = predictor.config
@@ -105,7 +105,7 @@ def build(config: AppConfig) -> gr.Blocks:
                 video = folders.resolve_inside(config.video_dir, picked, "video")
             else:
                 raise InputError("no video: drop a video file in, or pick one from the list")
-            checkpoint = folders.resolve_inside(config.models_dir, model or "", "checkpoint")
+            checkpoint = folders.checkpoint_file(config.models_dir, model or "")
             progress(0.0, desc="loading the model")
             predictor = cache.get(checkpoint)
             duration = _duration(video)

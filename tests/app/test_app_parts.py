@@ -336,3 +336,18 @@ def test_bad_flags_are_refused_in_one_line(tmp_path, capsys, monkeypatch, args, 
     status = cli.main(["app", *args])
     err = capsys.readouterr().err
     assert status == 2 and message in err and "Traceback" not in err
+
+
+def test_a_zoo_file_is_used_only_once_verified_and_rejected_files_are_not_offered(tmp_path):
+    from avsbench.zoo import ZOO, ZooError
+
+    entry = ZOO[0]
+    (tmp_path / entry.local_name).write_bytes(b"not what the zoo verified")
+    (tmp_path / "mine.pth").write_bytes(b"x")
+    (tmp_path / "rejected").mkdir()
+    (tmp_path / "rejected" / "bad.pth").write_bytes(b"x")
+    names = [name for name, _ in folders.list_checkpoints(tmp_path)]
+    assert names == sorted([entry.local_name, "mine.pth"])
+    assert folders.checkpoint_file(tmp_path, "mine.pth") == (tmp_path / "mine.pth").resolve()
+    with pytest.raises(ZooError, match=f"avsbench download {entry.name}"):
+        folders.checkpoint_file(tmp_path, entry.local_name)
