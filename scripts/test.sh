@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv with pinned versions (and, as root, the Chromium of the browser test), lint, and run the whole test suite (slow tests included).
+# Set up .venv with pinned versions (and, as root, the Chromium of the browser test), lint,
+# and run the whole test suite (slow tests included).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
