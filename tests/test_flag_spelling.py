@@ -19,6 +19,7 @@ from avsbench.flag_parser import normalise
 BASE = {"predict": ["v.mp4", "--weights", "w.pth"], "preprocess": ["--setting", "s4"],
         "train": ["--setting", "s4"], "test": ["--setting", "s4"],
         "check-data": ["root", "--setting", "s4"], "leaderboard": ["m.json"],
+        "maskige": ["v.mp4", "--sam_weights", "w.pth"],
         "evaluate": ["preds", "--setting", "s4", "--data_root", "root"]}  # fmt: skip
 
 
