@@ -267,3 +267,13 @@ def test_a_path_without_a_dataset_is_refused(sam_file, tmp_path, capsys):
     assert maskige([str(tmp_path), "--sam_weights", str(sam_file)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no AVSBench dataset root" in err
+
+
+def test_an_unreadable_frame_is_named_and_the_rest_is_kept(sam_file, toy_base, tmp_path, capsys):
+    root = s4_root(toy_base, tmp_path)
+    frames = split_frames(root)
+    frames[-1].write_bytes(b"\x89PNG\r\n\x1a\n broken")  # the last one made
+    assert maskige([str(root), "--sam_weights", str(sam_file), *FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(frames[-1]) in err and "unreadable frame" in err
+    assert all(MASKIGE.path(S4Layout(root), f).is_file() for f in frames[:-1])

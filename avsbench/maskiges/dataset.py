@@ -29,6 +29,7 @@ listed file). `dataset_mark(root)` is what test.sh's metrics.json reports of a r
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from avsbench.data.layouts import AVSSLayout, MS3Layout, S4Layout
 from avsbench.data.maskige import maskige_image
 from avsbench.data.vct_copies import MS3Copies384, S4Copies384
 from avsbench.errors import InputError
-from avsbench.fileio import atomic_write, atomic_write_json
+from avsbench.fileio import WriteError, atomic_write, atomic_write_json, failure_reason
 
 PROVENANCE = "MASKIGES_SAM.json"  # at the dataset root: what made the maskiges listed below
 MANIFEST = ".avsbench-maskige.jsonl"  # at the dataset root: {"file": <relative path>} lines
@@ -109,6 +110,18 @@ def frame_jobs(name: str, root: Path) -> list[FrameJob]:
             lambda f: f.parent.parent / "frames" / f.name,
         )
     return list(jobs.values())
+
+
+def read_frame(path: Path) -> np.ndarray:
+    """uint8 RGB [H, W, 3] of a frame file; InputError (one line) when it is unreadable."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as err:
+        raise InputError(
+            f"{path}: unreadable frame ({err}); check the dataset (avsbench check-data) and "
+            "run avsbench maskige again (the maskiges made so far are kept)"
+        ) from err
 
 
 def read_manifest(root: Path) -> set[str]:
@@ -233,12 +246,13 @@ class DatasetMaskiges:
         """Append `relative` to the manifest, on disk before its file is written."""
         if relative in self.listed:
             return
-        import os
-
-        with stop_signals.held(), open(self.root / MANIFEST, "a") as f:
-            f.write(json.dumps({"file": relative}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with stop_signals.held(), open(self.root / MANIFEST, "a") as f:
+                f.write(json.dumps({"file": relative}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise WriteError(f"cannot write {self.root / MANIFEST}: {failure_reason(err)}") from err
         self.listed.add(relative)
 
     def run(self, progress: Callable[[int], None] = lambda n: None) -> RootReport:
@@ -248,8 +262,7 @@ class DatasetMaskiges:
             return self.report
         self._write_provenance(complete=False)
         for job in self.todo:
-            with Image.open(job.source) as image:
-                ids = self.generator.ids(np.asarray(image.convert("RGB")))
+            ids = self.generator.ids(read_frame(job.source))
             self.report.segmented += 1
             for path, frame in job.targets:
                 with Image.open(frame) as image:
