@@ -77,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not target.exists():
             raise InputError(f"{target}: not found; give a video file or a dataset root")
+        if target.is_dir():  # the target is checked before the weights are read
+            from avsbench.maskiges.dataset import find_roots
+
+            find_roots(target)
+        else:
+            from avsbench.media.video import probe_video
+
+            probe_video(target)
         device = resolve_device(args.device)
         sam = load_sam(args.sam_weights, args.sam_model, device)
         generator = MaskigeGenerator(sam, parameters)

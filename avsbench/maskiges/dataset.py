@@ -71,6 +71,19 @@ def dataset_roots(path: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def find_roots(path: str | Path) -> list[tuple[str, Path]]:
+    """`dataset_roots`, InputError (one line) when there is none."""
+    path = Path(path)
+    roots = dataset_roots(path) if path.is_dir() else []
+    if not roots:
+        raise InputError(
+            f"{path}: no AVSBench dataset root here (a folder with s4_meta_data.csv, "
+            "ms3_meta_data.csv or metadata.csv, or one holding such folders); give a video "
+            "file or a dataset root (avsbench_data/README.md)"
+        )
+    return roots
+
+
 def frame_jobs(name: str, root: Path) -> list[FrameJob]:
     """The frames of a root (and of VCT's copies inside it) with their maskige files."""
     jobs: dict[Path, FrameJob] = {}
@@ -290,14 +303,7 @@ def make_dataset_maskiges(
     InputError (one line) for a path that holds none or a root made with other settings."""
     from tqdm import tqdm
 
-    path = Path(path)
-    roots = dataset_roots(path) if path.is_dir() else []
-    if not roots:
-        raise InputError(
-            f"{path}: no AVSBench dataset root here (a folder with s4_meta_data.csv, "
-            "ms3_meta_data.csv or metadata.csv, or one holding such folders); give a video "
-            "file or a dataset root (avsbench_data/README.md)"
-        )
+    roots = find_roots(path)
     runs = [DatasetMaskiges(name, root, generator, overwrite) for name, root in roots]
     for run in runs:
         log(
