@@ -25,7 +25,7 @@ from avsbench.data.datasets import build_dataset
 from avsbench.data.extra_inputs import MASKIGE
 from avsbench.data.layouts import S4Layout
 from avsbench.data.synthetic import make_toy_data
-from avsbench.maskiges.dataset import MANIFEST, PROVENANCE
+from avsbench.maskiges.dataset import MANIFEST, PROVENANCE, dataset_mark
 from avsbench.maskiges.sam import architecture_of, build_sam
 from avsbench.models import registry
 from tests.maskige_helpers import (
@@ -140,8 +140,11 @@ def test_user_files_are_never_replaced_and_overwrite_remakes_only_ours(
     Image.new("P", (224, 224), 3).save(ours)  # spoil one of ours
     assert maskige([str(root), "--sam_weights", str(sam_file), *FLAGS]) == 0
     assert ours.read_bytes() != good  # present: kept, even if ours
+    untouched = MASKIGE.path(lay, frames[2])
+    before = untouched.stat().st_mtime_ns
     assert maskige([str(root), "--sam_weights", str(sam_file), *FLAGS, "--overwrite"]) == 0
     assert ours.read_bytes() == good  # remade
+    assert untouched.stat().st_mtime_ns == before  # already what this run makes: not rewritten
     assert user_file.read_bytes() == user_bytes  # never listed: never replaced
     toy = MASKIGE.path(lay, lay.frame("train", *_train_clip(root), 1))
     assert (
@@ -167,6 +170,12 @@ def test_other_settings_are_refused_without_overwrite(sam_file, toy_base, tmp_pa
     assert maskige([str(root), "--sam_weights", str(sam_file), *other]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(root / PROVENANCE) in err and "--overwrite" in err
+    assert "2 maskiges here were made with other settings (parameters differ)" in err
+    assert maskige([str(root), "--sam_weights", str(sam_file), *other, "--overwrite"]) == 0
+    assert maskige([str(root), "--sam_weights", str(sam_file), *other]) == 0  # all current
+    mark = dataset_mark(root)
+    assert mark["files_made"] == 2 and mark["files_made_with_other_settings"] == 0
+    assert mark["parameters"]["points_per_side"] == 3
 
 
 @pytest.mark.slow

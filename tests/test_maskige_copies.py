@@ -45,14 +45,16 @@ def test_s4_copies_get_the_maskige_of_their_frame_at_384(sam_file, tmp_path):
     make_toy_data(tmp_path, seed=0, scale=0.05, settings=("s4",), num_categories=3)
     root = tmp_path / "Single-source"
     copy_object("s4", root)
-    shutil.rmtree(root / "s4_data" / "pre_SAM_mask" / "test")
-    shutil.rmtree(root / "s4_data_384" / "pre_SAM_mask_384" / "test")
+    lay, copies = S4Layout(root), S4Copies384(root)
+    clip = sorted((lay.frames_root / "test").glob("*/*"))[0]  # one clip: 5 frames, 10 files
+    relative = clip.relative_to(lay.frames_root)
+    shutil.rmtree(root / "s4_data" / "pre_SAM_mask" / relative)
+    shutil.rmtree(root / "s4_data_384" / "pre_SAM_mask_384" / relative)
     argv = ["maskige", str(tmp_path), "--sam_weights", str(sam_file), *FLAGS, "--quiet"]
     assert cli.main(argv) == 0  # the folder holding the root
-    lay, copies = S4Layout(root), S4Copies384(root)
     reference = reference_generator(sam_file)
-    frames = sorted((lay.frames_root / "test").glob("*/*/*.png"))
-    assert len(frames) == 10
+    frames = sorted(clip.glob("*.png"))
+    assert len(frames) == 5
     for frame in frames:
         original = ids_of(MASKIGE.path(lay, frame))
         expected = reference_ids(reference, np.asarray(Image.open(frame).convert("RGB")))

@@ -20,14 +20,18 @@ absent).
 Safety (docs/MASKIGE.md): each file is written atomically (`fileio.atomic_write`), so
 Ctrl-C, SIGTERM or a crash leaves whole files only, and a new run resumes with the frames
 still missing. The root's manifest (`MANIFEST`, one JSON line per file, written before the
-file) lists what this command wrote; an existing file is replaced only with `overwrite` and
-only if listed there. `PROVENANCE` records the generator, the SAM weights' sha256 and the
-parameters; a run with other settings is refused unless `overwrite` (which remakes every
-listed file). `dataset_mark(root)` is what test.sh's metrics.json reports of a root.
+file: its path, the `settings_id` it was made with, its sha256) lists what this command
+wrote; an existing file is replaced only with `overwrite` and only if listed there and not
+what this run would write (made with other settings, or changed since), so an interrupted
+`overwrite` run resumes too. `PROVENANCE` records the generator, the SAM weights' sha256 and
+the parameters; while listed files made with other settings remain, a run is refused unless
+`overwrite`. `dataset_mark(root)` is what test.sh's metrics.json reports of a root.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -137,10 +141,11 @@ def read_frame(path: Path) -> np.ndarray:
         ) from err
 
 
-def read_manifest(root: Path) -> set[str]:
-    """Relative paths this command wrote under `root` (a torn last line is skipped)."""
+def read_manifest(root: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: its last entry} of the files this command wrote under `root`; an entry
+    holds the `settings_id` it was made with and the file's sha256 (a torn line is skipped)."""
     path = root / MANIFEST
-    listed = set()
+    listed: dict[str, dict[str, Any]] = {}
     if path.is_file():
         for line in path.read_text(errors="replace").splitlines():
             try:
@@ -148,8 +153,18 @@ def read_manifest(root: Path) -> set[str]:
             except json.JSONDecodeError:
                 continue
             if isinstance(entry, dict) and isinstance(entry.get("file"), str):
-                listed.add(entry["file"])
+                listed[entry["file"]] = entry
     return listed
+
+
+def settings_id(provenance: dict[str, Any]) -> str:
+    """A short hash of what decides the maskiges (generator, model, weights, parameters)."""
+    text = json.dumps({k: provenance.get(k) for k in SETTINGS_KEYS}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_provenance(root: Path) -> dict[str, Any] | None:
@@ -177,9 +192,12 @@ def dataset_mark(root: str | Path) -> dict[str, Any]:
         return {"source": f"unknown ({err})"}
     if provenance is not None:
         keys = ("source", *SETTINGS_KEYS, "sam_weights", "complete")
+        current = settings_id(provenance)
+        made = [e.get("settings") == current for e in read_manifest(root).values()]
         return {
             **{k: provenance.get(k) for k in keys},
-            "files_made": len(read_manifest(root)),
+            "files_made": sum(made),
+            "files_made_with_other_settings": len(made) - sum(made),
             "provenance": str(root / PROVENANCE),
             "note": "files not listed in the manifest (an earlier set) keep their own origin",
         }
@@ -191,10 +209,6 @@ def dataset_mark(root: str | Path) -> dict[str, Any]:
         "source": "the dataset's own files (no avsbench maskige provenance at the root: the "
         "published Semantic-SAM maskiges if they are COMBO's)"
     }
-
-
-def _settings(provenance: dict[str, Any]) -> dict[str, Any]:
-    return {k: provenance.get(k) for k in SETTINGS_KEYS}
 
 
 @dataclass
@@ -215,19 +229,21 @@ class DatasetMaskiges:
     def __init__(self, name: str, root: Path, generator: Any, overwrite: bool) -> None:
         self.name, self.root, self.generator, self.overwrite = name, root, generator, overwrite
         self.provenance = {"format": FORMAT, **generator.provenance(), "layout": name}
-        earlier = read_provenance(root)
-        if (
-            earlier is not None
-            and _settings(earlier) != _settings(self.provenance)
-            and not overwrite
-        ):
+        self.settings = settings_id(self.provenance)
+        earlier = read_provenance(root) or {}
+        self.listed = read_manifest(root)
+        stale = [
+            rel
+            for rel, entry in self.listed.items()
+            if entry.get("settings") != self.settings and (root / rel).is_file()
+        ]
+        if stale and not overwrite:
             differ = [k for k in SETTINGS_KEYS if earlier.get(k) != self.provenance.get(k)]
             raise InputError(
-                f"{root / PROVENANCE}: its maskiges were made with other settings "
-                f"({', '.join(differ)} differ); run with the same --sam_weights and parameters "
-                "to finish them, or pass --overwrite to remake every file this command wrote"
+                f"{root / PROVENANCE}: {len(stale)} maskiges here were made with other settings "
+                f"({', '.join(differ) or 'see the manifest'} differ); run with the same "
+                "--sam_weights and parameters, or pass --overwrite to remake them"
             )
-        self.listed = read_manifest(root)
         self.report = RootReport(root, name)
         self.todo: list[FrameJob] = []
         for job in frame_jobs(name, root):
@@ -241,32 +257,34 @@ class DatasetMaskiges:
         return path.relative_to(self.root).as_posix()
 
     def _writable(self, path: Path) -> bool:
+        """Missing, or (with overwrite) listed and not what this run would write: made with
+        other settings or changed since (a resumed --overwrite run skips what it made)."""
         if not path.exists() and not path.is_symlink():
             return True
-        return (
-            self.overwrite
-            and path.is_file()
-            and not path.is_symlink()
-            and (self._relative(path) in self.listed)
-        )
+        entry = self.listed.get(self._relative(path))
+        if not self.overwrite or entry is None or path.is_symlink() or not path.is_file():
+            return False
+        return entry.get("settings") != self.settings or entry.get("sha256") != _sha256(path)
 
     def _write_provenance(self, complete: bool) -> None:
-        data = {**self.provenance, "complete": complete, "files_made": len(self.listed)}
+        made = sum(e.get("settings") == self.settings for e in self.listed.values())
+        data = {**self.provenance, "complete": complete, "files_made": made}
         with stop_signals.held():
             atomic_write_json(self.root / PROVENANCE, data)
 
-    def _list(self, relative: str) -> None:
-        """Append `relative` to the manifest, on disk before its file is written."""
-        if relative in self.listed:
-            return
+    def _list(self, relative: str, data: bytes) -> None:
+        """Append `relative` (made with these settings, holding `data`) to the manifest, on
+        disk before its file is written."""
+        entry = {"file": relative, "settings": self.settings}
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
         try:
             with stop_signals.held(), open(self.root / MANIFEST, "a") as f:
-                f.write(json.dumps({"file": relative}) + "\n")
+                f.write(json.dumps(entry) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:
             raise WriteError(f"cannot write {self.root / MANIFEST}: {failure_reason(err)}") from err
-        self.listed.add(relative)
+        self.listed[relative] = entry
 
     def run(self, progress: Callable[[int], None] = lambda n: None) -> RootReport:
         if not self.todo:
@@ -283,8 +301,11 @@ class DatasetMaskiges:
                 out = maskige_image(ids)
                 if out.size != size:
                     out = out.resize(size, Image.NEAREST)
-                self._list(self._relative(path))
-                atomic_write(path, lambda tmp, out=out: out.save(tmp, format="PNG"))
+                buffer = io.BytesIO()
+                out.save(buffer, format="PNG")
+                data = buffer.getvalue()
+                self._list(self._relative(path), data)
+                atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
                 self.report.written += 1
             progress(1)
         self._write_provenance(complete=True)
