@@ -20,6 +20,10 @@ COMMANDS = {
         "score predicted masks of any codebase under every published protocol",
     ),
     "predict": ("avsbench.commands.predict", "segment the sounding objects of any video file"),
+    "maskige": (
+        "avsbench.commands.maskige",
+        "make COMBO's / VCT's maskiges for a video or dataset with segment-anything",
+    ),
     "preprocess": ("avsbench.commands.preprocess", "raw videos -> the official AVSBench layouts"),
     "make-toy-data": (
         "avsbench.commands.make_toy_data",

@@ -25,6 +25,7 @@ import torch
 from avsbench.config import setting_info
 from avsbench.engine import step
 from avsbench.fileio import atomic_write
+from avsbench.maskiges.inputs import attach_sam
 from avsbench.media import describe, inputs, schedule, writers
 from avsbench.media.audio import AudioWindows
 from avsbench.media.folders import OutputFolder, write_failure
@@ -88,6 +89,8 @@ def predict_video(
     keep_frames: bool = False,
     masks_per_second: int = 1,
     log: Callable[[str], None] | None = None,
+    sam_weights: str | os.PathLike[str] | None = None,
+    sam_model: str | None = None,
 ) -> PredictionResult:
     """Segment the sounding objects of a video, one mask per second.
 
@@ -99,6 +102,8 @@ def predict_video(
     masks / sampled frames in memory (turn masks off for long videos written to disk).
     masks_per_second: masks per second shown by overlay.mp4 (the window slid by 1/N s; the
     per-second outputs do not change). log: receives progress and warning lines.
+    sam_weights / sam_model: segment-anything weights that make the maskiges a COMBO or VCT
+    model reads (`avsbench.maskiges`, docs/MASKIGE.md); summary.json's model.maskiges marks them.
     Raises PredictError for bad input or an output that cannot be written (full disk,
     read-only folder), leaving no output folder behind.
     """
@@ -131,6 +136,7 @@ def predict_video(
                 vggish_weights=vggish_weights,
                 device=device,
             )
+        predictor = attach_sam(predictor, sam_weights, sam_model=sam_model, log=say)
         run = _Run(predictor, info, output, masks_per_second, write_overlay, keep_masks)
         result = run.predict(batch_clips, keep_frames, warnings, say)
         if output is not None:

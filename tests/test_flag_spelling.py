@@ -20,6 +20,7 @@ BASE = {"predict": ["v.mp4", "--weights", "w.pth"], "preprocess": ["--setting", 
         "train": ["--setting", "s4"], "test": ["--setting", "s4"],
         "check-data": ["root", "--setting", "s4"], "leaderboard": ["m.json"],
         "download": ["avsegformer-s4-pvt"],
+        "maskige": ["v.mp4", "--sam_weights", "w.pth"],
         "evaluate": ["preds", "--setting", "s4", "--data_root", "root"]}  # fmt: skip
 
 

@@ -50,6 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="vggish-10086976.pth (overrides the checkpoint config's VGGish file)",
     )
     parser.add_argument(
+        "--sam_weights",
+        default=None,
+        help="COMBO / VCT: segment-anything weights (e.g. sam_vit_b_01ec64.pth) that make the "
+        "maskiges these models read (docs/MASKIGE.md)",
+    )
+    parser.add_argument(
+        "--sam_model",
+        choices=("vit_b", "vit_l", "vit_h"),
+        default=None,
+        help="optional check: the model type of --sam_weights (read off the file)",
+    )
+    parser.add_argument(
         "--out",
         default=None,
         help="output folder (default: ./<video name>_avsbench); must not exist, be empty or "
@@ -118,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             keep_masks=False,
             masks_per_second=args.masks_per_second,
             log=log,
+            sam_weights=args.sam_weights,
+            sam_model=args.sam_model,
         )
     except PredictError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,6 +29,7 @@ from avsbench.engine.user_config import UserConfig, check_files
 from avsbench.engine.writers import PredictionWriter, write_class_chart
 from avsbench.errors import SetupError
 from avsbench.fileio import atomic_write_json
+from avsbench.maskiges.dataset import metrics_fields
 from avsbench.metrics_robust import FalsePositiveRate
 
 logger = logging.getLogger(runs.LOGGER_NAME)
@@ -263,6 +264,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             "weights": str(Path(weights).resolve()),
             "checkpoint_kind": kind,
             "vggish": vggish.describe(),
+            **metrics_fields(cfg),  # COMBO, VCT: where the maskiges came from
             "test_batch_size": batch_size,
             "num_clips": len(dataset),  # type: ignore[arg-type]
             "world_size": info.world_size,

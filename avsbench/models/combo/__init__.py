@@ -16,6 +16,7 @@ import torch
 
 from avsbench import config as C
 from avsbench.data.extra_inputs import MASKIGE
+from avsbench.maskiges.inputs import SamMaskigeInputs
 from avsbench.models.combo import config, detector, official_names
 from avsbench.models.combo.fusion import FUSION_TYPES
 from avsbench.models.combo.model import COMBO, build_combo, build_from_config
@@ -96,4 +97,5 @@ SPEC = MethodSpec(
     no_weight_decay=no_weight_decay,
     set_backbone_trainable=_set_backbone_trainable,
     extra_inputs=(MASKIGE,),
+    make_extra_inputs=SamMaskigeInputs(),  # predict: from --sam_weights (avsbench.maskiges)
 )

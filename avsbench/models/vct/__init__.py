@@ -17,6 +17,7 @@ import torch
 
 from avsbench import config as C
 from avsbench.data.extra_inputs import MASKIGE
+from avsbench.maskiges.inputs import SamMaskigeInputs
 from avsbench.models.contract import check_output, unwrap
 from avsbench.models.mask2former.output import Mask2FormerOutput
 from avsbench.models.mask2former.weight_decay import no_weight_decay
@@ -90,6 +91,7 @@ SPEC = MethodSpec(
     no_weight_decay=no_weight_decay,
     set_backbone_trainable=_set_backbone_trainable,
     extra_inputs=(MASKIGE,),
+    make_extra_inputs=SamMaskigeInputs(),  # predict: from --sam_weights (avsbench.maskiges)
     loss_batch_keys=("category",),
     audio_input="conv_map",
 )
