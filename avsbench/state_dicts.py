@@ -69,7 +69,9 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", *, fix: s
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         detail = _unpickler_detail(err)
-        if "Unsupported global" in detail:
+        # torch < 2.14: "Unsupported global: GLOBAL os.system ..."; torch 2.14: "Trying to
+        # load unsupported GLOBAL posix.system whose module posix is blocked"
+        if "unsupported global" in detail.lower():
             found = re.search(r"GLOBAL (\S+)", detail)
             name = f" ({found[1]})" if found else ""
             raise fail(
@@ -107,6 +109,9 @@ def _unpickler_detail(err: BaseException) -> str:
         rest = [line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()]
         if rest:
             return rest[0]
+    for line in text.splitlines():  # torch 2.14 names the refused global on a line of its own
+        if "unsupported global" in line.lower():
+            return line.strip()
     return _first_line(err)
 
 

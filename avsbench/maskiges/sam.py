@@ -236,12 +236,6 @@ def load_sam(
 
         obj = safe_torch_load(path, "--sam_weights file", fix=SAM_DOWNLOADS)
     except CheckpointError as err:  # missing, a folder, text, pickled code, truncated
-        if "Weights only load failed" in str(err):  # torch 2.14: "... module posix is blocked"
-            raise SamWeightsError(
-                f"cannot read --sam_weights file {path}: it holds pickled Python code or "
-                "objects other than tensors, which are never loaded: loading runs no code "
-                f"from a file (weights_only). {SAM_DOWNLOADS}"
-            ) from err
         raise SamWeightsError(str(err)) from err
     state = _state_dict_of(obj)
     if state is None:
