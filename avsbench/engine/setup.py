@@ -149,6 +149,8 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         "frame_cache": cfg.data.frame_cache,
         "strict_masks": cfg.data.strict_masks,
         "extra_inputs": registry.method_spec(cfg.model.method).extra_inputs,
+        "augment": cfg.data.augment,  # the train split only (augment.py)
+        "augment_seed": cfg.train.seed,
     }
     try:
         return [build_dataset(cfg.model.setting, cfg.data.root, s, **kwargs) for s in splits]
