@@ -268,3 +268,36 @@ def test_loader_draws_do_not_depend_on_workers_or_resume(s4_root):
     assert all(torch.equal(a, b) for a, b in zip(first, batches(2), strict=True))
     assert len(dataset) == 1
     assert not torch.equal(first[0], batches(0, epoch=3)[0])
+
+
+def test_only_the_train_command_augments(s4_root):
+    from avsbench import config as C
+    from avsbench.engine import setup
+    from avsbench.engine.user_config import UserConfig
+    from avsbench.models import registry
+
+    cfg = C.override(registry.preset("s4", method="combo"), {"data.root": str(s4_root)})
+    assert cfg.data.augment == "mask2former"
+    user = UserConfig("s4")
+    (tested,) = setup.build_datasets(cfg, user, ["train"])  # test.py --split train
+    trained, val = setup.build_datasets(cfg, user, ["train", "val"], training=True)
+    assert not isinstance(tested, A.AugmentedDataset) and not isinstance(val, A.AugmentedDataset)
+    assert isinstance(trained, A.AugmentedDataset) and trained.seed == cfg.train.seed
+    assert trained.mode == "mask2former" and trained.size == 224
+
+
+def test_augment_flag_and_refusals():
+    import dataclasses
+
+    from avsbench.engine import options as O
+    from avsbench.errors import SetupError
+    from avsbench.models import registry
+
+    args = O.build_train_parser("s4").parse_args(["--augment", "none"])
+    assert O.train_overrides(args, "s4", "combo")["data.augment"] == "none"
+    with pytest.raises(SystemExit):
+        O.build_train_parser("s4").parse_args(["--augment", "crop"])
+    cfg = registry.preset("s4", method="combo")
+    bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment="crop"))
+    with pytest.raises(SetupError, match="augmentation 'crop'"):
+        O.check_model_config(bad)
