@@ -8,7 +8,8 @@ the sample dict of docs/ARCHITECTURE.md:
     audio        float32 [T, 1, 96, 64] VGGish log-mel examples, one per second
     masks        S4/MS3 float32 [T, M, M] in {0, 1}; AVSS int64 [T, M, M] class ids
                  (zeros where a frame is not annotated); M = S, or `eval_mask_size` for
-                 val/test when given (VCT: frames at 384, GT kept at 224)
+                 val/test when given (VCT: frames at 384, GT kept at 224); 255 where a
+                 training augmentation padded (train split, `augment`, augment.py)
     frame_valid  float32 [T]  1 for real frames, 0 for padding (AVSS)
     gt_valid     float32 [T]  1 for frames whose mask is annotated (S4 train: frame 1)
     video_id     str          S4 name, MS3 video_id, AVSS uid
