@@ -46,7 +46,8 @@ def tiny_synthetic(monkeypatch) -> None:
 
     def shrunk(cfg):
         cfg = original(cfg)
-        return C.override(cfg, TINY_COMBO if cfg.model.method == "combo" else TINY_VCT)
+        tiny = {"combo": TINY_COMBO, "vct": TINY_VCT}.get(cfg.model.method)
+        return C.override(cfg, tiny) if tiny else cfg
 
     monkeypatch.setattr(registry, "synthetic", shrunk)
 
