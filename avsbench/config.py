@@ -84,6 +84,9 @@ class DataConfig:
     # S4/MS3 masks in another encoding than 0/255 grey (0/1, colour, alpha): an error, not a
     # warning (docs/RELIABILITY.md)
     strict_masks: bool = False
+    # training augmentation of the train split (avsbench/data/augment.py, docs/TRAINING.md):
+    # "none" | "mask2former" (COMBO S4/MS3, VCT) | "mask2former_color_flip" (COMBO AVSS)
+    augment: str = "none"
 
 
 @dataclass(frozen=True)
@@ -351,14 +354,15 @@ USER_TRAIN_FIELDS = ("session_name", "log_dir", "seed")
 
 def recipe_with_user_settings(recipe: Config, base: Config) -> Config:
     """`recipe` (another method's preset of the same setting) with what in `base` is the
-    user's: the data, the VGGish and backbone files, the evaluation, the runtime, and the
-    run's name, log folder and seed (`USER_TRAIN_FIELDS`)."""
+    user's: the data (but the recipe's augmentation), the VGGish and backbone files, the
+    evaluation, the runtime, and the run's name, log folder and seed (`USER_TRAIN_FIELDS`)."""
     files = ("backbone_weights", "vggish_weights", "vggish_pca")
     model = dataclasses.replace(recipe.model, **{k: getattr(base.model, k) for k in files})
     kept = {name: getattr(base.train, name) for name in USER_TRAIN_FIELDS}
     train = dataclasses.replace(recipe.train, **kept)
+    data = dataclasses.replace(base.data, augment=recipe.data.augment)  # part of the recipe
     return dataclasses.replace(
-        recipe, model=model, data=base.data, train=train, eval=base.eval, runtime=base.runtime
+        recipe, model=model, data=data, train=train, eval=base.eval, runtime=base.runtime
     )
 
 

@@ -112,7 +112,7 @@ def run_training(
         raise O.SetupError(str(err)) from err
 
     ckpt_io.seed_everything(cfg.train.seed)
-    train_set, val_set = setup.build_datasets(cfg, user, ["train", "val"])
+    train_set, val_set = setup.build_datasets(cfg, user, ["train", "val"], training=True)
     train_loader, sampler = build_train_loader(
         train_set, per_process, info, seed=cfg.train.seed, num_workers=cfg.runtime.num_workers
     )

@@ -8,7 +8,8 @@ the sample dict of docs/ARCHITECTURE.md:
     audio        float32 [T, 1, 96, 64] VGGish log-mel examples, one per second
     masks        S4/MS3 float32 [T, M, M] in {0, 1}; AVSS int64 [T, M, M] class ids
                  (zeros where a frame is not annotated); M = S, or `eval_mask_size` for
-                 val/test when given (VCT: frames at 384, GT kept at 224)
+                 val/test when given (VCT: frames at 384, GT kept at 224); 255 where a
+                 training augmentation padded (train split, `augment`, augment.py)
     frame_valid  float32 [T]  1 for real frames, 0 for padding (AVSS)
     gt_valid     float32 [T]  1 for frames whose mask is annotated (S4 train: frame 1)
     video_id     str          S4 name, MS3 video_id, AVSS uid
@@ -32,6 +33,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from avsbench.data.audio import clip_log_mel, wav_to_log_mel
+from avsbench.data.augment import AugmentedDataset, check_augment
 from avsbench.data.dataset_base import (  # noqa: F401 (re-exported: the readers' old home)
     Sample,
     _AVSDataset,
@@ -139,8 +141,19 @@ class AVSSDataset(_AVSDataset):
     layout_class = AVSSLayout
     frame_cache_setting = "avss"
 
-    def __init__(self, root: str | Path, split: str, **kwargs: Any) -> None:
+    def __init__(
+        self, root: str | Path, split: str, *, train_geometry: str = "crop", **kwargs: Any
+    ) -> None:
         super().__init__(root, split, **kwargs)
+        if train_geometry not in AVSS_TRAIN_GEOMETRIES:
+            raise ValueError(
+                f"unknown AVSS train geometry {train_geometry!r}; valid: {AVSS_TRAIN_GEOMETRIES}"
+            )
+        # "square": train frames squashed to S x S (VCT's AVSS training resizes each raw
+        # frame to a square before its augmentation, augment.py); its own frame-cache entry
+        self.train_geometry = train_geometry
+        if train_geometry == "square" and split == "train":
+            self.cache_tag = "_".join(filter(None, (getattr(self, "cache_tag", ""), "square")))
         if self.layout.label2idx.is_file():
             label2idx = read_label2idx(self.layout.label2idx)
             if len(label2idx) != NUM_CLASSES:
@@ -167,9 +180,10 @@ class AVSSDataset(_AVSDataset):
     def _geometry(
         self, image: Image.Image, *, is_mask: bool, size: int | None = None
     ) -> Image.Image:
-        """AVSS: train = short-edge resize + centre crop, val/test = plain resize (to `size`,
-        default image_size)."""
-        return avss_transform(image, size or self.image_size, self.split, is_mask=is_mask)
+        """AVSS: train = short-edge resize + centre crop (train_geometry "square": plain
+        resize), val/test = plain resize (to `size`, default image_size)."""
+        split = "test" if self.train_geometry == "square" else self.split
+        return avss_transform(image, size or self.image_size, split, is_mask=is_mask)
 
     def _label(self, uid: str, label: str, k: int, frame: Image.Image) -> np.ndarray:
         """Class ids of frame k -> int64 [M, M] (M = mask_size; transformed like the frame)."""
@@ -238,6 +252,7 @@ class AVSSCopies384Dataset(StoredGTCopies, AVSSDataset):
 
 DATASETS = {"s4": S4Dataset, "ms3": MS3Dataset, "avss": AVSSDataset}
 COPY_DATASETS = {"s4": S4Copies384Dataset, "ms3": MS3Copies384Dataset, "avss": AVSSCopies384Dataset}
+AVSS_TRAIN_GEOMETRIES = ("crop", "square")  # AVSSDataset(train_geometry=...)
 # DataConfig.source: which release S4/MS3 read ("vct384": VCT's 384-px copies, AVSS too)
 DATA_SOURCES = ("object", "semantic", "vct384")
 
@@ -250,6 +265,8 @@ def build_dataset(
     source: str = "object",
     frame_cache: str | Path | None = None,
     extra_inputs: Sequence[ExtraInput] = (),
+    augment: str = "none",
+    augment_seed: int = 0,
     **kwargs: Any,
 ) -> Dataset:
     """The dataset of `setting` (s4 | ms3 | avss); kwargs go to its constructor.
@@ -264,19 +281,31 @@ def build_dataset(
     (`semantic_object.SemanticObjectDataset`); "vct384": VCT's 384-px copies inside the
     same roots, S4, MS3 and AVSS (vct_copies.py). AVSS otherwise reads AVSBench-semantic.
     With `frame_cache` (a folder) the same samples come from the decoded-frame cache,
-    built there on first use (frame_cache.py, docs/FRAME_CACHE.md)."""
+    built there on first use (frame_cache.py, docs/FRAME_CACHE.md).
+
+    `augment` (augment.py, DataConfig.augment): the train split's samples go through that
+    augmentation, drawn from `augment_seed`, the epoch and the index (after the frame cache,
+    which holds the deterministic part); val/test are never augmented. AVSS with
+    "mask2former" (VCT) squashes its train frames to S x S first instead of the crop."""
     if setting not in DATASETS:
         raise ValueError(f"unknown setting {setting!r}; valid: {sorted(DATASETS)}")
     if source not in DATA_SOURCES:
         raise ValueError(f"unknown data source {source!r}; valid: {list(DATA_SOURCES)}")
+    check_augment(augment)
+    augmented = augment != "none" and split == "train"
     dataset: Dataset
     kwargs["extra_inputs"] = extra_inputs
+    if augmented and augment == "mask2former" and setting == "avss":
+        kwargs["train_geometry"] = "square"
     if source == "semantic" and setting != "avss":
         dataset = SemanticObjectDataset(root, split, setting=setting, **kwargs)
     elif source == "vct384":
         dataset = COPY_DATASETS[setting](root, split, **kwargs)
     else:
         dataset = DATASETS[setting](root, split, **kwargs)
-    if frame_cache is None:
+    if frame_cache is not None:
+        dataset = open_frame_cache(dataset, frame_cache)
+    if not augmented:
         return dataset
-    return open_frame_cache(dataset, frame_cache)
+    image_size = int(kwargs.get("image_size", 224))
+    return AugmentedDataset(dataset, augment, image_size, augment_seed)

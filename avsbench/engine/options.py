@@ -14,6 +14,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from avsbench import config as C
+from avsbench.data.augment import AUGMENTS
 from avsbench.data.datasets import DATA_SOURCES
 from avsbench.engine.runs import check_session_name
 from avsbench.errors import SetupError
@@ -264,6 +265,13 @@ def build_train_parser(setting: str) -> argparse.ArgumentParser:
         f"{t.freeze_backbone_epochs}; AVSegFormer's recipe: 5 / 10 / 0 for S4 / MS3 / AVSS)",
     )
     p.add_argument("--seed", type=int, help=f"(default: {t.seed})")
+    p.add_argument(
+        "--augment",
+        choices=AUGMENTS,
+        help="training augmentation of the train split, in lockstep over a clip's frames, "
+        "masks and maskiges (docs/TRAINING.md; default: the method's recipe: COMBO and VCT "
+        "theirs, the other methods none)",
+    )
     add_optim_arguments(parser, t)
     p.add_argument(
         "--sync_bn",
@@ -379,6 +387,8 @@ def train_overrides(
         value = getattr(args, flag, None)
         if value is not None:
             ch[f"train.{flag}"] = tuple(value) if isinstance(value, list) else value
+    if getattr(args, "augment", None) is not None:
+        ch["data.augment"] = args.augment
     only_train = {
         key: value
         for key, value in _method_changes(args, method, setting, train=True).items()
@@ -395,6 +405,10 @@ def check_model_config(cfg: C.Config) -> None:
         raise SetupError(f"amp {cfg.runtime.amp!r}: valid {AMP_CHOICES}")
     if cfg.data.source not in DATA_SOURCES:
         raise SetupError(f"data source {cfg.data.source!r}: valid {DATA_SOURCES}")
+    if cfg.data.augment not in AUGMENTS:
+        raise SetupError(f"augmentation {cfg.data.augment!r}: valid {AUGMENTS}")
+    if cfg.data.augment != "none" and cfg.train.seed < 0:
+        raise SetupError(f"seed {cfg.train.seed}: an augmented run needs a seed >= 0")
 
 
 def check_config(cfg: C.Config) -> None:

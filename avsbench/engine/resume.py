@@ -17,7 +17,9 @@ The checkpoint's `rng` holds the RNG states at the step boundary. Resuming resto
 `epoch_start_rng`, makes the iterator (same worker seeds), restores `rng`, and the sampler
 skips the samples of the steps done (`ResumableSampler`), so the remaining steps see the
 same batches and random numbers as an uninterrupted run. The datasets draw no random
-numbers (the published transforms are deterministic), so persistent workers need no state.
+numbers from the workers' generators, so persistent workers need no state: a training
+augmentation (data/augment.py, `epoch_keys`) gets (index, epoch) from the sampler and
+seeds its draw with them and the run's seed.
 
 `RunPlan` says where a run ends and when it validates: after max_epoches epochs, or after
 max_iters iterations (the epochs, passes over the loader, continue as they would, the last
@@ -59,7 +61,8 @@ def build_train_loader(
         seed=seed,
         drop_last=True,
     )
-    resumable = ResumableSampler(sampler)  # can start inside an epoch (resume.py)
+    # can start inside an epoch; yields (index, epoch) to an augmented dataset
+    resumable = ResumableSampler(sampler, epoch_keys=getattr(dataset, "epoch_keys", False))
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -125,9 +128,17 @@ class RunPlan:
 class ResumableSampler(Sampler[int]):
     """A DistributedSampler whose next pass can start `skip` samples into the epoch."""
 
-    def __init__(self, inner: DistributedSampler) -> None:
+    def __init__(self, inner: DistributedSampler, *, epoch_keys: bool = False) -> None:
         self.inner = inner
         self.skip = 0  # samples of the next pass to leave out (reset after that pass)
+        self.epoch_keys = epoch_keys  # yield (index, epoch): the augmentation's seed
+
+    def __iter__(self) -> Iterator[Any]:
+        skip, self.skip = self.skip, 0
+        order = self.order()[skip:]
+        if self.epoch_keys:
+            return iter([(index, self.inner.epoch) for index in order])
+        return iter(order)
 
     def set_epoch(self, epoch: int) -> None:
         self.inner.set_epoch(epoch)
@@ -135,10 +146,6 @@ class ResumableSampler(Sampler[int]):
     def order(self) -> list[int]:
         """This process's samples of the current epoch, in order."""
         return list(self.inner)
-
-    def __iter__(self) -> Iterator[int]:
-        skip, self.skip = self.skip, 0
-        return iter(self.order()[skip:])
 
     def __len__(self) -> int:
         return len(self.inner) - self.skip

@@ -28,8 +28,8 @@ from avsbench import config as C
 from avsbench.errors import SetupError
 
 SAFE = {
-    "runtime.num_workers": "DataLoader workers only load data (the datasets draw no random "
-    "numbers)",
+    "runtime.num_workers": "DataLoader workers only load data (an augmentation draws from the "
+    "run's seed, the epoch and the sample, not from the workers)",
     "train.log_dir": "the run continues in its own folder",
     "data.root": "the same clips at another place (inside an epoch the sampler's order is checked)",
     "data.frame_cache": "a cache of the same samples",
@@ -47,6 +47,7 @@ REASONS = {
     "train.train_batch_size": "the sampler would skip the steps done x the new batch size: "
     "other batches",
     "data.image_size": "the model would see other inputs",
+    "data.augment": "the remaining steps would see other training inputs",
     "data.eval_mask_size": "the validation masks (model selection) would change",
     "train.backbone_lr_mult": "it changes the learning rates (and, across 1.0, the "
     "optimizer's parameter groups the checkpoint's state belongs to)",

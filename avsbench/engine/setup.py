@@ -135,8 +135,11 @@ def find_run_checkpoint(
     return found
 
 
-def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> list[Dataset]:
-    """The datasets of `splits` at cfg.data.root; a data problem says where to fix it."""
+def build_datasets(
+    cfg: C.Config, user: UserConfig, splits: Sequence[str], *, training: bool = False
+) -> list[Dataset]:
+    """The datasets of `splits` at cfg.data.root; a data problem says where to fix it.
+    training: the train split gets cfg.data.augment (test --split train never does)."""
     from avsbench.data.datasets import build_dataset
     from avsbench.data.frame_cache import FrameCacheError
     from avsbench.data.layouts import AVSDataError
@@ -149,6 +152,8 @@ def build_datasets(cfg: C.Config, user: UserConfig, splits: Sequence[str]) -> li
         "frame_cache": cfg.data.frame_cache,
         "strict_masks": cfg.data.strict_masks,
         "extra_inputs": registry.method_spec(cfg.model.method).extra_inputs,
+        "augment": cfg.data.augment if training else "none",  # the train split only
+        "augment_seed": cfg.train.seed,
     }
     try:
         return [build_dataset(cfg.model.setting, cfg.data.root, s, **kwargs) for s in splits]

@@ -59,6 +59,9 @@ def preset(setting: str) -> C.Config:
     )
     arch = ComboArch(frames_per_clip=row.frames_per_clip)
     cfg = C.setting_preset(setting, train, C.ModelConfig(method="combo", arch=arch))
+    # AVSS trains on fixed 224-px copies: colour and flip only (augment.py)
+    augment = "mask2former_color_flip" if row.name == "avss" else "mask2former"
+    cfg = C.override(cfg, {"data.augment": augment})
     # tested at AVSBench's batch of 4 clips; its own per-clip numbers (the published
     # detectron2 loader tests one clip per batch) are the `*_per_clip` keys of every test
     return cfg

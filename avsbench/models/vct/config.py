@@ -120,7 +120,14 @@ def preset(setting: str) -> C.Config:
     )
     model = C.ModelConfig(method="vct", backbone=BACKBONE, arch=VCTArch())
     cfg = C.setting_preset(setting, train, model)
-    return C.override(cfg, {"data.image_size": INPUT_SIZE, "data.eval_mask_size": EVAL_SIZE})
+    return C.override(
+        cfg,
+        {
+            "data.image_size": INPUT_SIZE,
+            "data.eval_mask_size": EVAL_SIZE,
+            "data.augment": "mask2former",  # every setting (AVSS: frames squared first)
+        },
+    )
 
 
 def synthetic(cfg: C.Config) -> C.Config:
