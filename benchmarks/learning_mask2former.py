@@ -4,9 +4,11 @@ does (extra train flags after `--`), then test the best checkpoint with each cli
 audio and with another clip's (`--audio swap`), and write one JSON with the wall time, the
 CPU time (user + sys, this process and its data workers), the machine's load average
 (sampled every 15 s: the machine may be shared), the epochs, the validation history and
-both tests' official mIoU and F.
+both tests' official mIoU and F. On a shared machine, run it with one intra-op thread
+(`OMP_NUM_THREADS=1`): at a load of 12-16 on 2 cores two threads spent 10x the CPU per step.
 
-    PYTHONPATH=$PWD nice -n 5 python benchmarks/learning_mask2former.py --method vct \\
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD nice -n 5 python benchmarks/learning_mask2former.py \\
+        --method vct \\
         --data_root avsbench_data/Single-source \\
         --out benchmarks/results/learning_synthetic_vct.json [-- --max_epoches 6 ...]
 
@@ -120,6 +122,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "processor": platform.processor() or platform.machine(),
             "note": "shared machine: wall time inflated by other jobs, see load_* and cpu_s",
         },

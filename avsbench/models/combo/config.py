@@ -68,7 +68,7 @@ def synthetic(cfg: C.Config) -> C.Config:
     """Over `config.synthetic_base` (ResNet-18, random init): width 64, 16 queries, 3
     decoder layers (one per memory level) and 1 encoder layer, FFNs 128 / 128, audio MLP
     256, 64 px frames, AdamW at lr 5e-4 with the backbones at the same rate (they start
-    random), poly schedule over 4 epochs of 4 clips, no clipping. Measured: docs/COMBO.md,
+    random), poly schedule over 5 epochs of 4 clips, no clipping. Measured: docs/COMBO.md,
     "Learning on the synthetic data"."""
     arch = dataclasses.replace(
         cfg.model.arch or ComboArch(),
@@ -86,7 +86,7 @@ def synthetic(cfg: C.Config) -> C.Config:
         "train.lr": 5e-4,
         "train.backbone_lr_mult": 1.0,
         "train.grad_clip_norm": None,
-        "train.max_epoches": 4,
+        "train.max_epoches": 5,
         "train.max_iters": None,  # epochs of the small data, not the published 20k+ iterations
         "train.eval_interval_iters": None,
         "train.schedule": "poly",
