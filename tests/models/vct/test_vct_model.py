@@ -132,7 +132,7 @@ def test_presets_and_the_synthetic_config_pass_the_check_and_build() -> None:
         assert cfg.train.backbone_lr_mult == 0.1 and cfg.train.grad_clip_norm == 0.01
     small = registry.synthetic(registry.preset("ms3", "vct"))
     registry.method_spec("vct").check(small)
-    assert small.train.max_iters is None and small.train.max_epoches == 6  # epochs, not 40k
+    assert small.train.max_iters is None and small.train.max_epoches == 10  # epochs, not 40k
     assert small.data.image_size == small.model.arch.image_size == 64
     model = registry.build_model_for(small)
     assert sum(p.numel() for p in model.parameters()) < 5_000_000
