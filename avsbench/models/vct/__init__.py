@@ -5,8 +5,9 @@ exact to its published code (spyflying/VCT_AVS 9a18d2f), on the shared Mask2Form
 Parts: `swin` (Swin-B, D2's names both ways), `query_block` (audio level, vision-centric
 query block with its hard assignment, prototype features), `model` (VCT + `build_vct`),
 `official_names` (released checkpoints, both ways, and their detector), `config` (`VCTArch`,
-the published recipes; 384 x 384 only), `losses` (Mask2Former's set losses + the prototype
-loss). `SPEC` is its entry in `avsbench.models.registry.METHODS`. See docs/VCT.md.
+whose input side sizes the query mixer, published 384; the published recipes), `losses`
+(Mask2Former's set losses + the prototype loss). `SPEC` is its entry in
+`avsbench.models.registry.METHODS`. See docs/VCT.md.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _summary(model_cfg: C.ModelConfig) -> str:
     return (
         f"VCT (two Swin width {arch.swin_embed_dim} depths {list(arch.swin_depths)}, "
         f"{arch.num_queries} queries, {arch.encoder_layers}/{arch.decoder_layers} layers, width "
-        f"{arch.hidden_dim}, {protos or 'no'} prototypes, 384 x 384)"
+        f"{arch.hidden_dim}, {protos or 'no'} prototypes, {arch.image_size} x {arch.image_size})"
     )
 
 

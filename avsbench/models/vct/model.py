@@ -1,14 +1,15 @@
 """VCT (Huang et al., CVPR 2025), assembled from the shared Mask2Former core, and its builder.
 
-    frames, maskiges [N, 3, 384, 384] -> DualBackbone (two Swin-B) -> 4 fused maps
-      -> sem_seg_head.pixel_decoder -> mask features [N, C, 96, 96], memory (12, 24, 48 px)
+    frames, maskiges [N, 3, S, S] (S = arch.image_size, published 384) -> DualBackbone (two
+      Swin-B) -> 4 fused maps -> sem_seg_head.pixel_decoder -> mask features
+      [N, C, S/4, S/4], memory (S/32, S/16, S/8 px: 12, 24, 48 at 384)
     audio_emb [N, 12288] (VGGish's conv map [N, 512, 6, 4] flattened C-H-W, as the engine
       gives it; the 4-D map is taken too; the frozen VGGish stays outside the model)
       -> sem_seg_head.audio_transformation, per position -> audio level [N, C, 6, 4]
     sem_seg_head.predictor.visual_query_block(mask features) -> vision-centric queries
     queries = query_feat + those; decoder layer i attends level i % 4 (0 = audio, no mask;
       1-3 = strides 32 / 16 / 8, masked) -> pred_logits, pred_masks (+ aux)
-    semantic inference at 384 -> sem_seg, bilinear to 224 x 224 -> contract logits
+    semantic inference at S -> sem_seg, bilinear to 224 x 224 -> contract logits
     S4/AVSS: feat_audio, feat_proto (prototype loss) and the trained `logit_scale`
 
 Every frame is computed on its own (nothing mixes frames). Padding frames (frame_valid 0)
@@ -34,13 +35,19 @@ from avsbench.models.mask2former.transformer_decoder import (
     AttentionMaskTrace,
     MaskedAttentionDecoder,
 )
-from avsbench.models.vct.config import EVAL_SIZE, VCTArch, check_backbone, mask_classes
+from avsbench.models.vct.config import (
+    EVAL_SIZE,
+    VCTArch,
+    check_arch_size,
+    check_backbone,
+    mask_classes,
+)
 from avsbench.models.vct.query_block import (
     AudioTransformation,
     VisualQueryBlock,
     prototype_features,
 )
-from avsbench.models.vct.swin import INPUT_SIZE, SwinBackbone
+from avsbench.models.vct.swin import SwinBackbone
 
 AUDIO_CHANNELS, AUDIO_GRID = 512, (6, 4)  # VGGish's conv map per example
 INITIAL_LOGIT_SCALE = math.log(1 / 0.07)  # the prototype loss's temperature (CLIP's start)
@@ -50,7 +57,7 @@ INITIAL_LOGIT_SCALE = math.log(1 / 0.07)  # the prototype loss's temperature (CL
 class VCTTrace(AttentionMaskTrace):
     """The decoder's attention-mask record (`AttentionMaskTrace`) plus VCT's assignment.
 
-    force_assign: [N, 96*96] query of every pixel, used instead of the computed argmax.
+    force_assign: [N, (S/4)^2] query of every pixel, used instead of the computed argmax.
     assign_index, assign_gap: the computed assignment and its top-1 minus top-2 score;
     assign_largest: the largest |score| (the scale of the gap).
     visual_queries [N, Q, C], sem_seg [N, K, 224, 224]: recorded for the golden tests.
@@ -110,9 +117,9 @@ class VCTHead(nn.Module):
 
 
 class VCT(nn.Module):
-    """forward(frames [N, 3, 384, 384], audio_emb [N, 12288] or [N, 512, 6, 4],
-    frame_valid [N] | None, target_frames=None, maskige [N, 3, 384, 384], trace=None)
-    -> Mask2FormerOutput.
+    """forward(frames [N, 3, S, S], audio_emb [N, 12288] or [N, 512, 6, 4],
+    frame_valid [N] | None, target_frames=None, maskige [N, 3, S, S], trace=None)
+    -> Mask2FormerOutput. S: the backbones' `img_size` (arch.image_size; published 384).
 
     Frames and maskiges are ImageNet-normalised. logits [N, K, 224, 224] (K = 1: S4/MS3,
     71: AVSS); extras (S4/AVSS): feat_audio [N, C], feat_proto [P, C], logit_scale [].
@@ -132,6 +139,7 @@ class VCT(nn.Module):
         self.sem_seg_head = sem_seg_head
         self.num_classes = num_classes  # the contract's: 1 (S4/MS3) or 71 (AVSS)
         self.output_size = output_size
+        self.image_size = visual.backbone.img_size  # S: the query mixer's (S/4)^2 pixels
         if sem_seg_head.predictor.visual_query_block.has_prototypes:
             # published `criterion.logit_scale`: trained by the prototype loss
             self.logit_scale = nn.Parameter(torch.tensor(INITIAL_LOGIT_SCALE))
@@ -149,11 +157,11 @@ class VCT(nn.Module):
         maskige: torch.Tensor | None,
     ) -> int:
         bt = frames.shape[0]
-        if frames.ndim != 4 or tuple(frames.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
+        size = self.image_size
+        if frames.ndim != 4 or tuple(frames.shape[-2:]) != (size, size):
             raise ValueError(
-                f"VCT works at {INPUT_SIZE} x {INPUT_SIZE} only: frames must be [B*T, 3, "
-                f"{INPUT_SIZE}, {INPUT_SIZE}], got {tuple(frames.shape)}; set data.image_size "
-                f"to {INPUT_SIZE}"
+                f"this VCT works at {size} x {size} only: frames must be [B*T, 3, {size}, "
+                f"{size}], got {tuple(frames.shape)}; set data.image_size to {size}"
             )
         flat = AUDIO_CHANNELS * AUDIO_GRID[0] * AUDIO_GRID[1]
         if tuple(audio_emb.shape) not in ((bt, flat), (bt, AUDIO_CHANNELS, *AUDIO_GRID)):
@@ -190,8 +198,8 @@ class VCT(nn.Module):
 
         head = self.sem_seg_head
         predictor = head.predictor
-        feats = self.visual(frames, maskige)  # 4 x [n, C_l, 384/r, 384/r]
-        mask_features, memory = head.pixel_decoder(feats)  # [n, C, 96, 96], 3 levels
+        feats = self.visual(frames, maskige)  # 4 x [n, C_l, S/r, S/r]
+        mask_features, memory = head.pixel_decoder(feats)  # [n, C, S/4, S/4], 3 levels
         audio_map = audio_emb.reshape(-1, AUDIO_CHANNELS, *AUDIO_GRID)  # [n, 512, 6, 4]
         audio = head.audio_transformation(audio_map)  # [n, C, 6, 4]
         forced = None if trace is None else trace.force_assign
@@ -234,7 +242,8 @@ def build_vct(
 ) -> VCT:
     """Build VCT for `setting` in {"s4", "ms3", "avss"} (the defaults are published).
 
-    backbone: Swin-B only ("swin_base_patch4_window12_384", "swinb"); its sizes are `arch`'s.
+    backbone: Swin-B only ("swin_base_patch4_window12_384", "swinb"); its sizes are `arch`'s,
+    and so is the input side (`arch.image_size`, which sizes the query mixer).
     num_classes: the contract's, 1 / 1 / 71 by default (the class head predicts 2 / 2 / 71
     classes + no object). Random initialisation; weights come from a checkpoint
     (`official_names.load_official_state_dict`) or the engine.
@@ -243,7 +252,10 @@ def build_vct(
     arch = arch or VCTArch()
     row = setting_info(setting)
     num_classes = row.num_classes if num_classes is None else num_classes
-    visual = DualBackbone(SwinBackbone(arch.swin), SwinBackbone(arch.swin))
+    check_arch_size(arch.image_size)
+    visual = DualBackbone(
+        SwinBackbone(arch.swin, arch.image_size), SwinBackbone(arch.swin, arch.image_size)
+    )
     c = arch.hidden_dim
     pixel_decoder = MSDeformAttnPixelDecoder(
         visual.channels, conv_dim=c, mask_dim=c, encoder_layers=arch.encoder_layers,
@@ -252,7 +264,7 @@ def build_vct(
     audio = AudioTransformation(AUDIO_CHANNELS, arch.audio_hidden_dim, c)
     predictor = VCTDecoder(
         mask_classes(num_classes), num_prototypes=arch.prototypes_for(row.name),
-        num_pixels=(INPUT_SIZE // 4) ** 2, mixer_dim=arch.mixer_dim, hidden_dim=c,
+        num_pixels=arch.mixer_pixels, mixer_dim=arch.mixer_dim, hidden_dim=c,
         num_queries=arch.num_queries, heads=arch.decoder_heads, ffn_dim=arch.decoder_ffn_dim,
         layers=arch.decoder_layers,
     )  # fmt: skip

@@ -63,6 +63,7 @@ def load_official_state_dict(model: VCT, sd: Mapping[str, Any]) -> LoadReport:
     else -> ValueError, one line naming the first unexpected and the first missing key.
     """
     state, prefix = strip_module_prefix(unwrap_checkpoint(sd))
+    _check_input_size(model, state)
     mapped: dict[str, Any] = {}
     dropped: list[str] = []
     unknown: list[str] = []
@@ -106,6 +107,37 @@ def load_official_state_dict(model: VCT, sd: Mapping[str, Any]) -> LoadReport:
         dropped=dropped,
         stripped_prefix=prefix,
     )
+
+
+MIXER_IN = "sem_seg_head.predictor.visual_query_block.query_mixer.layers.0.weight"
+
+
+def input_size_of(mixer_pixels: int) -> int | None:
+    """The input side S whose (S/4)^2 mask-feature pixels the query mixer takes (None if
+    the pixel count is not a square)."""
+    side = round(mixer_pixels**0.5)
+    return 4 * side if side * side == mixer_pixels else None
+
+
+def _check_input_size(model: VCT, state: Mapping[str, Any]) -> None:
+    """ValueError (one line) if the file's query mixer was made for another input size than
+    `model`'s (a released file: 96 x 96 pixels, 384 x 384 inputs)."""
+    value = state.get(MIXER_IN)
+    if value is None or len(getattr(value, "shape", ())) != 2:
+        return  # the general check names the missing or odd key
+    pixels = int(value.shape[1])
+    own = model.sem_seg_head.predictor.visual_query_block.num_pixels
+    if pixels != own:
+        size = input_size_of(pixels)
+        fix = (
+            f"set data.image_size and model.arch.image_size to {size}"
+            if size
+            else "no S x S input has (S/4)^2 such pixels"
+        )
+        raise ValueError(
+            f"the VCT checkpoint's query mixer takes {pixels} mask-feature pixels, this "
+            f"model's {own} ({model.image_size} x {model.image_size} inputs): {fix}"
+        )
 
 
 def _mismatch_line(unexpected: list[str], missing: list[str], mismatched: list[str]) -> str:
@@ -213,6 +245,13 @@ def read_architecture(sd: Any) -> VCTArchitecture:
     )
     table = s["backbone.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
     queries, hidden = s[p + "query_feat.weight"].shape
+    mixer_pixels = s[p + "visual_query_block.query_mixer.layers.0.weight"].shape[1]
+    image_size = input_size_of(mixer_pixels)
+    if image_size is None:
+        raise ValueError(
+            f"VCT checkpoint whose query mixer takes {mixer_pixels} pixels: not the (S/4)^2 "
+            "pixels of any S x S input"
+        )
     enc = "sem_seg_head.pixel_decoder.transformer.encoder.layers."
     arch = VCTArch(
         swin_embed_dim=s["backbone.patch_embed.proj.weight"].shape[0],
@@ -229,6 +268,7 @@ def read_architecture(sd: Any) -> VCTArchitecture:
         audio_hidden_dim=s["sem_seg_head.audio_transformation.embeddings.0.weight"].shape[0],
         mixer_dim=s[p + "visual_query_block.query_mixer.layers.0.weight"].shape[0],
         num_prototypes=None if prototypes == PROTOTYPES[setting] else prototypes,
+        image_size=image_size,
     )
     return VCTArchitecture(setting=setting, num_classes=1 if classes == 2 else classes, arch=arch)
 
@@ -256,11 +296,15 @@ class OfficialVCT:
         return is_vct_state_dict(obj)
 
     def config(self, obj: Any, base: C.Config | None) -> C.Config:
-        """`base` (its paths and runtime) with VCT's recipe and the architecture of the keys."""
+        """`base` (its paths and runtime) with VCT's recipe and the architecture of the keys,
+        input size included (the query mixer's). With a `base`, its data settings are the
+        user's: a `data.image_size` other than the file's is refused by `config.check`."""
         found = read_architecture(obj)
         recipe = preset(found.setting)
         if base is not None and base.model.setting == found.setting:
             recipe = C.recipe_with_user_settings(recipe, base)
+        else:
+            recipe = C.override(recipe, {"data.image_size": found.arch.image_size})
         model = dataclasses.replace(
             recipe.model, backbone=BACKBONE, num_classes=found.num_classes, arch=found.arch
         )

@@ -146,7 +146,8 @@ class VisualQueryBlock(nn.Module):
     Q0 = query_mixer(X) over the pixel axis (h*w -> mixer_dim x 2 -> Q)  [N, C, Q] -> [Q, N, C]
     with prototypes: Q0 = LN(Q0 + MHA_4(Q0, prototypes, prototypes))
     Q = Q0 + AssignAttention(Q0, X)
-    The pixel count h*w is fixed by the query mixer (96 * 96 for 384 x 384 inputs).
+    The pixel count h*w is fixed by the query mixer: (S/4)^2 for S x S inputs (published:
+    96 * 96, S = 384; `VCTArch.image_size` sets S).
     """
 
     def __init__(
@@ -182,9 +183,10 @@ class VisualQueryBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, Assignment]:
         n, _, h, w = mask_features.shape
         if h * w != self.num_pixels:
+            side = round(self.num_pixels**0.5)
             raise ValueError(
-                f"VCT's query mixer takes {self.num_pixels} mask-feature pixels (a 384 x 384 "
-                f"input), got {h} x {w}"
+                f"VCT's query mixer takes {self.num_pixels} mask-feature pixels (a {4 * side} "
+                f"x {4 * side} input), got {h} x {w}"
             )
         x = self.pre_proj(mask_features).flatten(2)  # [N, C, h*w]
         queries = self.query_mixer(x).permute(2, 0, 1)  # [N, C, Q] -> [Q, N, C]

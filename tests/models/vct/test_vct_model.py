@@ -12,6 +12,9 @@ from avsbench import config as C
 from avsbench.models.vct import VCTTrace, build_vct
 from avsbench.models.vct import config as vct_config
 
+SIZE = vct_config.SYNTHETIC_SIZE  # the small configuration's input side (64)
+SIDE = SIZE // 4  # its mask features (16 x 16)
+
 
 @functools.cache
 def _tiny(setting: str) -> torch.nn.Module:
@@ -20,10 +23,10 @@ def _tiny(setting: str) -> torch.nn.Module:
     return build_vct(setting, arch=arch).eval()
 
 
-def _inputs(n: int, seed: int = 0):
+def _inputs(n: int, seed: int = 0, size: int = SIZE):
     g = torch.Generator().manual_seed(seed)
-    frames = torch.randn(n, 3, 384, 384, generator=g)
-    maskige = torch.randn(n, 3, 384, 384, generator=g)
+    frames = torch.randn(n, 3, size, size, generator=g)
+    maskige = torch.randn(n, 3, size, size, generator=g)
     audio = torch.rand(n, 512, 6, 4, generator=g)
     return frames, audio, maskige
 
@@ -35,7 +38,7 @@ def test_outputs_and_frames_computed_on_their_own() -> None:
         out = model(frames, audio, None, maskige=maskige)
         alone = model(frames[1:2], audio[1:2], None, maskige=maskige[1:2])
     assert out.logits.shape == (3, 1, 224, 224)
-    assert out.pred_logits.shape == (3, 16, 3) and out.pred_masks.shape == (3, 16, 96, 96)
+    assert out.pred_logits.shape == (3, 16, 3) and out.pred_masks.shape == (3, 16, SIDE, SIDE)
     assert len(out.aux_outputs) == 4  # initial queries + 3 earlier layers
     assert set(out.extras) == {"feat_audio", "feat_proto", "logit_scale"}
     torch.testing.assert_close(out.extras["feat_audio"].norm(dim=-1), torch.ones(3))
@@ -62,10 +65,10 @@ def test_ms3_has_no_prototype_outputs_and_the_trace_records_decisions() -> None:
     trace = VCTTrace()
     with torch.no_grad():
         out = model(frames, audio, None, maskige=maskige, trace=trace)
-        forced = VCTTrace(force_assign=torch.zeros(2, 96 * 96, dtype=torch.long))
+        forced = VCTTrace(force_assign=torch.zeros(2, SIDE * SIDE, dtype=torch.long))
         other = model(frames, audio, None, maskige=maskige, trace=forced)
     assert out.extras == {} and not hasattr(model, "logit_scale")
-    assert trace.assign_index.shape == (2, 9216) and sorted(trace.masks) == [1, 2, 3]
+    assert trace.assign_index.shape == (2, SIDE * SIDE) and sorted(trace.masks) == [1, 2, 3]
     assert bool((forced.assign_index == trace.assign_index).all())  # computed, not forced
     assert not torch.allclose(other.pred_logits, out.pred_logits)  # the forced one is used
 
@@ -73,7 +76,7 @@ def test_ms3_has_no_prototype_outputs_and_the_trace_records_decisions() -> None:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda f, a, m: (f[..., :352, :352], a, m[..., :352, :352]), "384 x 384 only"),
+        (lambda f, a, m: (f[..., :32, :32], a, m[..., :32, :32]), "64 x 64 only"),
         (lambda f, a, m: (f, a.flatten(1)[:, :128], m), r"conv map, \[B\*T=2, 12288\]"),
         (lambda f, a, m: (f, a, None), "needs the maskige of every frame"),
     ],
@@ -129,7 +132,8 @@ def test_presets_and_the_synthetic_config_pass_the_check_and_build() -> None:
         assert cfg.train.backbone_lr_mult == 0.1 and cfg.train.grad_clip_norm == 0.01
     small = registry.synthetic(registry.preset("ms3", "vct"))
     registry.method_spec("vct").check(small)
-    assert small.train.max_iters is None and small.train.max_epoches == 4  # epochs, not 40k
+    assert small.train.max_iters is None and small.train.max_epoches == 10  # epochs, not 40k
+    assert small.data.image_size == small.model.arch.image_size == 64
     model = registry.build_model_for(small)
     assert sum(p.numel() for p in model.parameters()) < 5_000_000
     assert "16 queries" in registry.method_spec("vct").summary(small.model)
@@ -163,8 +167,8 @@ def test_the_spec_loss_reads_the_batch_category() -> None:
     model = _tiny("s4")
     frames, audio, maskige = _inputs(2, seed=5)
     out = model(frames, audio, None, maskige=maskige)
-    masks = torch.zeros(2, 384, 384)
-    masks[:, 100:200, 150:300] = 1.0
+    masks = torch.zeros(2, SIZE, SIZE)
+    masks[:, 16:32, 24:48] = 1.0
     gt_valid = torch.tensor([1.0, 0.0])
     total, parts = spec.loss("s4", out, masks, gt_valid, C.LossConfig(), category=["helicopter"])
     assert torch.isfinite(total) and parts["loss_proto"] > 0

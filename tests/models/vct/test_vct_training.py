@@ -40,7 +40,7 @@ def test_train_and_test_with_method_vct(tmp_path):
     (last,) = (run / "checkpoints").glob("*last*.pth")
     saved = torch.load(last, weights_only=True)
     cfg = registry.config_from_dict(saved["config"])
-    assert cfg.model.method == "vct" and cfg.data.image_size == 384
+    assert cfg.model.method == "vct" and cfg.data.image_size == 64  # the small config
     assert cfg.data.eval_mask_size == 224
     assert "logit_scale" in saved["model"]
     history = saved["history"][0]["train"]
