@@ -30,11 +30,14 @@ from tests.engine.test_ddp import _free_port, _freeze_batchnorm
 
 COMBO_FLAGS = {"method": "combo", "train_batch_size": 1, "val_batch_size": 1,
                "max_epoches": 1, "max_steps_per_epoch": 3}  # fmt: skip
-TINY_COMBO = {"model.arch.num_queries": 4, "model.arch.hidden_dim": 32, "model.arch.heads": 2,
+# the recipe's augmentation on (the synthetic configs measured without it turn it off)
+TINY_COMBO = {"data.augment": "mask2former", "model.arch.num_queries": 4,
+              "model.arch.hidden_dim": 32, "model.arch.heads": 2,
               "model.arch.decoder_layers": 1, "model.arch.encoder_layers": 1,
               "model.arch.decoder_ffn_dim": 32, "model.arch.encoder_ffn_dim": 32,
               "model.arch.audio_hidden_dim": 32}  # fmt: skip
-TINY_VCT = {"model.arch.swin_embed_dim": 16, "model.arch.num_queries": 4,
+TINY_VCT = {"data.augment": "mask2former", "model.arch.swin_embed_dim": 16,
+            "model.arch.num_queries": 4,
             "model.arch.hidden_dim": 32, "model.arch.decoder_heads": 2,
             "model.arch.decoder_ffn_dim": 32, "model.arch.encoder_ffn_dim": 32,
             "model.arch.audio_hidden_dim": 32, "model.arch.mixer_dim": 16}  # fmt: skip
