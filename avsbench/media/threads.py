@@ -1,5 +1,5 @@
 """Background threads of `avsbench predict`: reading ahead of the model, and writing the
-overlay behind it (docs/PREDICT.md "Speed").
+overlay behind it (docs/PREDICT.md "Safety and limits", Speed).
 
 Decoding (PyAV), colour conversion and resizing (swscale, cv2), the log-mel front end
 and x264 release the GIL, so on a machine with spare cores they run beside the model's
