@@ -88,7 +88,7 @@ def predict_video(
     keep_frames: bool = False,
     masks_per_second: int = 1,
     log: Callable[[str], None] | None = None,
-    background: bool = True,
+    background: bool | None = None,
 ) -> PredictionResult:
     """Segment the sounding objects of a video, one mask per second.
 
@@ -102,6 +102,8 @@ def predict_video(
     per-second outputs do not change). log: receives progress and warning lines.
     background: decode ahead of the model and write the overlay behind it in their own
     threads (False: everything in the calling thread, in turn; the masks are the same).
+    None: threads when they have a core to run on, i.e. the model runs on a GPU or torch
+    uses fewer threads than the CPU has cores (on a CPU torch keeps busy they only contend).
     Raises PredictError for bad input or an output that cannot be written (full disk,
     read-only folder), leaving no output folder behind.
     """
@@ -134,6 +136,9 @@ def predict_video(
                 vggish_weights=vggish_weights,
                 device=device,
             )
+        if background is None:
+            spare_cores = torch.get_num_threads() < (os.cpu_count() or 1)
+            background = predictor.device.type != "cpu" or spare_cores
         run = _Run(predictor, info, output, masks_per_second, write_overlay, keep_masks, background)
         result = run.predict(batch_clips, keep_frames, warnings, say)
         if output is not None:

@@ -148,7 +148,7 @@ class MaskOverlay:
         self.shape, self.alpha = mask.shape, alpha
         self.legend: np.ndarray | None = None
         values = np.arange(256, dtype=np.float32)[:, None]  # [256, 1]
-        # (rows, columns, pixels of the region inside them bool [h, w, 1], table [256, 1, 3])
+        # (rows, columns, pixels of the region inside them uint8 [h, w], table [256, 1, 3])
         self.regions: list[tuple[slice, slice, np.ndarray, np.ndarray]] = []
         if semantic:
             ids = _class_ids(mask)
@@ -168,7 +168,7 @@ class MaskOverlay:
             box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
             blend = (1.0 - alpha) * values + alpha * colour.astype(np.float32)  # [256, 3]
             table = np.clip(np.rint(blend), 0, 255).astype(np.uint8)[:, None]  # [256, 1, 3]
-            self.regions.append((*box, inside[box][..., None], table))
+            self.regions.append((*box, inside[box].astype(np.uint8), table))
         self.edge = np.flatnonzero(edge)
 
     def __call__(self, image: np.ndarray, *, in_place: bool = False) -> np.ndarray:
@@ -180,8 +180,8 @@ class MaskOverlay:
             raise ValueError(f"mask has shape {self.shape} but the image {image.shape[:2]}")
         out = image if in_place and image.flags.c_contiguous else image.copy()
         for rows, cols, inside, table in self.regions:
-            box = out[rows, cols]  # [h, w, 3] view
-            np.copyto(box, cv2.LUT(np.ascontiguousarray(box), table), where=inside)
+            box = out[rows, cols]  # [h, w, 3] view, written through by cv2
+            cv2.copyTo(cv2.LUT(box, table), inside, box)
         out.reshape(-1, 3)[self.edge] = self.edge_colour
         if self.legend is not None:
             h, w = min(self.legend.shape[0], out.shape[0]), min(self.legend.shape[1], out.shape[1])

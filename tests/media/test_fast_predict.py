@@ -187,7 +187,7 @@ def test_a_failing_overlay_write_stops_predict_cleanly(tmp_path, seven_seconds, 
 
     monkeypatch.setattr(writers.OverlayWriter, "write", fill_up)
     with pytest.raises(PredictError, match=r"out: cannot write the output \(disk full\)"):
-        predict_video(seven_seconds, tiny_predictor(), out_dir=tmp_path / "out")
+        predict_video(seven_seconds, tiny_predictor(), out_dir=tmp_path / "out", background=True)
     assert no_leftovers(tmp_path) == []
     assert running_threads() == []
 
@@ -200,6 +200,12 @@ def test_ctrl_c_stops_the_background_threads(tmp_path, seven_seconds):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        predict_video(seven_seconds, tiny_predictor(), out_dir=tmp_path / "out", log=interrupt)
+        predict_video(
+            seven_seconds,
+            tiny_predictor(),
+            out_dir=tmp_path / "out",
+            log=interrupt,
+            background=True,
+        )
     assert no_leftovers(tmp_path) == []
     assert running_threads() == []
