@@ -1,14 +1,18 @@
 """`avsbench predict` on a long video: speed (video seconds per second) and peak memory.
 
 Writes a test video like the ones users bring (default 60 s, 1280 x 720, 29.97 fps H.264
-with 5.1 AAC sound at 48 kHz; a red square moving across), then predicts it with the S4
-model (ResNet-50, 224 px, random weights: the speed does not depend on them; `--backbone
-resnet18 --decoder-channels 64` for a lighter one that leaves the media work visible) in a fresh
+with 5.1 AAC sound at 48 kHz; a red square moving across), then predicts it with S4 models
+(`--methods tpavi,avsegformer`; ResNet-50, 224 px, random weights from seed 0, the same in
+every run: the speed does not depend on them; `--backbone resnet18 --decoder-channels 64`
+for a lighter TPAVI that leaves the media work visible) in a fresh
 subprocess per run, so that each run's peak resident memory (VmHWM, which exec resets;
 ru_maxrss would carry the parent's) is its own. A run
 is a variant of this checkout (`--variants`), optionally also of an older checkout
 (`--baseline PATH`, a folder holding that version's `avsbench/` package), interleaved
-over `--repeats` rounds. Results: benchmarks/results/predict_<device>.json.
+over `--repeats` rounds (odd rounds in reverse order). Each run also reports its process
+CPU seconds (all threads: what counts on a loaded machine) and a sha256 of its decoded
+masks; `masks_equal_baseline` says whether every run of a variant gave the baseline's
+masks bit for bit. Results: benchmarks/results/predict_<device>.json.
 
     python benchmarks/bench_predict.py --seconds 60 --repeats 2 --baseline /tmp/old
 """
