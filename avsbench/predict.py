@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from avsbench.config import setting_info
 from avsbench.engine import step
 from avsbench.fileio import atomic_write
 from avsbench.maskiges.inputs import attach_sam
-from avsbench.media import describe, inputs, schedule, writers
+from avsbench.media import describe, inputs, schedule, threads, writers
 from avsbench.media.audio import AudioWindows
 from avsbench.media.folders import OutputFolder, write_failure
 from avsbench.media.video import (
@@ -91,6 +91,7 @@ def predict_video(
     log: Callable[[str], None] | None = None,
     sam_weights: str | os.PathLike[str] | None = None,
     sam_model: str | None = None,
+    background: bool | None = None,
 ) -> PredictionResult:
     """Segment the sounding objects of a video, one mask per second.
 
@@ -104,6 +105,10 @@ def predict_video(
     per-second outputs do not change). log: receives progress and warning lines.
     sam_weights / sam_model: segment-anything weights that make the maskiges a COMBO or VCT
     model reads (`avsbench.maskiges`, docs/MASKIGE.md); summary.json's model.maskiges marks them.
+    background: decode ahead of the model and write the overlay behind it in their own
+    threads (False: everything in the calling thread, in turn; the masks are the same).
+    None: threads when they have a core to run on, i.e. the model runs on a GPU or torch
+    uses fewer threads than the CPU has cores (on a CPU torch keeps busy they only contend).
     Raises PredictError for bad input or an output that cannot be written (full disk,
     read-only folder), leaving no output folder behind.
     """
@@ -137,7 +142,10 @@ def predict_video(
                 device=device,
             )
         predictor = attach_sam(predictor, sam_weights, sam_model=sam_model, log=say)
-        run = _Run(predictor, info, output, masks_per_second, write_overlay, keep_masks)
+        if background is None:
+            spare_cores = torch.get_num_threads() < (os.cpu_count() or 1)
+            background = predictor.device.type != "cpu" or spare_cores
+        run = _Run(predictor, info, output, masks_per_second, write_overlay, keep_masks, background)
         result = run.predict(batch_clips, keep_frames, warnings, say)
         if output is not None:
             folder, result.out_dir = output.path, output.commit()
@@ -169,9 +177,12 @@ class _Run:
         per_second: int,
         write_overlay: bool,
         keep_masks: bool,
+        background: bool = True,
     ) -> None:
         self.predictor, self.info, self.output = predictor, info, output
         self.per_second, self.keep_masks = per_second, keep_masks
+        self.threads = background  # read ahead and write the overlay in their own threads
+        self.overlay: writers.OverlayFeed | threads.OverlayThread | None
         self.sampler = FrameSampler(info.path, info.width, info.height, per_second=per_second)
         self.overlay = None
         if write_overlay and output is not None:
@@ -195,35 +206,24 @@ class _Run:
         if self.output is not None:
             (self.output.path / "masks").mkdir()
         audio = AudioWindows(info.path, lambda: self.sampler.start_time) if info.audio else None
-        windows = schedule.SlidingWindows(p.frames_per_clip, self.per_second)
-        samples = iter(self.sampler)
-        ready: list[schedule.Window] = []
+        if self.overlay is not None and self.threads:
+            window_masks = p.frames_per_clip * self.per_second
+            self.overlay = threads.OverlayThread(
+                self.overlay, max_waiting=2 * window_masks + batch_clips * p.frames_per_clip
+            )
+        batches = self._batches(audio, batch_clips, keep_frames)
+        if self.threads:
+            batches = threads.Prefetch(lambda: self._batches(audio, batch_clips, keep_frames))
         try:
-            for j, frame_time, rgb in samples:
-                window, full = windows.add(j)
-                window.times.append(frame_time)
-                window.frames.append(
-                    inputs.preprocess_frame(rgb, p.image_size, semantic=p.semantic)
-                )
-                if p.make_extra_inputs is not None:  # e.g. a maskige per frame
-                    window.extras.append(p.make_extra_inputs(rgb, p.image_size))
-                if keep_frames and window.phase == 0:
-                    window.rgb.append(rgb)
-                if full:
-                    ready.append(self._add_audio(window, audio))
-                if len(ready) == batch_clips:
-                    self._forward(ready, say)
-                    ready = []
-            ready += [self._add_audio(w, audio) for w in windows.rest()]
-            for first in range(0, len(ready), batch_clips):
-                self._forward(ready[first : first + batch_clips], say)
+            for batch in batches:
+                self._forward(batch, say)
             if self.sampler.num_frames == 0:
                 raise PredictError(f"{info.path}: the video stream holds no decodable frame")
             self._check_length()
             num_samples = self.sampler.num_samples
             overlay_frames = self.overlay.finish(num_samples) if self.overlay else None
         finally:
-            samples.close()  # type: ignore[attr-defined]
+            batches.close()  # type: ignore[union-attr]
             if audio is not None:
                 audio.close()
             if self.overlay is not None:
@@ -255,6 +255,37 @@ class _Run:
             if overlay_frames is not None:
                 paths["overlay"] = self.output.path / "overlay.mp4"
         return PredictionResult(self.masks, summary, self.frames, None, paths)
+
+    def _batches(
+        self, audio: AudioWindows | None, batch_clips: int, keep_frames: bool
+    ) -> Iterator[list[schedule.Window]]:
+        """The windows with their inputs (frames, extras, log-mel), batch_clips at a time,
+        in the order of their audio start."""
+        p = self.predictor
+        windows = schedule.SlidingWindows(p.frames_per_clip, self.per_second)
+        samples = iter(self.sampler)
+        ready: list[schedule.Window] = []
+        try:
+            for j, frame_time, rgb in samples:
+                window, full = windows.add(j)
+                window.times.append(frame_time)
+                window.frames.append(
+                    inputs.preprocess_frame(rgb, p.image_size, semantic=p.semantic)
+                )
+                if p.make_extra_inputs is not None:  # e.g. a maskige per frame
+                    window.extras.append(p.make_extra_inputs(rgb, p.image_size))
+                if keep_frames and window.phase == 0:
+                    window.rgb.append(rgb)
+                if full:
+                    ready.append(self._add_audio(window, audio))
+                if len(ready) == batch_clips:
+                    yield ready
+                    ready = []
+            ready += [self._add_audio(w, audio) for w in windows.rest()]
+            for first in range(0, len(ready), batch_clips):
+                yield ready[first : first + batch_clips]
+        finally:
+            samples.close()  # type: ignore[attr-defined]
 
     def _add_audio(self, window: schedule.Window, audio: AudioWindows | None) -> schedule.Window:
         n = len(window.samples)
@@ -294,7 +325,7 @@ class _Run:
             masks = step.predicted_masks(logits, semantic=p.semantic, size=size)  # [n, H, W]
             for i, j in enumerate(w.samples):
                 self._take_mask(w, i, j, masks[i])
-        if self.overlay is not None:
+        if isinstance(self.overlay, writers.OverlayFeed):  # single thread: write what is known
             self.overlay.pump()
         say(f"predicted {len(self.seconds)} s of video")
 

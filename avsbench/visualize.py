@@ -132,7 +132,9 @@ class MaskOverlay:
     mask: [H, W]; binary (bool, 0/1, probabilities or 0/255) when `semantic` is False,
     integer class ids 0..70 when True. Calling it on an image uint8 [H, W, 3] gives
     the same picture as `overlay(image, mask, ...)`. legend: (semantic) draw the names and
-    colours of the classes present in the top-left corner.
+    colours of the classes present in the top-left corner. The blend of a pixel value v
+    with a colour c, round((1 - alpha) v + alpha c) in float32, is tabulated once per
+    colour (256 values per channel) and applied inside each colour's bounding box.
     """
 
     def __init__(
@@ -145,32 +147,42 @@ class MaskOverlay:
             raise ValueError(f"mask must be [H, W], got {mask.shape}")
         self.shape, self.alpha = mask.shape, alpha
         self.legend: np.ndarray | None = None
+        values = np.arange(256, dtype=np.float32)[:, None]  # [256, 1]
+        # (rows, columns, pixels of the region inside them uint8 [h, w], table [256, 1, 3])
+        self.regions: list[tuple[slice, slice, np.ndarray, np.ndarray]] = []
         if semantic:
             ids = _class_ids(mask)
-            fg, edge = ids != 0, _boundary(ids)
-            colours = _palette()[ids]  # [H, W, 3]
-            self.fill_colour = colours[fg].astype(np.float32)  # [n, 3]
-            self.edge_colour = colours[edge]
+            edge = _boundary(ids)
+            self.edge_colour = _palette()[ids[edge]]  # [n, 3]
             present = [int(c) for c in np.unique(ids) if c != 0]
+            regions = [(ids == c, _palette()[c]) for c in present]
             if legend and present:
                 self.legend = legend_image(present, min(mask.shape[0], 18 * len(present) + 2))
         else:
             fg = _binary(mask)
             edge = _boundary(fg.astype(np.uint8))
-            self.fill_colour = np.asarray(HIGHLIGHT, np.float32)
             self.edge_colour = np.asarray(CONTOUR, np.uint8)
-        self.fg, self.edge = np.flatnonzero(fg), np.flatnonzero(edge)
+            regions = [(fg, np.asarray(HIGHLIGHT))] if fg.any() else []
+        for inside, colour in regions:
+            rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+            box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+            blend = (1.0 - alpha) * values + alpha * colour.astype(np.float32)  # [256, 3]
+            table = np.clip(np.rint(blend), 0, 255).astype(np.uint8)[:, None]  # [256, 1, 3]
+            self.regions.append((*box, inside[box].astype(np.uint8), table))
+        self.edge = np.flatnonzero(edge)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+        """The blended picture (a new array; in_place: painted into `image` itself)."""
+        import cv2
+
         image = _check_image(image)
         if image.shape[:2] != self.shape:
             raise ValueError(f"mask has shape {self.shape} but the image {image.shape[:2]}")
-        out = image.copy()
-        flat = out.reshape(-1, 3)
-        inside = flat[self.fg].astype(np.float32)
-        blend = (1.0 - self.alpha) * inside + self.alpha * self.fill_colour
-        flat[self.fg] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
-        flat[self.edge] = self.edge_colour
+        out = image if in_place and image.flags.c_contiguous else image.copy()
+        for rows, cols, inside, table in self.regions:
+            box = out[rows, cols]  # [h, w, 3] view, written through by cv2
+            cv2.copyTo(cv2.LUT(box, table), inside, box)
+        out.reshape(-1, 3)[self.edge] = self.edge_colour
         if self.legend is not None:
             h, w = min(self.legend.shape[0], out.shape[0]), min(self.legend.shape[1], out.shape[1])
             out[:h, :w] = self.legend[:h, :w]
