@@ -3,7 +3,8 @@
 # TPAVI/AVSegFormer x fp32/bf16/fp16(+scaler) x NCHW/channels_last, a short train.sh run
 # (torchrun DDP with NCCL over every GPU present), avsbench predict on a generated video
 # with that checkpoint, the batch-4 TPAVI benchmarks and the AVSegFormer ones (attention
-# alone, whole model) against the published formulation
+# alone, whole model) against the published formulation, and VCT/COMBO/AVSegFormer's exact
+# training savings (bench_mask2former.py)
 # (benchmarks/results/*_cuda.json; summarise them in BENCHMARKS.md).
 #   bash benchmarks/gpu_check.sh            # on a GPU machine, after bash scripts/setup.sh
 #   bash benchmarks/gpu_check.sh --dry-run  # CPU, tiny sizes, one process: checks the wiring
@@ -42,12 +43,15 @@ avsbench predict "$work/clip.mp4" --weights "$ckpt" --out "$work/predict" --devi
 test -s "$work/predict/overlay.mp4"
 
 if [ $dry = 1 ]; then
-  echo "[gpu_check] 4/4 benchmarks: skipped in the dry run (they need CUDA)"
+  echo "[gpu_check] 4/4 benchmarks: only bench_mask2former's train step, tiny, on the CPU"
+  python benchmarks/bench_mask2former.py --size tiny --methods combo,avsegformer --tasks train \
+    --repeats 1 --no-memory --out "$work/mask2former_cpu_tiny.json"  # VCT: 384 px, too slow
 else
   echo "[gpu_check] 4/4 benchmarks at batch 4 against the published formulation"
   python benchmarks/bench_model.py train --device cuda --configs resnet50:4,pvt_v2_b5:4 --repeats 3
   python benchmarks/bench_model.py infer --device cuda --metrics --repeats 3
   python benchmarks/bench_avsegformer.py --device cuda --repeats 10
   python benchmarks/bench_avsegformer_model.py --device cuda --repeats 5
+  python benchmarks/bench_mask2former.py --device cuda --repeats 5
 fi
 echo "[gpu_check] passed"

@@ -81,6 +81,7 @@ SPEC = MethodSpec(
     to_official=official_names.to_official_state_dict,
     summary=_summary,
     set_backbone_trainable=_set_backbone_trainable,
+    target_frames=lambda cfg, v: v.reshape(-1) > 0 if cfg.model.setting != "ms3" else None,
     flags=(
         MethodFlag(
             "--decoder_channels",

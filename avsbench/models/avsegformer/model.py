@@ -32,7 +32,8 @@ from avsbench.models.avsegformer.transformer import (
 )
 from avsbench.models.backbones.vggish import EMBEDDING_SIZE
 from avsbench.models.backbones.visual import VisualEncoder, build_visual_encoder
-from avsbench.models.contract import AVSOutput, check_inputs
+from avsbench.models.contract import AVSOutput, check_inputs, decoded_rows
+from avsbench.models.mask2former.output import spread_rows
 
 
 @dataclass
@@ -53,9 +54,10 @@ class AVSegFormer(nn.Module):
     forward(frames [B*T, 3, H, W], audio_emb [B*T, 128], frame_valid [B*T] | None,
             target_frames=None)
         -> AVSegFormerOutput(logits [B*T, K, H, W], mask_feature [B*T, C, H/4, W/4]).
-    H and W must be divisible by 32. target_frames (the contract's) is accepted and every
-    frame is decoded: a ResNet's train-mode BatchNorm mixes the frames. Padding frames
-    (frame_valid 0) give zero logits and mask features, as in the published model.
+    H and W must be divisible by 32. target_frames (the contract's, [B*T] bool): the visual
+    encoder sees every frame (a ResNet's train-mode BatchNorm mixes the frames), the head
+    (per frame, GroupNorm) only these; the others' logits and mask features are zeros.
+    Padding frames (frame_valid 0) give zero logits and mask features, as published.
     """
 
     def __init__(self, visual: VisualEncoder, head: AVSegHead, audio_proj: nn.Linear) -> None:
@@ -78,18 +80,25 @@ class AVSegFormer(nn.Module):
         target_frames: torch.Tensor | None = None,
     ) -> AVSegFormerOutput:
         bt = check_inputs(frames, audio_emb, frame_valid)
+        rows = decoded_rows(target_frames, bt, frames.device)  # [F] or None (every frame)
         valid = None
         if frame_valid is not None:
             valid = frame_valid.reshape(bt, 1, 1, 1).to(frames.dtype)  # [B*T, 1, 1, 1]
+            valid = valid if rows is None else valid[rows]  # [F, 1, 1, 1]
 
-        audio_feat = self.audio_proj(audio_emb)[:, None]  # [B*T, 1, C]
-        feats = self.visual(frames)  # 4 x [B*T, C_s, H/r, W/r]
+        feats = self.visual(frames)  # 4 x [B*T, C_s, H/r, W/r]: BatchNorm sees every frame
+        if rows is not None:  # the head works per frame (GroupNorm): the read frames only
+            feats, audio_emb = [f[rows] for f in feats], audio_emb[rows]
+        audio_feat = self.audio_proj(audio_emb)[:, None]  # [F, 1, C]
         if valid is not None:
             feats = [f * valid for f in feats]
         logits, mask_feature = self.head(feats, audio_feat)
         if valid is not None:
             logits = logits * valid
             mask_feature = mask_feature * valid
+        if rows is not None:  # [F, ...] -> [B*T, ...], zeros for the frames not decoded
+            logits = spread_rows(logits, rows, bt)
+            mask_feature = spread_rows(mask_feature, rows, bt)
         return AVSegFormerOutput(logits=logits, mask_feature=mask_feature)
 
 

@@ -96,6 +96,7 @@ SPEC = MethodSpec(
     param_groups=_param_groups,
     no_weight_decay=no_weight_decay,
     set_backbone_trainable=_set_backbone_trainable,
+    target_frames=lambda cfg, gt_valid: gt_valid.reshape(-1) > 0,  # final prediction: read rows
     extra_inputs=(MASKIGE,),
     make_extra_inputs=SamMaskigeInputs(),  # predict: from --sam_weights (avsbench.maskiges)
 )

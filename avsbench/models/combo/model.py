@@ -31,7 +31,7 @@ from avsbench.models.combo.fusion import AVFuse
 from avsbench.models.contract import check_inputs, decoded_rows
 from avsbench.models.mask2former.dual_backbone import DualBackbone, build_dual_backbone
 from avsbench.models.mask2former.inference import contract_logits, semantic_inference
-from avsbench.models.mask2former.output import Mask2FormerOutput
+from avsbench.models.mask2former.output import Mask2FormerOutput, spread_rows
 from avsbench.models.mask2former.pixel_decoder import GROUP_NORM_GROUPS, MSDeformAttnPixelDecoder
 from avsbench.models.mask2former.transformer_decoder import (
     AttentionMaskTrace,
@@ -94,7 +94,10 @@ class COMBO(nn.Module):
     target_frames=None, maskige [N, 3, S, S], trace=None) -> Mask2FormerOutput.
 
     Frames and maskiges are ImageNet-normalised; S divisible by 32. target_frames (the
-    contract's) is accepted and every valid frame is decoded: the audio quirk mixes frames.
+    contract's, [N] bool): every valid frame is decoded up to the last decoder layer (the
+    audio quirk mixes frames, the cosine loss reads every frame's earlier predictions), the
+    last layer and the final prediction only for these frames (the others' final
+    predictions and logits are zeros; docs/ARCHITECTURE.md, "Exact savings").
     trace: an `AttentionMaskTrace` (golden tests), None otherwise. In training the contract
     logits carry no gradient (the losses read pred_logits / pred_masks).
     """
@@ -162,16 +165,33 @@ class COMBO(nn.Module):
         predictor = head.predictor
         queries = predictor.initial_queries(frames.shape[0])  # [Q, n, C]
         queries = queries + audio_queries(audio[:, 0], predictor.num_queries, groups)
-        out = predictor(memory, visual, queries, trace)
+        final = final_rows(target_frames, rows, bt, frames.device)  # [F] of the n, or None
+        out = predictor(memory, visual, queries, trace, last_rows=final)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.training):
             # the losses read pred_logits / pred_masks: no graph through the S x S masks
             sem_seg = semantic_inference(out.pred_logits, out.pred_masks, tuple(frames.shape[-2:]))
+        n = frames.shape[0]
         return Mask2FormerOutput(
-            logits=contract_logits(sem_seg, self.num_classes),
-            pred_logits=out.pred_logits,
-            pred_masks=out.pred_masks,
+            logits=spread_rows(contract_logits(sem_seg, self.num_classes), final, n),
+            pred_logits=spread_rows(out.pred_logits, final, n),
+            pred_masks=spread_rows(out.pred_masks, final, n),
             aux_outputs=list(out.aux_outputs),
         ).scattered(rows, bt)
+
+
+def final_rows(
+    target_frames: torch.Tensor | None, rows: torch.Tensor | None, bt: int, device: torch.device
+) -> torch.Tensor | None:
+    """Indices, among the n decoded frames (`rows` of the B*T; None: all), of the frames in
+    target_frames [B*T] bool (the contract's: the frames whose final prediction is read);
+    None when that is all of them."""
+    wanted = decoded_rows(target_frames, bt, device)  # [F] of the B*T, or None
+    if wanted is None:
+        return None
+    keep = torch.zeros(bt, dtype=torch.bool, device=device)
+    keep[wanted] = True
+    keep = keep if rows is None else keep[rows]  # [n]
+    return None if bool(keep.all()) else keep.nonzero().squeeze(1)
 
 
 def build_combo(

@@ -10,6 +10,16 @@ import torch
 from avsbench.models.contract import AVSOutput
 
 
+def spread_rows(x: torch.Tensor, rows: torch.Tensor | None, total: int) -> torch.Tensor:
+    """x [F, ...] of the frames `rows` (indices [F]) -> [total, ...], zeros for the others
+    (rows None: x itself)."""
+    if rows is None:
+        return x
+    out = x.new_zeros((total, *x.shape[1:]))
+    out[rows] = x
+    return out
+
+
 @dataclass
 class Mask2FormerOutput(AVSOutput):
     """logits: [B*T, K, H, W] as every method's (S4/MS3: K = 1, the sigmoid logit
@@ -39,9 +49,7 @@ class Mask2FormerOutput(AVSOutput):
             return self
 
         def scatter(x: torch.Tensor) -> torch.Tensor:  # [n, ...] -> [total, ...]
-            out = x.new_zeros((total, *x.shape[1:]))
-            out[rows] = x
-            return out
+            return spread_rows(x, rows, total)
 
         extras = {k: scatter(v) if k in per_frame_extras else v for k, v in self.extras.items()}
         return Mask2FormerOutput(

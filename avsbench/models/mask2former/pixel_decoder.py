@@ -189,9 +189,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
             self.add_module(f"layer_{idx + 1}", output)
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        # float32 throughout, autocast off (published `@autocast(enabled=False)`)
+        # float32 throughout (float64 stays float64), autocast off (published
+        # `@autocast(enabled=False)`)
         with torch.autocast(features[0].device.type, enabled=False):
-            return self._forward([f.float() for f in features])
+            return self._forward([f if f.dtype == torch.float64 else f.float() for f in features])
 
     def _forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         coarse = features[self.num_fpn_levels :][::-1]  # res5, res4, res3

@@ -139,7 +139,11 @@ class MaskedAttentionDecoder(nn.Module):
     """The decoder (module `sem_seg_head.predictor`).
 
     forward(memories: L maps [N, C, h_l, w_l] in level order, mask_features [N, C, H, W],
-            queries [Q, N, C] | None, trace | None) -> DecoderOutput
+            queries [Q, N, C] | None, trace | None, last_rows [F] | None) -> DecoderOutput
+
+    last_rows: indices of the images whose final prediction is read (None: all): the last
+    layer and the final heads run on those only (pred_logits, pred_masks [F, ...]; the
+    aux_outputs keep all N). Exact: the decoder never mixes images.
 
     Args:
         num_classes: K (the class head has K + 1 outputs, the last = no object).
@@ -247,6 +251,7 @@ class MaskedAttentionDecoder(nn.Module):
         mask_features: torch.Tensor,
         queries: torch.Tensor | None = None,
         trace: AttentionMaskTrace | None = None,
+        last_rows: torch.Tensor | None = None,
     ) -> DecoderOutput:
         n = mask_features.shape[0]
         srcs, positions, sizes = self.memory_inputs(memories)
@@ -255,9 +260,17 @@ class MaskedAttentionDecoder(nn.Module):
         predictions = [self.prediction_heads(output, mask_features)]
         for i in range(self.num_layers):
             level = i % self.num_levels
+            previous_masks = predictions[-1][1]  # [N, Q, H, W]
+            if last_rows is not None and i == self.num_layers - 1:
+                # the images decode apart: the last layer and the final prediction of the
+                # rows `last_rows` only (the others' are not read; an exact saving)
+                output, query_pos = output[:, last_rows], query_pos[:, last_rows]
+                srcs = [s[:, last_rows] for s in srcs]
+                positions = [p[:, last_rows] for p in positions]
+                mask_features, previous_masks = mask_features[last_rows], previous_masks[last_rows]
             mask = None
             if level not in self.unmasked_levels:
-                mask = self.attention_mask(predictions[-1][1], sizes[level], i, trace)
+                mask = self.attention_mask(previous_masks, sizes[level], i, trace)
             output = self.transformer_cross_attention_layers[i](
                 output, srcs[level], positions[level], query_pos, mask
             )

@@ -13,8 +13,9 @@
     S4/AVSS: feat_audio, feat_proto (prototype loss) and the trained `logit_scale`
 
 Every frame is computed on its own (nothing mixes frames). Padding frames (frame_valid 0)
-are not computed, as the published AVSS code feeds only the clip's frames: their outputs
-are zeros.
+are not computed, as the published AVSS code feeds only the clip's frames, nor frames
+outside `target_frames` (training: the annotated frames, the only ones VCT's losses read):
+their outputs are zeros.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class VCT(nn.Module):
 
     Frames and maskiges are ImageNet-normalised. logits [N, K, 224, 224] (K = 1: S4/MS3,
     71: AVSS); extras (S4/AVSS): feat_audio [N, C], feat_proto [P, C], logit_scale [].
-    target_frames (the contract's) is accepted and every valid frame is decoded.
+    target_frames (the contract's, [N] bool): only these valid frames are computed, from the
+    backbones on (nothing mixes frames; the others' outputs are zeros). In training the
+    contract logits carry no gradient (the losses read pred_logits / pred_masks).
     trace: a `VCTTrace` (golden tests), None otherwise.
     """
 
@@ -190,9 +193,13 @@ class VCT(nn.Module):
     ) -> Mask2FormerOutput:
         bt = self._check_inputs(frames, audio_emb, frame_valid, maskige)
         assert maskige is not None
-        rows = None  # the real frames: padding frames are not decoded
-        if frame_valid is not None:
-            rows = decoded_rows(frame_valid.reshape(bt) > 0, bt, frames.device)
+        decode = None  # the real frames the losses read: nothing mixes frames, so the others
+        if frame_valid is not None:  # (padding, unread) are not computed at all
+            decode = frame_valid.reshape(bt) > 0
+        if target_frames is not None:
+            wanted = target_frames.reshape(bt).to(frames.device)
+            decode = wanted if decode is None else decode & wanted
+        rows = decoded_rows(decode, bt, frames.device)
         if rows is not None:
             frames, maskige, audio_emb = frames[rows], maskige[rows], audio_emb[rows]
 
@@ -206,10 +213,12 @@ class VCT(nn.Module):
         visual_queries, prototypes, decision = predictor.visual_query_block(mask_features, forced)
         queries = predictor.initial_queries(frames.shape[0]) + visual_queries.transpose(0, 1)
         out = predictor([audio, *memory], mask_features, queries, trace)  # [Q, n, C] queries
-        sem_seg = semantic_inference(
-            out.pred_logits, out.pred_masks, tuple(frames.shape[-2:]),
-            (self.output_size, self.output_size),
-        )  # fmt: skip  # [n, K', 224, 224]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.training):
+            # the losses read pred_logits / pred_masks: no graph through the S x S masks
+            sem_seg = semantic_inference(
+                out.pred_logits, out.pred_masks, tuple(frames.shape[-2:]),
+                (self.output_size, self.output_size),
+            )  # fmt: skip  # [n, K', 224, 224]
         logits = contract_logits(sem_seg, self.num_classes)
         if trace is not None:
             trace.assign_index, trace.assign_gap = decision.index, decision.gap
@@ -218,9 +227,10 @@ class VCT(nn.Module):
 
         extras: dict[str, torch.Tensor] = {}
         if prototypes is not None:
-            with torch.autocast(audio.device.type, enabled=False):  # float32 under AMP too
+            wide = torch.promote_types(audio.dtype, torch.float32)  # float32 under AMP too
+            with torch.autocast(audio.device.type, enabled=False):
                 feat_audio, feat_proto = prototype_features(
-                    predictor.audio_proj, predictor.proto_proj, audio.float(), prototypes.float()
+                    predictor.audio_proj, predictor.proto_proj, audio.to(wide), prototypes.to(wide)
                 )
             extras = {"feat_audio": feat_audio, "feat_proto": feat_proto}
             extras["logit_scale"] = self.logit_scale
