@@ -26,7 +26,7 @@ from avsbench.maskiges.sam import GeneratorParameters
 from avsbench.media.video import FrameSampler
 from avsbench.models import registry
 from avsbench.predict import load_predictor, predict_video
-from tests.maskige_helpers import (
+from tests.maskige.helpers import (
     FLAGS,
     PARAMETERS,
     reference_generator,
@@ -39,15 +39,6 @@ from tests.video_fixtures import make_video
 MEAN = np.array([123.675, 116.28, 103.53])[:, None, None]
 STD = np.array([58.395, 57.12, 57.375])[:, None, None]
 NOT_PUBLISHED = "not the published Semantic-SAM maskiges"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny model's many small ops crawl with threads on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from avsbench import cli
@@ -19,21 +18,7 @@ from avsbench.data.layouts import AVSSLayout, S4Layout
 from avsbench.data.synthetic import make_toy_data
 from avsbench.data.vct_copies import S4Copies384
 from tests.data.test_vct_copies import copy_avss, copy_object
-from tests.maskige_helpers import FLAGS, reference_generator, reference_ids, save_tiny_sam
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny model's many small ops crawl with threads on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def sam_file(tmp_path_factory) -> Path:
-    return save_tiny_sam(tmp_path_factory.mktemp("sam") / "tiny_sam.pth")
+from tests.maskige.helpers import FLAGS, reference_generator, reference_ids
 
 
 def ids_of(path: Path) -> np.ndarray:

@@ -28,30 +28,15 @@ from avsbench.data.synthetic import make_toy_data
 from avsbench.maskiges.dataset import MANIFEST, PROVENANCE, dataset_mark
 from avsbench.maskiges.sam import architecture_of, build_sam
 from avsbench.models import registry
-from tests.maskige_helpers import (
+from tests.maskige.helpers import (
     ADE20K_ID0,
     ADE20K_ID1,
     FLAGS,
     reference_generator,
     reference_ids,
-    save_tiny_sam,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny model's many small ops crawl with threads on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def sam_file(tmp_path_factory) -> Path:
-    return save_tiny_sam(tmp_path_factory.mktemp("sam") / "tiny_sam.pth")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
