@@ -20,6 +20,7 @@ from typing import Any
 
 from avsbench import config as C
 from avsbench import stop_signals
+from avsbench.data.extra_inputs import MASKIGE
 from avsbench.engine import options as O
 from avsbench.engine import runs, setup
 from avsbench.engine.distributed import all_reduce_state
@@ -29,8 +30,9 @@ from avsbench.engine.user_config import UserConfig, check_files
 from avsbench.engine.writers import PredictionWriter, write_class_chart
 from avsbench.errors import SetupError
 from avsbench.fileio import atomic_write_json
-from avsbench.maskiges.dataset import metrics_fields
+from avsbench.maskiges.dataset import dataset_mark
 from avsbench.metrics_robust import FalsePositiveRate
+from avsbench.models import registry
 
 logger = logging.getLogger(runs.LOGGER_NAME)
 _NEGATIVES = ("silence", "noise", "offscreen")  # --audio modes of AVSBench-Robust
@@ -264,7 +266,7 @@ def run_test(setting: str, args: argparse.Namespace, user: UserConfig) -> dict[s
             "weights": str(Path(weights).resolve()),
             "checkpoint_kind": kind,
             "vggish": vggish.describe(),
-            **metrics_fields(cfg),  # COMBO, VCT: where the maskiges came from
+            **maskige_fields(cfg),  # COMBO, VCT: where the maskiges came from
             "test_batch_size": batch_size,
             "num_clips": len(dataset),  # type: ignore[arg-type]
             "world_size": info.world_size,
@@ -326,3 +328,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return main(args.setting, list(args.flags))
+
+
+def maskige_fields(cfg: C.Config) -> dict[str, Any]:
+    """{"maskiges": `dataset_mark` of cfg.data.root} for a method that reads maskiges (COMBO,
+    VCT), {} otherwise: what metrics.json says of the maskiges the model was tested on."""
+    if not any(x.key == MASKIGE.key for x in registry.method_spec(cfg.model.method).extra_inputs):
+        return {}
+    return {"maskiges": dataset_mark(cfg.data.root)}

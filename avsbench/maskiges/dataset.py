@@ -334,13 +334,3 @@ def make_dataset_maskiges(
     total = sum(len(run.todo) for run in runs)
     with tqdm(total=total, unit="frame", disable=not show_progress, desc="maskiges") as bar:
         return [run.run(bar.update) for run in runs]
-
-
-def metrics_fields(cfg: Any) -> dict[str, Any]:
-    """{"maskiges": `dataset_mark` of cfg.data.root} for a method that reads maskiges (COMBO,
-    VCT), {} otherwise: what test.sh's metrics.json says of the maskiges it was tested on."""
-    from avsbench.models import registry
-
-    if not any(x.key == MASKIGE.key for x in registry.method_spec(cfg.model.method).extra_inputs):
-        return {}
-    return {"maskiges": dataset_mark(cfg.data.root)}
