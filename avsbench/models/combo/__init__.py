@@ -92,7 +92,7 @@ SPEC = MethodSpec(
             },
         ),
     ),
-    not_architecture=("frames_per_clip",),
+    not_architecture=("frames_per_clip", "train_audio_groups"),
     param_groups=_param_groups,
     no_weight_decay=no_weight_decay,
     set_backbone_trainable=_set_backbone_trainable,

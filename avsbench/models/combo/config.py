@@ -28,6 +28,10 @@ class ComboArch:
     # frames per clip: at test time the audio-to-query reshape quirk runs per clip (the
     # published test batch is one clip); 0: the whole batch as given (published training)
     frames_per_clip: int = 5
+    # the groups of that reshape in training: "batch" (published: the whole batch is one
+    # group, so most queries of a frame carry other clips' sounds) or "clip" (a variant:
+    # each clip its own group, as at test time)
+    train_audio_groups: str = "batch"
 
 
 # (iterations, evaluation every N iterations) of the published recipes

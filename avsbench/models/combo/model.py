@@ -108,12 +108,18 @@ class COMBO(nn.Module):
         sem_seg_head: ComboHead,
         num_classes: int,
         frames_per_clip: int = 5,
+        train_audio_groups: str = "batch",
     ) -> None:
         super().__init__()
+        if train_audio_groups not in ("batch", "clip"):
+            raise ValueError(
+                f"train_audio_groups must be 'batch' or 'clip', got {train_audio_groups!r}"
+            )
         self.visual = visual
         self.sem_seg_head = sem_seg_head
         self.num_classes = num_classes  # the contract's: 1 (S4/MS3) or 71 (AVSS)
         self.frames_per_clip = frames_per_clip
+        self.train_audio_groups = train_audio_groups  # "batch" (published) | "clip"
 
     def set_backbone_trainable(self, trainable: bool) -> None:
         """Freeze or unfreeze both visual backbones (not the scale-factor blocks)."""
@@ -123,14 +129,16 @@ class COMBO(nn.Module):
     def quirk_groups(self, frames: int | torch.Tensor) -> list[int]:
         """Sizes of the frame groups of the audio quirk, over the decoded frames.
 
-        frames: the number of frames (all valid) or frame_valid [N]. Training, or
-        frames_per_clip 0: one group, the whole batch; eval: the valid frames of each clip
-        of T = frames_per_clip (one group if N is not a multiple of T).
+        frames: the number of frames (all valid) or frame_valid [N]. Training (published,
+        train_audio_groups "batch"), or frames_per_clip 0: one group, the whole batch; eval
+        (and training with train_audio_groups "clip"): the valid frames of each clip of T =
+        frames_per_clip (one group if N is not a multiple of T).
         """
         valid = torch.ones(frames, dtype=torch.bool) if isinstance(frames, int) else frames > 0
         n, t = valid.numel(), self.frames_per_clip
         total = int(valid.sum())
-        if self.training or t <= 0 or n % t:
+        whole_batch = self.training and self.train_audio_groups == "batch"
+        if whole_batch or t <= 0 or n % t:
             return [total]
         counts = valid.reshape(n // t, t).sum(1).tolist()
         return [int(c) for c in counts if c > 0]
@@ -210,6 +218,7 @@ def build_combo(
     encoder_ffn_dim: int = 1024,
     audio_hidden_dim: int = 4096,
     frames_per_clip: int | None = None,
+    train_audio_groups: str = "batch",
     backbone_weights: str | os.PathLike | None = None,
     pretrained: bool = False,
 ) -> COMBO:
@@ -219,6 +228,7 @@ def build_combo(
     num_classes: the contract's, 1 / 1 / 71 by default (the class head predicts 2 / 2 / 71
     classes + no object). fusion: "MHA-B" or "MHA-None" (`ComboArch.fusion`).
     frames_per_clip: clip length of the eval-time audio quirk (default: the setting's).
+    train_audio_groups: "batch" (published) or "clip" (`ComboArch.train_audio_groups`).
     backbone_weights: one pretrained file for both backbones; nothing is downloaded.
     """
     row = setting_info(setting)
@@ -245,7 +255,7 @@ def build_combo(
     )  # fmt: skip
     head = ComboHead(pixel_decoder, fusion_module, audio_mlp, predictor)
     clip = row.frames_per_clip if frames_per_clip is None else frames_per_clip
-    return COMBO(visual, head, num_classes, clip)
+    return COMBO(visual, head, num_classes, clip, train_audio_groups)
 
 
 def build_from_config(model_cfg: ModelConfig) -> COMBO:
@@ -266,5 +276,6 @@ def build_from_config(model_cfg: ModelConfig) -> COMBO:
         encoder_ffn_dim=arch.encoder_ffn_dim,
         audio_hidden_dim=arch.audio_hidden_dim,
         frames_per_clip=arch.frames_per_clip,
+        train_audio_groups=arch.train_audio_groups,
         backbone_weights=model_cfg.backbone_weights,
     )

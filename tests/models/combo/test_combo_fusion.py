@@ -5,6 +5,7 @@ not decoded."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from avsbench.models.combo.fusion import AVFuse
@@ -100,6 +101,28 @@ def test_clips_mix_in_training_and_stay_apart_at_test_time():
         test_b = model(frames, other, maskige=maskige).pred_logits
     assert not torch.allclose(train_a[:5], train_b[:5])  # clip 1's audio reached clip 0
     assert torch.equal(test_a[:5], test_b[:5])  # not at test time
+
+
+def test_the_clip_variant_keeps_clips_apart_in_training_too():
+    """train_audio_groups="clip": in training (dropout off) clip 0's predictions do not
+    depend on clip 1's audio, and they equal clip 0 decoded alone."""
+    model = build_combo("s4", "resnet18", train_audio_groups="clip", **TINY)
+    model.sem_seg_head.fusion_module.b_attn.attn_list[0].dropout = 0.0
+    model.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)
+    gen = torch.Generator().manual_seed(0)
+    frames, maskige = torch.randn(10, 3, 64, 64, generator=gen), torch.randn(10, 3, 64, 64)
+    audio = torch.randn(10, 128, generator=gen)
+    other = audio.clone()
+    other[5:] = torch.randn(5, 128, generator=gen)
+    assert model.training and model.quirk_groups(10) == [5, 5]
+    with torch.no_grad():
+        a = model(frames, audio, maskige=maskige).pred_logits
+        b = model(frames, other, maskige=maskige).pred_logits
+        alone = model(frames[:5], audio[:5], maskige=maskige[:5]).pred_logits
+    torch.testing.assert_close(a[:5], b[:5], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a[:5], alone, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="train_audio_groups"):
+        build_combo("s4", "resnet18", train_audio_groups="frame", **TINY)
 
 
 def test_padding_frames_are_not_decoded():
