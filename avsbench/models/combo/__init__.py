@@ -91,6 +91,16 @@ SPEC = MethodSpec(
                 "config: MHA-None)",
             },
         ),
+        MethodFlag(
+            "--combo_train_audio_groups",
+            "model.arch.train_audio_groups",
+            {
+                "choices": ("batch", "clip"),
+                "help": "groups of COMBO's audio-to-query reshape in training: batch "
+                "(published: clips mix) or clip (a variant: each clip's sound stays its own)",
+            },
+            train_only=True,
+        ),
     ),
     not_architecture=("frames_per_clip", "train_audio_groups"),
     param_groups=_param_groups,
