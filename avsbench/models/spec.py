@@ -123,3 +123,5 @@ class MethodSpec:
     # "conv_map" [B*T, 512*6*4] (features(x) flattened, C-H-W order; VCT)
     audio_input: str = "embedding"
     make_extra_inputs: Callable[..., dict[str, Any]] | None = None
+    # its released checkpoints (`avsbench.models.release.ZooEntry` rows of the model zoo)
+    releases: tuple[Any, ...] = ()

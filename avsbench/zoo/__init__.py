@@ -4,9 +4,10 @@
     avsbench download avsegformer-s4-pvt # fetch, verify, record its sha256
     avsbench predict clip.mp4 --weights avsegformer-s4-pvt
 
-`ZOO` (avsbench/zoo/table.py) is the table; `resolve_weights` turns a `--weights` value
-into a file (a zoo name into its verified local file); `available` lists what the models
-folder holds (for the web app); `download` fetches. Nothing is fetched at import.
+`ZOO` (avsbench/zoo/table.py) is the table, gathered from each method package's
+releases.py; `resolve_weights` turns a `--weights` value into a file (a zoo name into its
+verified local file); `available` lists what the models folder holds (for the web app);
+`download` fetches. Nothing is fetched at import.
 docs/ZOO.md describes the folder, the record and the checks.
 """
 

@@ -73,12 +73,19 @@ def test_docs_show_the_table():
     assert markdown_table(ZOO) in (ROOT / "docs" / "ZOO.md").read_text()
 
 
-def test_import_touches_no_network_library():
+def test_import_and_listing_open_no_connection():
+    """Importing the zoo (which imports the method packages, and timm its hub client) and
+    listing the table connect nowhere: every socket connection fails loudly here."""
     code = (
-        "import sys, avsbench.zoo;"
-        "print(sorted(m for m in ('huggingface_hub', 'gdown', 'requests', 'httpx2') "
-        "if m in sys.modules))"
+        "import socket\n"
+        "def refuse(*a, **k):\n"
+        "    raise SystemExit('a connection was opened')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "import avsbench.zoo\n"
+        "from avsbench.cli import main\n"
+        "raise SystemExit(main(['models', '--models_dir', 'no_such_folder']))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert "avsegformer-s4-pvt" in out.stdout and "vct-s4-swinb" in out.stdout

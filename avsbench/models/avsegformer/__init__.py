@@ -24,6 +24,7 @@ from avsbench.models.avsegformer.model import (
     build_avsegformer,
     build_from_config,
 )
+from avsbench.models.avsegformer.releases import RELEASES
 from avsbench.models.contract import check_output, unwrap
 from avsbench.models.spec import MethodFlag, MethodSpec
 
@@ -89,4 +90,5 @@ SPEC = MethodSpec(
             {"type": _width, "help": "model width (AVSegFormer published: 256)"},
         ),
     ),
+    releases=RELEASES,  # the zoo rows of its released checkpoints (releases.py)
 )

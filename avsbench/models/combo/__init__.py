@@ -20,6 +20,7 @@ from avsbench.maskiges.inputs import SamMaskigeInputs
 from avsbench.models.combo import config, detector, official_names
 from avsbench.models.combo.fusion import FUSION_TYPES
 from avsbench.models.combo.model import COMBO, build_combo, build_from_config
+from avsbench.models.combo.releases import RELEASES
 from avsbench.models.contract import check_output, unwrap
 from avsbench.models.mask2former.output import Mask2FormerOutput
 from avsbench.models.mask2former.weight_decay import no_weight_decay
@@ -109,4 +110,5 @@ SPEC = MethodSpec(
     target_frames=lambda cfg, gt_valid: gt_valid.reshape(-1) > 0,  # final prediction: read rows
     extra_inputs=(MASKIGE,),
     make_extra_inputs=SamMaskigeInputs(),  # predict: from --sam_weights (avsbench.maskiges)
+    releases=RELEASES,  # the zoo rows of its released checkpoints (releases.py)
 )

@@ -25,6 +25,7 @@ from avsbench.models.mask2former.weight_decay import no_weight_decay
 from avsbench.models.spec import MethodSpec
 from avsbench.models.vct import config, official_names
 from avsbench.models.vct.model import VCT, VCTTrace, build_from_config, build_vct
+from avsbench.models.vct.releases import RELEASES
 
 __all__ = ["SPEC", "VCT", "VCTTrace", "build_vct"]
 
@@ -96,4 +97,5 @@ SPEC = MethodSpec(
     make_extra_inputs=SamMaskigeInputs(),  # predict: from --sam_weights (avsbench.maskiges)
     loss_batch_keys=("category",),
     audio_input="conv_map",
+    releases=RELEASES,  # the zoo rows of its released checkpoints (releases.py)
 )
