@@ -297,14 +297,14 @@ class OfficialVCT:
 
     def config(self, obj: Any, base: C.Config | None) -> C.Config:
         """`base` (its paths and runtime) with VCT's recipe and the architecture of the keys,
-        input size included (the query mixer's). With a `base`, its data settings are the
-        user's: a `data.image_size` other than the file's is refused by `config.check`."""
+        input size included: the query mixer takes the pixels of one input size only, so
+        `data.image_size` is the file's whatever the base says (a `--synthetic` base's 64 px
+        included)."""
         found = read_architecture(obj)
         recipe = preset(found.setting)
         if base is not None and base.model.setting == found.setting:
             recipe = C.recipe_with_user_settings(recipe, base)
-        else:
-            recipe = C.override(recipe, {"data.image_size": found.arch.image_size})
+        recipe = C.override(recipe, {"data.image_size": found.arch.image_size})
         model = dataclasses.replace(
             recipe.model, backbone=BACKBONE, num_classes=found.num_classes, arch=found.arch
         )

@@ -84,6 +84,8 @@ def test_a_released_layout_is_refused_by_a_model_of_another_size_in_one_line() -
 
 
 def test_the_detector_s_config_takes_the_file_s_size_and_the_check_refuses_another() -> None:
+    """The file's mixer fixes the input size, over a user's config too (test.sh --synthetic
+    --weights released.pth reads 384-px frames); a config contradicting it is refused."""
     detector = OfficialVCT()
     layout = _published_layout()
     alone = detector.config(layout, None)  # no user config: the file's size
@@ -91,9 +93,11 @@ def test_the_detector_s_config_takes_the_file_s_size_and_the_check_refuses_anoth
     vct_config.check(alone)
     small = _small_cfg()  # the user asks 64 px (test.sh --synthetic --weights released.pth)
     asked = detector.config(layout, small)
-    assert asked.model.arch.image_size == 384 and asked.data.image_size == 64
+    assert small.data.image_size == 64
+    assert asked.model.arch.image_size == 384 and asked.data.image_size == 384
+    vct_config.check(asked)
     with pytest.raises(ValueError) as err:
-        vct_config.check(asked)
+        vct_config.check(C.override(asked, {"data.image_size": 64}))
     assert str(err.value).startswith(
         "this VCT works at 384 x 384 only (data.image_size = 64): its query mixer takes the "
         "96 x 96 mask-feature pixels of that size; set data.image_size to 384"
