@@ -102,6 +102,7 @@ def train_step(model, state, cfg, method, batch, amp, channels_last, device) -> 
     """One optimisation step from `state`, as engine.train.train_one_epoch runs it."""
     model.load_state_dict(state)
     model.train()
+    torch.manual_seed(2)  # the same dropout draws in every variant (AVSegFormer's head)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     scaler = make_scaler(device, amp)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
