@@ -154,7 +154,7 @@ def test_combo_ddp_two_processes_stay_in_sync_on_augmented_shards(tmp_path, s4_t
     is the one a single process would draw) and DDP keeps both replicas identical."""
     out = str(tmp_path / "ddp")
     mp.spawn(_ddp_worker, args=(2, str(s4_toy), out, _free_port()), nprocs=2, join=True)
-    ranks = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2)]
+    ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
     assert ranks[0]["stats"]["steps"] == 2 and set(ranks[0]["seen"]).isdisjoint(ranks[1]["seen"])
     for name, value in ranks[0]["model"].items():
         assert torch.equal(value, ranks[1]["model"][name]), name

@@ -1,8 +1,7 @@
 """Helpers of the maskige tests: a tiny random-weight segment-anything model built here from
 segment-anything's own modeling classes (not avsbench's builder), its generator, and the
-maskige painting written as a plain loop from the spec (../shared/spec/vct/README.md, "Inputs
-and their preparation": masks sorted by area ascending, id k+1 for mask k where no smaller
-mask is, 0 uncovered)."""
+maskige painting written as a plain loop from the published rule (docs/MASKIGE.md: masks
+sorted by area ascending, id k+1 for mask k where no smaller mask is, 0 uncovered)."""
 
 from __future__ import annotations
 
