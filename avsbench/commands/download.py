@@ -13,19 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from avsbench.zoo import store
+from avsbench.zoo import add_models_dir_argument, store
 
 DESCRIPTION = __doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", nargs="+", help="zoo names (avsbench models)")
-    parser.add_argument(
-        "--models_dir",
-        "--models-dir",
-        default=None,
-        help=f"the models folder (default: ${store.ENV_VAR}, else the user cache dir)",
-    )
+    add_models_dir_argument(parser)
     parser.add_argument(
         "--from",
         dest="from_file",

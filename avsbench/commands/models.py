@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from avsbench.zoo import store
+from avsbench.zoo import add_models_dir_argument, store
 from avsbench.zoo.table import ZooEntry
 
 DESCRIPTION = __doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--models_dir",
-        "--models-dir",
-        default=None,
-        help=f"the models folder (default: ${store.ENV_VAR}, else the user cache dir)",
-    )
+    add_models_dir_argument(parser)
     parser.add_argument(
         "--verify", action="store_true", help="hash every present file against its record"
     )

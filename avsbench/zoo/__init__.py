@@ -33,6 +33,7 @@ __all__ = [
     "ZOO",
     "ZooEntry",
     "ZooError",
+    "add_models_dir_argument",
     "available",
     "by_name",
     "default_models_dir",
@@ -47,6 +48,17 @@ def download(name: str, models_dir: str | os.PathLike | None = None, **kwargs: A
     from avsbench.zoo.fetch import download as fetch
 
     return fetch(name, models_dir, **kwargs)
+
+
+def add_models_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--models_dir` flag of the zoo's commands (default: $AVSBENCH_MODELS, else the
+    user cache dir)."""
+    parser.add_argument(
+        "--models_dir",
+        "--models-dir",
+        default=None,
+        help=f"the models folder (default: ${ENV_VAR}, else the user cache dir)",
+    )
 
 
 def weights_argument(value: str) -> str:
