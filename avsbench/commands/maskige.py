@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from avsbench.errors import CheckpointError, FolderError, InputError, MediaError
-from avsbench.maskiges.sam import SAM_MODELS, GeneratorParameters
+from avsbench.maskiges import add_sam_arguments
+from avsbench.maskiges.sam import GeneratorParameters
 
 DESCRIPTION = """Make the maskiges COMBO and VCT read, with segment-anything's automatic mask
 generator and the SAM weights you bring (they are NOT the published Semantic-SAM maskiges;
@@ -27,14 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target", metavar="VIDEO_OR_DATASET", help="a video file, or an AVSBench dataset root"
     )
-    parser.add_argument(
-        "--sam_weights", required=True, help="segment-anything weights, e.g. sam_vit_b_01ec64.pth"
-    )
-    parser.add_argument(
-        "--sam_model",
-        choices=sorted(SAM_MODELS),
-        default=None,
-        help="optional check: the model type of --sam_weights (read off the file)",
+    add_sam_arguments(
+        parser, required=True, weights_help="segment-anything weights, e.g. sam_vit_b_01ec64.pth"
     )
     parser.add_argument(
         "--out", default=None, help="video only: output folder (default ./<video name>_maskiges)"

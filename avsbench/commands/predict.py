@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from avsbench.maskiges import add_sam_arguments
 from avsbench.media.video import DEFAULT_MAX_PIXELS
 from avsbench.predict import PredictError, predict_video
 from avsbench.zoo import ZooError, resolve_weights
@@ -49,17 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="vggish-10086976.pth (overrides the checkpoint config's VGGish file)",
     )
-    parser.add_argument(
-        "--sam_weights",
-        default=None,
-        help="COMBO / VCT: segment-anything weights (e.g. sam_vit_b_01ec64.pth) that make the "
-        "maskiges these models read (docs/MASKIGE.md)",
-    )
-    parser.add_argument(
-        "--sam_model",
-        choices=("vit_b", "vit_l", "vit_h"),
-        default=None,
-        help="optional check: the model type of --sam_weights (read off the file)",
+    add_sam_arguments(
+        parser,
+        required=False,
+        weights_help="COMBO / VCT: segment-anything weights (e.g. sam_vit_b_01ec64.pth) that "
+        "make the maskiges these models read (docs/MASKIGE.md)",
     )
     parser.add_argument(
         "--out",

@@ -13,3 +13,22 @@ weights the user brings, and marks them as such wherever results are reported:
 - `dataset`: every missing maskige of an AVSBench dataset root, resumably;
 - `video`: the maskiges of a video's sampled frames into an output folder.
 """
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_sam_arguments(
+    parser: argparse.ArgumentParser, *, required: bool, weights_help: str
+) -> None:
+    """--sam_weights and --sam_model, the same for every command that makes maskiges."""
+    from avsbench.maskiges.sam import SAM_MODELS
+
+    parser.add_argument("--sam_weights", required=required, default=None, help=weights_help)
+    parser.add_argument(
+        "--sam_model",
+        choices=sorted(SAM_MODELS),
+        default=None,
+        help="optional check: the model type of --sam_weights (read off the file)",
+    )
