@@ -150,6 +150,7 @@ class MaskOverlay:
         values = np.arange(256, dtype=np.float32)[:, None]  # [256, 1]
         # (rows, columns, pixels of the region inside them uint8 [h, w], table [256, 1, 3])
         self.regions: list[tuple[slice, slice, np.ndarray, np.ndarray]] = []
+        self.region_colours: list[np.ndarray] = []  # RGB uint8 [3] of each region
         if semantic:
             ids = _class_ids(mask)
             edge = _boundary(ids)
@@ -169,6 +170,7 @@ class MaskOverlay:
             blend = (1.0 - alpha) * values + alpha * colour.astype(np.float32)  # [256, 3]
             table = np.clip(np.rint(blend), 0, 255).astype(np.uint8)[:, None]  # [256, 1, 3]
             self.regions.append((*box, inside[box].astype(np.uint8), table))
+            self.region_colours.append(np.asarray(colour, np.uint8))
         self.edge = np.flatnonzero(edge)
 
     def __call__(self, image: np.ndarray, *, in_place: bool = False) -> np.ndarray:

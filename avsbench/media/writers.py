@@ -7,7 +7,8 @@
   source's first audio track re-encoded to AAC and interleaved as the video is written.
   It streams: one frame and a few audio packets are held at a time.
 - `OverlayFeed`: feeds it every frame of the source (read a second time) with the mask
-  of its slot (`schedule.mask_slot`) as soon as that mask is predicted.
+  of its slot (`schedule.mask_slot`) painted in (in the decoded Y'CbCr planes,
+  `paint.YUVOverlay`) as soon as that mask is predicted.
 
 The output folder itself (temporary folder, manifest, --overwrite) is `folders.py`.
 docs/PREDICT.md "Outputs" describes the files.
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from avsbench.media import paint
 from avsbench.media.audio import audio_chunks
 from avsbench.media.schedule import mask_slot
 from avsbench.media.video import VideoFrames, VideoInfo
@@ -145,10 +147,20 @@ class OverlayWriter:
             padded = np.zeros((self.height, self.width, 3), np.uint8)
             padded[:h, :w] = rgb
             rgb = padded
+        self.write_frame(
+            av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"), time
+        )
+
+    def write_frame(self, frame: Any, time: Fraction) -> None:
+        """Add an av.VideoFrame of the output's (even) size shown from `time` on, then the
+        audio up to that time. A Y'CbCr frame (`paint.YUVOverlay`) goes to the encoder as
+        it is, and the first one's colour matrix and range are tagged on the stream."""
         pts = int(round(Fraction(time) / self.time_base))
         if pts <= self.last_pts:
             raise ValueError(f"overlay frame times must increase ({time} s after {self.last_pts})")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if self.frames == 0 and frame.format.name.startswith("yuv"):
+            context = self.video.codec_context
+            context.colorspace, context.color_range = frame.colorspace, frame.color_range
         frame.pts, frame.time_base = pts, self.time_base
         for packet in self.video.encode(frame):
             self.container.mux(packet)
@@ -262,9 +274,9 @@ class OverlayFeed:
                         del self.masks[old]
                     mask = self.masks.pop(slot)
                 painter = visualize.MaskOverlay(mask, semantic=self.semantic, legend=self.semantic)
-                self.painter = (slot, painter)
-            rgb = frame.to_ndarray(format="rgb24", width=self.info.width, height=self.info.height)
-            self.writer.write(self.painter[1](rgb, in_place=True), t)
+                source = paint.as_yuv420p(frame, self.info.width, self.info.height)
+                self.painter = (slot, paint.YUVOverlay(painter, paint.ColourMatrix.of(source)))
+            self.writer.write_frame(self.painter[1](frame), t)
             self.next = None
 
     def finish(self, num_samples: int) -> int:

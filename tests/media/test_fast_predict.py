@@ -178,14 +178,14 @@ def test_a_failing_overlay_write_stops_predict_cleanly(tmp_path, seven_seconds, 
     from avsbench.media import writers
     from avsbench.predict import PredictError, predict_video
 
-    write = writers.OverlayWriter.write
+    write = writers.OverlayWriter.write_frame
 
-    def fill_up(self, rgb, time):
+    def fill_up(self, frame, time):
         if self.frames == 12:
             raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
-        write(self, rgb, time)
+        write(self, frame, time)
 
-    monkeypatch.setattr(writers.OverlayWriter, "write", fill_up)
+    monkeypatch.setattr(writers.OverlayWriter, "write_frame", fill_up)
     with pytest.raises(PredictError, match=r"out: cannot write the output \(disk full\)"):
         predict_video(seven_seconds, tiny_predictor(), out_dir=tmp_path / "out", background=True)
     assert no_leftovers(tmp_path) == []
