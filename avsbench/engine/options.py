@@ -160,9 +160,11 @@ def add_method_arguments(parser: argparse.ArgumentParser, setting: str, *, train
         groups[method].add_argument(name, **{**flag.options, "default": None, "help": help_text})
 
 
-def _method_changes(args: argparse.Namespace, method: str, setting: str, train: bool) -> dict:
-    """Dotted config changes of the method flags given; a flag of another method only is a
-    SetupError naming the methods that take it."""
+def _method_changes(
+    args: argparse.Namespace, method: str, setting: str, train: bool, only_train: bool = False
+) -> dict:
+    """Dotted config changes of the method flags given (only_train: of its train-only flags
+    alone); a flag of another method only is a SetupError naming the methods that take it."""
     changes: dict[str, Any] = {}
     given: dict[str, Any] = {}
     for name, owners in method_flags(setting, train=train).items():
@@ -174,6 +176,8 @@ def _method_changes(args: argparse.Namespace, method: str, setting: str, train: 
             takes = ", ".join(owner for owner, _ in owners)
             raise SetupError(f"{name} is a flag of --method {takes}, not of {method}: leave it out")
         flag = mine[0]
+        if only_train and not flag.train_only:
+            continue
         changes.update(flag.also)
         given[flag.key] = tuple(value) if isinstance(value, list) else value
     return {**changes, **given}
@@ -377,7 +381,8 @@ def train_overrides(
     args: argparse.Namespace, setting: str, method: str = registry.DEFAULT_METHOD
 ) -> dict[str, Any]:
     """Dotted config changes for the training flags that were given, and the training-only
-    flags of `method` (its losses)."""
+    flags of `method` (its losses, and settings of its training such as COMBO's
+    `model.arch.train_audio_groups`)."""
     from avsbench.engine.optim import OPTIM_FLAGS
 
     ch: dict[str, Any] = {}
@@ -389,12 +394,7 @@ def train_overrides(
             ch[f"train.{flag}"] = tuple(value) if isinstance(value, list) else value
     if getattr(args, "augment", None) is not None:
         ch["data.augment"] = args.augment
-    only_train = {
-        key: value
-        for key, value in _method_changes(args, method, setting, train=True).items()
-        if key.startswith("train.")
-    }
-    return {**ch, **only_train}
+    return {**ch, **_method_changes(args, method, setting, train=True, only_train=True)}
 
 
 def check_model_config(cfg: C.Config) -> None:

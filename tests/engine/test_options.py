@@ -207,3 +207,22 @@ def test_the_three_script_configs_build(tmp_path, monkeypatch):
         assert toy.model.backbone == "resnet18" and toy.data.image_size % 32 == 0
         assert toy.model.backbone_weights is None and toy.model.vggish_weights is None
         assert toy.model.arch.decoder_channels == 64 and toy.data.root == real.data.root
+
+
+def test_train_only_method_flags_reach_the_model_config():
+    """COMBO's train-only settings of its architecture (not only `train.*` keys) are applied
+    by train.sh: they were once dropped, silently training the published grouping."""
+    user = UserConfig("s4", None)
+    argv = ["--synthetic", "--method", "combo", "--combo_train_audio_groups", "clip",
+            "--combo_fusion_layer_scale", "0.1"]  # fmt: skip
+    args = O.build_train_parser("s4").parse_args(argv)
+    cfg = O.apply(user.get_config(True, "combo"), O.model_overrides(args, user, "combo"))
+    cfg = O.apply(cfg, O.train_overrides(args, "s4", "combo"))
+    assert cfg.model.arch.train_audio_groups == "clip"
+    assert cfg.model.arch.fusion_layer_scale == 0.1
+    assert cfg.model.arch.num_queries == 16  # the synthetic configuration is kept around them
+    model = registry.build_model_for(cfg)
+    assert float(model.sem_seg_head.fusion_module.b_attn.gamma_a[0]) == pytest.approx(0.1)
+    assert model.train_audio_groups == "clip"
+    with pytest.raises(SystemExit):  # train-only: test.sh does not take it
+        O.build_test_parser("s4").parse_args(["--combo_train_audio_groups", "clip"])
