@@ -102,8 +102,18 @@ SPEC = MethodSpec(
             },
             train_only=True,
         ),
+        MethodFlag(
+            "--combo_fusion_layer_scale",
+            "model.arch.fusion_layer_scale",
+            {
+                "type": float,
+                "help": "start value of the fusion's layer scales (published 1e-4; the "
+                "synthetic configuration's is docs/COMBO.md's)",
+            },
+            train_only=True,
+        ),
     ),
-    not_architecture=("frames_per_clip", "train_audio_groups"),
+    not_architecture=("frames_per_clip", "train_audio_groups", "fusion_layer_scale"),
     param_groups=_param_groups,
     no_weight_decay=no_weight_decay,
     set_backbone_trainable=_set_backbone_trainable,

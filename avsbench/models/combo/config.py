@@ -32,6 +32,9 @@ class ComboArch:
     # group, so most queries of a frame carry other clips' sounds) or "clip" (a variant:
     # each clip its own group, as at test time)
     train_audio_groups: str = "batch"
+    # start value of the fusion's layer scales gamma_v, gamma_a (published 1e-4: the fused
+    # audio enters the mask features a ten-thousandth at a time at first)
+    fusion_layer_scale: float = 1e-4
 
 
 # (iterations, evaluation every N iterations) of the published recipes

@@ -37,7 +37,13 @@ class BiMultiHeadAttention(nn.Module):
     pos_v [N or 1, HW, C], pos_a [N or 1, 1, A]) -> (dv [N, HW, C], da [N, 1, A])."""
 
     def __init__(
-        self, v_dim: int, a_dim: int, embed_dim: int, heads: int, dropout: float = 0.1
+        self,
+        v_dim: int,
+        a_dim: int,
+        embed_dim: int,
+        heads: int,
+        dropout: float = 0.1,
+        layer_scale: float = LAYER_SCALE_INIT,
     ) -> None:
         super().__init__()
         if embed_dim % heads:
@@ -93,7 +99,13 @@ class BiAttentionBlock(nn.Module):
     """`b_attn`: pre-LayerNorm + bilateral attention + layer-scaled residuals (one level)."""
 
     def __init__(
-        self, v_dim: int, a_dim: int, embed_dim: int, heads: int, dropout: float = 0.1
+        self,
+        v_dim: int,
+        a_dim: int,
+        embed_dim: int,
+        heads: int,
+        dropout: float = 0.1,
+        layer_scale: float = LAYER_SCALE_INIT,
     ) -> None:
         super().__init__()
         self.layer_norm_v_list = nn.ModuleList([nn.LayerNorm(v_dim)])
@@ -101,8 +113,8 @@ class BiAttentionBlock(nn.Module):
         self.attn_list = nn.ModuleList(
             [BiMultiHeadAttention(v_dim, a_dim, embed_dim, heads, dropout)]
         )
-        self.gamma_v_list = nn.ParameterList([nn.Parameter(torch.full((v_dim,), LAYER_SCALE_INIT))])
-        self.gamma_a = nn.Parameter(torch.full((a_dim,), LAYER_SCALE_INIT))
+        self.gamma_v_list = nn.ParameterList([nn.Parameter(torch.full((v_dim,), layer_scale))])
+        self.gamma_a = nn.Parameter(torch.full((a_dim,), layer_scale))
 
     def forward(
         self, v: torch.Tensor, a: torch.Tensor, pos_v: torch.Tensor, pos_a: torch.Tensor
@@ -116,7 +128,8 @@ class BiAttentionBlock(nn.Module):
 
 class AVFuse(nn.Module):
     """forward(mask_features [N, C, H, W], audio [N, 1, A]) -> (visual [N, C, H, W],
-    audio [N, 1, A]). fusion_type: "MHA-B" (bilateral attention) or "MHA-None"."""
+    audio [N, 1, A]). fusion_type: "MHA-B" (bilateral attention) or "MHA-None".
+    layer_scale: the start value of the attention's layer scales (published 1e-4)."""
 
     def __init__(
         self,
@@ -125,6 +138,7 @@ class AVFuse(nn.Module):
         audio_dim: int = 128,
         heads: int = 8,
         dropout: float = 0.1,
+        layer_scale: float = LAYER_SCALE_INIT,
     ) -> None:
         super().__init__()
         if fusion_type not in FUSION_TYPES:
@@ -133,7 +147,9 @@ class AVFuse(nn.Module):
         self.audio_pos = nn.Embedding(1, audio_dim)
         self.level_embed = nn.Embedding(1, visual_dim)
         if fusion_type == "MHA-B":
-            self.b_attn = BiAttentionBlock(visual_dim, audio_dim, visual_dim, heads, dropout)
+            self.b_attn = BiAttentionBlock(
+                visual_dim, audio_dim, visual_dim, heads, dropout, layer_scale
+            )
 
     def forward(
         self, mask_features: torch.Tensor, audio: torch.Tensor

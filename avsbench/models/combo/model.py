@@ -27,7 +27,7 @@ from torch import nn
 from avsbench.config import ModelConfig, setting_info
 from avsbench.models.backbones.vggish import EMBEDDING_SIZE
 from avsbench.models.combo.config import ComboArch
-from avsbench.models.combo.fusion import AVFuse
+from avsbench.models.combo.fusion import LAYER_SCALE_INIT, AVFuse
 from avsbench.models.contract import check_inputs, decoded_rows
 from avsbench.models.mask2former.dual_backbone import DualBackbone, build_dual_backbone
 from avsbench.models.mask2former.inference import contract_logits, semantic_inference
@@ -219,6 +219,7 @@ def build_combo(
     audio_hidden_dim: int = 4096,
     frames_per_clip: int | None = None,
     train_audio_groups: str = "batch",
+    fusion_layer_scale: float = LAYER_SCALE_INIT,
     backbone_weights: str | os.PathLike | None = None,
     pretrained: bool = False,
 ) -> COMBO:
@@ -229,6 +230,7 @@ def build_combo(
     classes + no object). fusion: "MHA-B" or "MHA-None" (`ComboArch.fusion`).
     frames_per_clip: clip length of the eval-time audio quirk (default: the setting's).
     train_audio_groups: "batch" (published) or "clip" (`ComboArch.train_audio_groups`).
+    fusion_layer_scale: start value of the fusion's layer scales (published 1e-4).
     backbone_weights: one pretrained file for both backbones; nothing is downloaded.
     """
     row = setting_info(setting)
@@ -247,7 +249,9 @@ def build_combo(
         visual.channels, conv_dim=hidden_dim, mask_dim=hidden_dim, encoder_layers=encoder_layers,
         heads=heads, points=points, ffn_dim=encoder_ffn_dim,
     )  # fmt: skip
-    fusion_module = AVFuse(fusion, hidden_dim, EMBEDDING_SIZE, heads)
+    fusion_module = AVFuse(
+        fusion, hidden_dim, EMBEDDING_SIZE, heads, layer_scale=fusion_layer_scale
+    )
     audio_mlp = AudioMLP(EMBEDDING_SIZE, audio_hidden_dim, hidden_dim)
     predictor = MaskedAttentionDecoder(
         head_classes, hidden_dim=hidden_dim, num_queries=num_queries, heads=heads,
@@ -277,5 +281,6 @@ def build_from_config(model_cfg: ModelConfig) -> COMBO:
         audio_hidden_dim=arch.audio_hidden_dim,
         frames_per_clip=arch.frames_per_clip,
         train_audio_groups=arch.train_audio_groups,
+        fusion_layer_scale=arch.fusion_layer_scale,
         backbone_weights=model_cfg.backbone_weights,
     )
