@@ -52,7 +52,6 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -70,7 +69,15 @@ from avsbench.engine.step import forward  # noqa: E402
 from avsbench.models import registry  # noqa: E402
 from avsbench.models.avsegformer.model import AVSegFormer, build_from_config  # noqa: E402
 from avsbench.models.backbones import deform_attn  # noqa: E402
-from benchmarks.bench_avsegformer import _status_kb, environment, rel, sync  # noqa: E402
+from benchmarks.bench_avsegformer import environment, rel  # noqa: E402
+from benchmarks.two_variants import (  # noqa: E402
+    child_peak_bytes,
+    cuda_peak_bytes,
+    interleaved,
+    peak_rise_of,
+    print_variants,
+    sync,
+)
 from tests.models.avsegformer.published_deform_attn import published_formulation  # noqa: E402
 
 PROJECT_CORE = deform_attn.multi_scale_deformable_attention
@@ -303,61 +310,27 @@ def breakdown(model: AVSegFormer, task: str, inputs: dict, name: str, rounds: in
 def peak_child(cfg_name: str, name: str, task: str, device: str) -> int:
     """In a fresh process: the rise of the peak RSS (bytes) over one call on the CPU."""
     model, inputs = build(cfg_name, device)
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status_kb("VmRSS")
+    return peak_rise_of(lambda: run_variant(model, name, task, inputs))
+
+
+def run_variant(model: AVSegFormer, name: str, task: str, inputs: dict) -> dict:
     with core(name):
-        step(model, task, inputs)
-    return (_status_kb("VmHWM") - before) * 1024
+        return step(model, task, inputs)
 
 
 def peak_bytes(model, inputs, cfg_name: str, name: str, task: str, device: str) -> int | None:
     if device == "cuda":
-        model.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        with core(name):
-            step(model, task, inputs)
-        torch.cuda.synchronize()
-        model.zero_grad(set_to_none=True)
-        return torch.cuda.max_memory_allocated() - base
-    if not Path("/proc/self/clear_refs").exists():
-        return None
-    cmd = [sys.executable, __file__, "--peak-child", cfg_name, name, task]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")  # RSS follows the tensors
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if result.returncode != 0:
-        print(f"peak measurement failed: {result.stderr.strip()[-300:]}", file=sys.stderr)
-        return None
-    return int(result.stdout.strip().splitlines()[-1])
+        return cuda_peak_bytes(model, lambda: run_variant(model, name, task, inputs))
+    return child_peak_bytes(__file__, [cfg_name, name, task])
 
 
 def measure(cfg_name: str, task: str, device: str, repeats: int, memory: bool) -> dict:
     model, inputs = build(cfg_name, device)
     result: dict = {"agreement": agreement(model, task, inputs)}
-    times: dict[str, list[float]] = {n: [] for n in NAMES}
-    cpu_times: dict[str, list[float]] = {n: [] for n in NAMES}
-    for name in NAMES:  # warm-up
-        with core(name):
-            step(model, task, inputs)
-    for r in range(repeats):
-        for name in NAMES if r % 2 == 0 else NAMES[::-1]:
-            with core(name):
-                sync(device)
-                start, start_cpu = time.perf_counter(), time.process_time()
-                step(model, task, inputs)
-                sync(device)
-                times[name].append(time.perf_counter() - start)
-                cpu_times[name].append(time.process_time() - start_cpu)
+    run = lambda name: run_variant(model, name, task, inputs)  # noqa: E731
+    result |= interleaved(NAMES, run, repeats, device)
     for name in NAMES:
-        result[name] = {
-            "times_s": times[name],
-            "median_s": statistics.median(times[name]),
-            "min_s": min(times[name]),
-            "cpu_median_s": statistics.median(cpu_times[name]),
-            "cpu_min_s": min(cpu_times[name]),
-            "breakdown_s": breakdown(model, task, inputs, name, repeats),
-        }
+        result[name]["breakdown_s"] = breakdown(model, task, inputs, name, repeats)
         if memory:
             result[name]["peak_bytes"] = peak_bytes(model, inputs, cfg_name, name, task, device)
     pub, proj = result["published"], result["project"]
@@ -370,16 +343,7 @@ def measure(cfg_name: str, task: str, device: str, repeats: int, memory: bool) -
 
 
 def report(cfg_name: str, task: str, r: dict) -> None:
-    mb = 1024**2
-    for name in NAMES:
-        e = r[name]
-        line = f"  {cfg_name:8s} {task:5s} {name:9s} median {e['median_s']:7.3f} s"
-        line += f"  min {e['min_s']:7.3f} s"
-        if e.get("peak_bytes") is not None:
-            line += f"  peak +{e['peak_bytes'] / mb:7.1f} MB"
-        print(line)
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in e["breakdown_s"].items())
-        print(f"      breakdown (s): {parts}")
+    print_variants(cfg_name, task, NAMES, r)
     extra = f", peak {r['peak_ratio']:.2f}x" if "peak_ratio" in r else ""
     a = r["agreement"]
     worst = (f"{worst_of(a['float64']):.1e} (float64), {worst_of(a['float32']):.1e} (float32), "

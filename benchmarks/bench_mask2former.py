@@ -50,7 +50,6 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -65,7 +64,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 from avsbench.engine.step import forward  # noqa: E402
 from avsbench.models import registry  # noqa: E402
 from avsbench.models.backbones import deform_attn  # noqa: E402
-from benchmarks.bench_avsegformer import _status_kb, environment  # noqa: E402
+from benchmarks.bench_avsegformer import environment  # noqa: E402
+from benchmarks.two_variants import (  # noqa: E402
+    child_peak_bytes,
+    cuda_peak_bytes,
+    interleaved,
+    peak_rise_of,
+    print_variants,
+    sync,
+)
 from tests.models.avsegformer.published_deform_attn import published_formulation  # noqa: E402
 
 PROJECT_CORE = deform_attn.multi_scale_deformable_attention
@@ -141,11 +148,6 @@ def build(method: str, size: str, device: str):
     if spec.extra_inputs:  # COMBO, VCT: the maskiges
         inputs["maskige"] = torch.randn(n, 3, s, s, generator=gen)
     return cfg, model, {k: v.to(device) for k, v in inputs.items()}
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 @contextlib.contextmanager
@@ -321,57 +323,24 @@ def breakdown(cfg, model, variant: str, task: str, inputs: dict, rounds: int) ->
 def peak_child(method: str, size: str, variant: str, task: str) -> int:
     """In a fresh process: the rise of the peak RSS (bytes) over one step on the CPU."""
     cfg, model, inputs = build(method, size, "cpu")
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status_kb("VmRSS")
-    step(cfg, model, variant, task, inputs)
-    return (_status_kb("VmHWM") - before) * 1024
+    return peak_rise_of(lambda: step(cfg, model, variant, task, inputs))
 
 
 def peak_bytes(cfg, model, inputs, size: str, variant: str, task: str, device: str):
     if device == "cuda":
-        model.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step(cfg, model, variant, task, inputs)
-        torch.cuda.synchronize()
-        model.zero_grad(set_to_none=True)
-        return torch.cuda.max_memory_allocated() - base
-    if not Path("/proc/self/clear_refs").exists():
-        return None
-    cmd = [sys.executable, __file__, "--peak-child", cfg.model.method, size, variant, task]
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")  # RSS follows the tensors
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if result.returncode != 0:
-        print(f"peak measurement failed: {result.stderr.strip()[-300:]}", file=sys.stderr)
-        return None
-    return int(result.stdout.strip().splitlines()[-1])
+        return cuda_peak_bytes(model, lambda: step(cfg, model, variant, task, inputs))
+    return child_peak_bytes(__file__, [cfg.model.method, size, variant, task])
 
 
 def measure(method: str, task: str, size: str, device: str, repeats: int, memory: bool) -> dict:
     cfg, model, inputs = build(method, size, device)
     result: dict = {"agreement": agreement(cfg, model, task, inputs)}
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    cpu_times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for variant in VARIANTS:  # warm-up
-        step(cfg, model, variant, task, inputs)
-    for r in range(repeats):
-        for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
-            sync(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            step(cfg, model, variant, task, inputs)
-            sync(device)
-            times[variant].append(time.perf_counter() - start)
-            cpu_times[variant].append(time.process_time() - start_cpu)
+    run = lambda variant: step(cfg, model, variant, task, inputs)  # noqa: E731
+    result |= interleaved(VARIANTS, run, repeats, device)
     model.zero_grad(set_to_none=True)
     for variant in VARIANTS:
-        result[variant] = {
-            "times_s": times[variant],
-            "median_s": statistics.median(times[variant]),
-            "min_s": min(times[variant]),
-            "cpu_median_s": statistics.median(cpu_times[variant]),
-            "breakdown_s": breakdown(cfg, model, variant, task, inputs, max(1, repeats // 2)),
-        }
+        breakdown_s = breakdown(cfg, model, variant, task, inputs, max(1, repeats // 2))
+        result[variant]["breakdown_s"] = breakdown_s
         if memory:
             peak = peak_bytes(cfg, model, inputs, size, variant, task, device)
             result[variant]["peak_bytes"] = peak
@@ -385,17 +354,7 @@ def measure(method: str, task: str, size: str, device: str, repeats: int, memory
 
 
 def report(method: str, task: str, r: dict) -> None:
-    mb = 1024**2
-    for variant in VARIANTS:
-        e = r[variant]
-        line = f"  {method:11s} {task:5s} {variant:9s} median {e['median_s']:7.3f} s"
-        line += f"  min {e['min_s']:7.3f} s"
-        if e.get("peak_bytes") is not None:
-            line += f"  peak +{e['peak_bytes'] / mb:7.1f} MB"
-        print(line)
-        print(
-            "      breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in e["breakdown_s"].items())
-        )
+    print_variants(method, task, VARIANTS, r)
     extra = f", peak {r['peak_ratio']:.2f}x" if "peak_ratio" in r else ""
     worst = max(v for v in r["agreement"]["float64"].values() if isinstance(v, float))
     print(f"  {method} {task}: project / published = {r['time_ratio_median']:.3f}x (median), "
