@@ -37,13 +37,7 @@ class BiMultiHeadAttention(nn.Module):
     pos_v [N or 1, HW, C], pos_a [N or 1, 1, A]) -> (dv [N, HW, C], da [N, 1, A])."""
 
     def __init__(
-        self,
-        v_dim: int,
-        a_dim: int,
-        embed_dim: int,
-        heads: int,
-        dropout: float = 0.1,
-        layer_scale: float = LAYER_SCALE_INIT,
+        self, v_dim: int, a_dim: int, embed_dim: int, heads: int, dropout: float = 0.1
     ) -> None:
         super().__init__()
         if embed_dim % heads:
