@@ -68,20 +68,19 @@ from avsbench.config import LossConfig  # noqa: E402
 from avsbench.engine.step import forward  # noqa: E402
 from avsbench.models import registry  # noqa: E402
 from avsbench.models.avsegformer.model import AVSegFormer, build_from_config  # noqa: E402
-from avsbench.models.backbones import deform_attn  # noqa: E402
 from benchmarks.bench_avsegformer import environment, rel  # noqa: E402
 from benchmarks.two_variants import (  # noqa: E402
+    CORES,
     child_peak_bytes,
+    core,
     cuda_peak_bytes,
     interleaved,
+    part_hooks,
     peak_rise_of,
     print_variants,
     sync,
 )
-from tests.models.avsegformer.published_deform_attn import published_formulation  # noqa: E402
 
-PROJECT_CORE = deform_attn.multi_scale_deformable_attention
-CORES = {"published": published_formulation, "project": PROJECT_CORE}
 NAMES = list(CORES)  # baseline first
 TASKS = ("train", "infer")
 FRAMES_PER_CLIP = 5
@@ -119,27 +118,6 @@ def build(name: str, device: str) -> tuple[AVSegFormer, dict[str, torch.Tensor]]
         "gt_valid": gt_valid,
     }
     return model, {k: v.to(device) for k, v in inputs.items()}
-
-
-@contextlib.contextmanager
-def core(name: str, timer: dict[str, list[float]] | None = None) -> Iterator[None]:
-    """Run the model's deformable attention with formulation `name` (optionally timed)."""
-    fn = CORES[name]
-    if timer is not None:
-        inner = fn
-
-        def fn(*args):  # noqa: F811
-            start = time.perf_counter()
-            out = inner(*args)
-            sync_of(out)
-            timer["deform_attn_core"][-1] += time.perf_counter() - start
-            return out
-
-    deform_attn.multi_scale_deformable_attention = fn
-    try:
-        yield
-    finally:
-        deform_attn.multi_scale_deformable_attention = PROJECT_CORE
 
 
 def sync_of(t: torch.Tensor) -> None:
@@ -243,44 +221,15 @@ PARTS = {
 MASK_HEAD_PIECES = ["head.mixer", "head.mlp", "head.fc"]  # shown inside the mask head
 
 
-@contextlib.contextmanager
-def part_hooks(model: nn.Module, timer: dict[str, list[float]]) -> Iterator[None]:
-    """Accumulate each hooked submodule's forward wall time into timer[label][-1]."""
-    modules = dict(model.named_modules())
-    handles = []
-    starts: dict[str, float] = {}
-
-    def add(label: str, module: nn.Module) -> None:
-        def pre(_m, args):
-            if isinstance(args[0], torch.Tensor):
-                sync_of(args[0])
-            starts[label] = time.perf_counter()
-
-        def post(_m, _args, out):
-            tensor = out if isinstance(out, torch.Tensor) else out[0]
-            sync_of(tensor)
-            timer[label][-1] += time.perf_counter() - starts[label]
-
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-
-    for label, names in {**PARTS, "head": ["head"], **{n: [n] for n in MASK_HEAD_PIECES}}.items():
-        for name in names:
-            add(label, modules[name])
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def breakdown(model: AVSegFormer, task: str, inputs: dict, name: str, rounds: int) -> dict:
     """Median forward time of each part (and the backward, train) over `rounds` steps."""
     timer: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
         for label in [*PARTS, "head", *MASK_HEAD_PIECES, "deform_attn_core"]:
             timer[label].append(0.0)
-        with core(name, timer), part_hooks(model, timer):
+        parts = {**PARTS, "head": ["head"], **{n: [n] for n in MASK_HEAD_PIECES}}
+        device = inputs["frames"].device.type
+        with core(name, timer), part_hooks(model, parts, device, timer):
             sync(inputs["frames"].device.type)
             start = time.perf_counter()
             if task == "train":  # the step, with the forward and backward timed apart

@@ -63,21 +63,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from avsbench.engine.step import forward  # noqa: E402
 from avsbench.models import registry  # noqa: E402
-from avsbench.models.backbones import deform_attn  # noqa: E402
 from benchmarks.bench_avsegformer import environment  # noqa: E402
 from benchmarks.two_variants import (  # noqa: E402
+    CORES,
     child_peak_bytes,
+    core,
     cuda_peak_bytes,
     interleaved,
+    part_hooks,
     peak_rise_of,
     print_variants,
     sync,
 )
-from tests.models.avsegformer.published_deform_attn import published_formulation  # noqa: E402
 
-PROJECT_CORE = deform_attn.multi_scale_deformable_attention
-VARIANTS = ("published", "project")  # baseline first
-CORES = {"published": published_formulation, "project": PROJECT_CORE}
+VARIANTS = tuple(CORES)  # baseline first
 METHODS = ("vct", "combo", "avsegformer")
 TASKS = ("train", "infer")
 FRAMES_PER_CLIP = 5
@@ -148,27 +147,6 @@ def build(method: str, size: str, device: str):
     if spec.extra_inputs:  # COMBO, VCT: the maskiges
         inputs["maskige"] = torch.randn(n, 3, s, s, generator=gen)
     return cfg, model, {k: v.to(device) for k, v in inputs.items()}
-
-
-@contextlib.contextmanager
-def core(variant: str, timer: dict[str, list[float]] | None = None) -> Iterator[None]:
-    """The models' deformable-attention core of `variant` (optionally timed)."""
-    fn = CORES[variant]
-    if timer is not None:
-        inner = fn
-
-        def fn(*args):  # noqa: F811
-            start = time.perf_counter()
-            out = inner(*args)
-            sync(out.device.type)
-            timer["deform_attn_core"][-1] += time.perf_counter() - start
-            return out
-
-    deform_attn.multi_scale_deformable_attention = fn
-    try:
-        yield
-    finally:
-        deform_attn.multi_scale_deformable_attention = PROJECT_CORE
 
 
 def step(cfg, model: nn.Module, variant: str, task: str, inputs: dict, timer=None) -> dict:
@@ -272,34 +250,6 @@ def agreement(cfg, model: nn.Module, task: str, inputs: dict) -> dict:
     return {"frames": frames, "float64": summary}
 
 
-@contextlib.contextmanager
-def part_hooks(model: nn.Module, method: str, device: str, timer) -> Iterator[None]:
-    """Accumulate each part's forward wall time into timer[part][-1]."""
-    modules = dict(model.named_modules())
-    handles, starts = [], {}
-
-    def add(label: str, module: nn.Module) -> None:
-        def pre(_m, _args):
-            sync(device)
-            starts[label] = time.perf_counter()
-
-        def post(_m, _args, _out):
-            sync(device)
-            timer[label][-1] += time.perf_counter() - starts[label]
-
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
-
-    for label, names in PARTS[method].items():
-        for name in names:
-            add(label, modules[name])
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def breakdown(cfg, model, variant: str, task: str, inputs: dict, rounds: int) -> dict:
     """Median time of each part over `rounds` extra steps."""
     method, device = cfg.model.method, inputs["frames"].device.type
@@ -308,7 +258,7 @@ def breakdown(cfg, model, variant: str, task: str, inputs: dict, rounds: int) ->
     for _ in range(rounds):
         for label in labels:
             timer[label].append(0.0)
-        with part_hooks(model, method, device, timer):
+        with part_hooks(model, PARTS[method], device, timer):
             start = time.perf_counter()
             step(cfg, model, variant, task, inputs, timer)
             sync(device)

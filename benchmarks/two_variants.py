@@ -1,25 +1,89 @@
 """What the benchmarks of a model in two formulations share (`bench_avsegformer_model.py`,
-`bench_mask2former.py`): interleaved timing of the variants on one model, the peak memory
-of one call (CUDA: allocator peak; CPU: peak RSS rise in a fresh process) and the report
-lines. benchmarks/README.md describes the method."""
+`bench_mask2former.py`): the deformable-attention core of each variant, interleaved timing
+of the variants on one model, forward hooks timing its parts, the peak memory of one call
+(CUDA: allocator peak; CPU: peak RSS rise in a fresh process) and the report lines.
+benchmarks/README.md describes the method."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+
+from avsbench.models.backbones import deform_attn  # noqa: E402
+from tests.models.avsegformer.published_deform_attn import published_formulation  # noqa: E402
+
+PROJECT_CORE = deform_attn.multi_scale_deformable_attention
+# the deformable-attention core of each variant, the baseline first
+CORES = {"published": published_formulation, "project": PROJECT_CORE}
+
 
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def core(variant: str, timer: dict[str, list[float]] | None = None) -> Iterator[None]:
+    """The models' deformable-attention core of `variant` (optionally timed into
+    timer["deform_attn_core"][-1])."""
+    fn = CORES[variant]
+    if timer is not None:
+        inner = fn
+
+        def fn(*args):  # noqa: F811
+            start = time.perf_counter()
+            out = inner(*args)
+            sync(out.device.type)
+            timer["deform_attn_core"][-1] += time.perf_counter() - start
+            return out
+
+    deform_attn.multi_scale_deformable_attention = fn
+    try:
+        yield
+    finally:
+        deform_attn.multi_scale_deformable_attention = PROJECT_CORE
+
+
+@contextlib.contextmanager
+def part_hooks(
+    model: nn.Module, parts: Mapping[str, Sequence[str]], device: str, timer
+) -> Iterator[None]:
+    """Accumulate the forward wall time of each part (label -> submodule names) into
+    timer[label][-1]."""
+    modules = dict(model.named_modules())
+    handles, starts = [], {}
+
+    def add(label: str, module: nn.Module) -> None:
+        def pre(_m, _args):
+            sync(device)
+            starts[label] = time.perf_counter()
+
+        def post(_m, _args, _out):
+            sync(device)
+            timer[label][-1] += time.perf_counter() - starts[label]
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+
+    for label, names in parts.items():
+        for name in names:
+            add(label, modules[name])
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def interleaved(

@@ -9,6 +9,8 @@ import torch
 
 from avsbench.models.backbones import deform_attn
 from benchmarks import bench_avsegformer_model as bench
+from benchmarks.two_variants import PROJECT_CORE
+from tests.models.avsegformer.published_deform_attn import published_formulation
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_the_swap_reaches_every_encoder_layer_and_is_undone(small):
 
     def counting(*args):
         calls.append(args[0].shape)
-        return bench.published_formulation(*args)
+        return published_formulation(*args)
 
     original = bench.CORES["published"]
     bench.CORES["published"] = counting
@@ -50,14 +52,14 @@ def test_the_swap_reaches_every_encoder_layer_and_is_undone(small):
         bench.CORES["published"] = original
     layers = len(model.head.encoder.layers)
     assert layers == 2 and len(calls) == layers  # the small config's 2 encoder layers
-    assert deform_attn.multi_scale_deformable_attention is bench.PROJECT_CORE
+    assert deform_attn.multi_scale_deformable_attention is PROJECT_CORE
 
 
 def test_a_formulation_that_differs_fails_the_check(small, monkeypatch):
     model, inputs = small
 
     def off(*args):
-        return bench.published_formulation(*args) * (1 + 1e-4)
+        return published_formulation(*args) * (1 + 1e-4)
 
     monkeypatch.setitem(bench.CORES, "published", off)
     with pytest.raises(AssertionError, match="formulations disagree"):
